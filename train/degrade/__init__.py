@@ -1,0 +1,1 @@
+"""Physics-informed degradation simulators (filled in by the degradations work)."""
