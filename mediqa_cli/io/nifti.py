@@ -1,0 +1,143 @@
+"""NIfTI (.nii, .nii.gz) and FreeSurfer MGH/MGZ volumes through nibabel's lazy proxies.
+
+Slices are read one at a time from the array proxy, so a huge volume is never loaded whole.
+The slice axis is the one closest to the patient's superior-inferior axis (axial slices);
+4D data is scored on its first volume, with a note (one row per scan keeps reports stable).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+
+from mediqa_cli.io.scan import (
+    SOURCE_FILENAME,
+    SOURCE_HEADER,
+    SOURCE_NONE,
+    Scan,
+    ScanProblem,
+    fingerprint_paths,
+    make_scan_id,
+)
+from mediqa_cli.taxonomy import anatomy_from_text
+
+VOLUME_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz", ".mgh", ".mgz")
+
+# Words in file names or header descriptions that reveal an MR acquisition.
+_MR_WORDS = ("t1", "t2", "flair", "bold", "dwi", "epi", "mprage", "mni", "anat", "func", "dti")
+_CT_WORDS = ("ct", "hu")
+
+
+def is_volume_path(path: str) -> bool:
+    return path.lower().endswith(VOLUME_SUFFIXES)
+
+
+def read_volume(path: str) -> Scan | ScanProblem:
+    """Open a volume lazily; return a Scan or a problem row explaining the failure."""
+    try:
+        image = nib.load(path)
+        shape = tuple(int(s) for s in image.shape)
+        zooms = tuple(float(z) for z in image.header.get_zooms())
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types on bad files
+        return ScanProblem((path,), "error", f"not a readable NIfTI/MGH volume: {exc}", kind="nifti")
+    notes: list[str] = []
+    if len(shape) < 2 or any(s == 0 for s in shape):
+        return ScanProblem((path,), "error", f"unusable volume shape {shape}", kind="nifti")
+    extra = shape[3:]
+    if extra and int(np.prod(extra)) > 1:
+        notes.append(f"{len(shape)}D data {shape}: scored the first volume of {int(np.prod(extra))}")
+    spatial = shape[:3] if len(shape) >= 3 else (*shape, 1)
+    slice_axis = _slice_axis(image.affine, spatial)
+    in_plane = [a for a in range(3) if a != slice_axis]
+    spacing_xyz = (*zooms[:3], *([1.0] * (3 - len(zooms[:3]))))
+    spacing = (
+        float(spacing_xyz[slice_axis]),
+        float(spacing_xyz[in_plane[0]]),
+        float(spacing_xyz[in_plane[1]]),
+    )
+    spacing = tuple(s if s > 0 and math.isfinite(s) else math.nan for s in spacing)  # type: ignore[assignment]
+    description = _header_description(image)
+    modality, modality_source = _modality_hint(path, description)
+    anatomy = anatomy_from_text(description)
+    anatomy_source = SOURCE_HEADER if anatomy else SOURCE_NONE
+    if anatomy is None:
+        anatomy = anatomy_from_text(os.path.basename(path))
+        anatomy_source = SOURCE_FILENAME if anatomy else SOURCE_NONE
+    reader = VolumeSliceReader(path, slice_axis, len(shape))
+    return Scan(
+        scan_id=make_scan_id((path,)),
+        paths=(path,),
+        kind="nifti",
+        shape=(spatial[slice_axis], spatial[in_plane[0]], spatial[in_plane[1]]),
+        spacing=spacing,  # type: ignore[arg-type]
+        read_slice=reader,
+        modality=modality,
+        modality_source=modality_source,
+        anatomy=anatomy,
+        anatomy_source=anatomy_source,
+        description=description,
+        notes=notes,
+        fingerprint=fingerprint_paths((path,)),
+    )
+
+
+def _slice_axis(affine: np.ndarray, spatial: tuple[int, ...]) -> int:
+    """Voxel axis most aligned with superior-inferior; the thinnest axis if the affine is odd."""
+    try:
+        codes = nib.aff2axcodes(affine)
+        for axis, code in enumerate(codes):
+            if code in ("S", "I") and spatial[axis] > 1:
+                return axis
+    except Exception:  # noqa: BLE001 - a degenerate affine falls back to shape
+        pass
+    return int(np.argmin(spatial))
+
+
+def _header_description(image: nib.spatialimages.SpatialImage) -> str:
+    try:
+        raw = image.header.get("descrip")
+        if raw is None:
+            return ""
+        text = raw.item() if hasattr(raw, "item") else raw
+        if isinstance(text, bytes):
+            text = text.decode("latin-1", "replace")
+        return str(text).strip("\x00 ").strip()
+    except Exception:  # noqa: BLE001 - description is a hint only
+        return ""
+
+
+def _modality_hint(path: str, description: str) -> tuple[str | None, str]:
+    """NIfTI has no modality field: guess MR/CT from header text, then the file name."""
+    for text, source in ((description, SOURCE_HEADER), (os.path.basename(path), SOURCE_FILENAME)):
+        low = text.lower()
+        tokens = set(low.replace(".", "_").replace("-", "_").split("_"))
+        if any(word in low for word in _MR_WORDS):
+            return "MR", source
+        if tokens & set(_CT_WORDS):
+            return "CT", source
+    return None, SOURCE_NONE
+
+
+@dataclass(frozen=True)
+class VolumeSliceReader:
+    """Reads one 2D slice through nibabel's proxy (only that slice is decoded)."""
+
+    path: str
+    slice_axis: int
+    ndim: int
+
+    def __call__(self, index: int) -> np.ndarray:
+        proxy = nib.load(self.path).dataobj
+        slicer: list[object] = [slice(None)] * 3
+        if self.ndim == 2:
+            data = np.asarray(proxy[:, :], dtype=np.float32)
+            return data.T.copy()
+        slicer[self.slice_axis] = index
+        slicer.extend([0] * (self.ndim - 3))
+        data = np.asarray(proxy[tuple(slicer)], dtype=np.float32)
+        # Transpose so rows run along the second in-plane voxel axis (the usual radiological view).
+        return np.ascontiguousarray(np.flipud(data.T))
