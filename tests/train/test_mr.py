@@ -1,0 +1,111 @@
+"""MR simulators follow k-space physics."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from mediqa_train.degrade import REGISTRY
+from mediqa_train.degrade.fields import legendre_field
+from mediqa_train.degrade.mr import (
+    MRGhostingParams,
+    MRMotionParams,
+    MRNoiseParams,
+    MRTruncationParams,
+    MRUndersamplingParams,
+)
+from mediqa_train.quality import reference_quality
+from train_images import real_image
+
+
+def test_rician_background_mean_is_sigma_sqrt_pi_over_2(rng):
+    image = torch.zeros(128, 128)
+    image[32:96, 32:96] = 100.0  # robust max (99th percentile) = 100
+    params = MRNoiseParams(sigma_rel=0.05)
+    out = REGISTRY["mr_noise"].apply(image, (1.0, 1.0), params, rng)
+    background = out[image == 0]
+    sigma = 0.05 * 100.0
+    assert abs(float(background.mean()) - sigma * math.sqrt(math.pi / 2)) < 0.03 * sigma
+    # Rayleigh: variance (2 - pi/2) sigma^2; the bright square stays near 100 with std ~ sigma
+    assert abs(float(background.var()) - (2 - math.pi / 2) * sigma**2) < 0.08 * sigma**2
+    assert abs(float(out[48:80, 48:80].std()) - sigma) < 0.1 * sigma
+
+
+def _motion_error(image, spacing, centre, rng):
+    params = MRMotionParams(segment_centre=centre, segment_width=0.1,
+                            translation_mm=(4.0, 2.0), rotation_deg=2.0)
+    out = REGISTRY["mr_motion"].apply(image, spacing, params, rng)
+    return float((out - image).norm() / image.norm()), params
+
+
+def test_motion_late_in_kspace_hurts_less_than_motion_at_the_centre(rng):
+    image, spacing = real_image("MR")
+    centre_error, centre_params = _motion_error(image, spacing, 0.0, rng)
+    late_error, late_params = _motion_error(image, spacing, 0.42, rng)
+    assert late_error < 0.5 * centre_error
+    sim = REGISTRY["mr_motion"]
+    assert sim.severities(late_params)["motion"] < sim.severities(centre_params)["motion"]
+
+
+def test_motion_error_spreads_along_the_phase_encode_axis(rng):
+    image = torch.zeros(96, 96)
+    image[40:56, 40:56] = 1.0
+    params = MRMotionParams(0.0, 0.3, (3.0, 3.0), 0.0)
+    err = (REGISTRY["mr_motion"].apply(image, (1.0, 1.0), params, rng) - image).abs()
+    outside_rows = err[:, 40:56].clone()
+    outside_rows[36:60] = 0  # columns of the object, away from it along rows (phase encode)
+    outside_cols = err[40:56, :].clone()
+    outside_cols[:, 36:60] = 0
+    assert outside_rows.sum() > 3 * outside_cols.sum()
+
+
+def test_nyquist_ghost_sits_half_a_field_of_view_away_with_sin_half_phi_amplitude(rng):
+    image = torch.zeros(64, 64)
+    image[8:24, 24:40] = 1.0  # object in the upper half; its N/2 ghost lands in rows 40..56
+    phi = 0.6
+    out = REGISTRY["mr_ghosting"].apply(image, (1.0, 1.0), MRGhostingParams(2, phi), rng)
+    assert abs(float(out[40:56, 24:40].mean()) - math.sin(phi / 2)) < 0.01
+    assert abs(float(out[8:24, 24:40].mean()) - math.cos(phi / 2)) < 0.01
+
+
+def test_bias_field_is_positive_smooth_and_shades_without_changing_mean_level(rng):
+    image, spacing = real_image("MR")
+    sim = REGISTRY["mr_bias"]
+    params = sim.sample(rng, severity=1.0)
+    field = legendre_field(128, 128, params.coefficients, params.order)
+    assert float(field.min()) > 0
+    assert float(field.max() / field.min()) > 1.5
+    log_field = torch.log(field)
+    curvature = max(float(log_field.diff(n=2, dim=0).abs().max()),
+                    float(log_field.diff(n=2, dim=1).abs().max()))
+    log_range = float(log_field.max() - log_field.min())
+    assert curvature < 0.01 * log_range  # smooth: no pixel-scale structure at all
+    out = sim.apply(image, spacing, params, rng)
+    ratio = out[image > 50] / image[image > 50]
+    assert float(ratio.min()) > 0
+    assert abs(float((out * image).sum() / (image * image).sum()) - 1.0) < 0.3
+
+
+def test_equispaced_undersampling_folds_the_object(rng):
+    image = torch.zeros(64, 64)
+    image[4:20, 24:40] = 1.0
+    sim = REGISTRY["mr_undersampling"]
+    out = sim.apply(image, (1.0, 1.0), MRUndersamplingParams(2.0, 0.0, "equispaced"), rng)
+    assert float(out[36:52, 24:40].mean()) > 0.3  # copy shifted by N/R = 32 rows
+
+
+def test_truncation_rings_next_to_a_sharp_edge(rng):
+    image = torch.zeros(64, 64)
+    image[:, 32:] = 1.0
+    out = REGISTRY["mr_truncation"].apply(image, (1.0, 1.0), MRTruncationParams(0.4), rng)
+    assert float(out[32, 32:40].max()) > 1.05  # Gibbs overshoot (~9 %)
+
+
+def test_noise_quality_falls_with_severity_on_the_real_shoulder(rng):
+    image, spacing = real_image("MR")
+    sim = REGISTRY["mr_noise"]
+    scores = []
+    for s in (0.0, 0.5, 1.0):
+        out = sim.apply(image, spacing, sim.sample(torch.Generator().manual_seed(0), s), rng)
+        scores.append(reference_quality(image, out, "MR"))
+    assert scores[0] == 100.0 and scores[0] > scores[1] > scores[2]
