@@ -71,9 +71,9 @@ def try_read_header(path: str, force: bool) -> Dataset | None:
         ds = pydicom.dcmread(path, defer_size=4096, force=force)
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OverflowError):
         return None
-    if force and not looks_like_dicom(path):
-        if "SOPClassUID" not in ds and "Rows" not in ds:
-            return None
+    image_like = "SOPClassUID" in ds or "Rows" in ds
+    if force and not image_like and not looks_like_dicom(path):
+        return None
     return ds
 
 

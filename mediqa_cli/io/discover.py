@@ -103,7 +103,7 @@ def _files_in_folder(paths: Iterable[str], explicit: bool) -> Iterator[Scan | Sc
         elif info_or_problem is not None:
             yield info_or_problem
         elif explicit or not lower.endswith(_TEXT_SUFFIXES):
-            yield ScanProblem((path,), "skipped", "not a recognised image format", kind="unknown")
+            yield ScanProblem((path,), "ignored", "not a recognised image format", kind="unknown")
     if dicom_infos:
         yield from group_series(dicom_infos)
 

@@ -43,21 +43,24 @@ def read_volume(path: str) -> Scan | ScanProblem:
         shape = tuple(int(s) for s in image.shape)
         zooms = tuple(float(z) for z in image.header.get_zooms())
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types on bad files
-        return ScanProblem((path,), "error", f"not a readable NIfTI/MGH volume: {exc}", kind="nifti")
+        message = f"not a readable NIfTI/MGH volume: {exc}"
+        return ScanProblem((path,), "error", message, kind="nifti")
     notes: list[str] = []
     if len(shape) < 2 or any(s == 0 for s in shape):
         return ScanProblem((path,), "error", f"unusable volume shape {shape}", kind="nifti")
     extra = shape[3:]
-    if extra and int(np.prod(extra)) > 1:
-        notes.append(f"{len(shape)}D data {shape}: scored the first volume of {int(np.prod(extra))}")
+    volumes = int(np.prod(extra)) if extra else 1
+    if volumes > 1:
+        notes.append(f"{len(shape)}D data {shape}: scored the first volume of {volumes}")
     spatial = shape[:3] if len(shape) >= 3 else (*shape, 1)
     slice_axis = _slice_axis(image.affine, spatial)
     in_plane = [a for a in range(3) if a != slice_axis]
     spacing_xyz = (*zooms[:3], *([1.0] * (3 - len(zooms[:3]))))
+    # Slices are shown transposed (rows run along the second in-plane voxel axis).
     spacing = (
         float(spacing_xyz[slice_axis]),
-        float(spacing_xyz[in_plane[0]]),
         float(spacing_xyz[in_plane[1]]),
+        float(spacing_xyz[in_plane[0]]),
     )
     spacing = tuple(s if s > 0 and math.isfinite(s) else math.nan for s in spacing)  # type: ignore[assignment]
     description = _header_description(image)
@@ -72,7 +75,7 @@ def read_volume(path: str) -> Scan | ScanProblem:
         scan_id=make_scan_id((path,)),
         paths=(path,),
         kind="nifti",
-        shape=(spatial[slice_axis], spatial[in_plane[0]], spatial[in_plane[1]]),
+        shape=(spatial[slice_axis], spatial[in_plane[1]], spatial[in_plane[0]]),
         spacing=spacing,  # type: ignore[arg-type]
         read_slice=reader,
         modality=modality,

@@ -63,7 +63,7 @@ class ScanProblem:
     """A path (or group) that yields no Scan: a report row with status error or skipped."""
 
     paths: tuple[str, ...]
-    status: str  # "error" | "skipped"
+    status: str  # "error" | "skipped" | "ignored" (not an image: counted, not reported)
     message: str
     kind: str = "unknown"
     scan_id: str = ""
@@ -96,7 +96,8 @@ def fingerprint_paths(paths: Sequence[str]) -> str:
     for path in sorted(paths):
         try:
             st = os.stat(path)
-            digest.update(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode("utf-8", "surrogateescape"))
+            stamp = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+            digest.update(stamp.encode("utf-8", "surrogateescape"))
         except OSError:
             digest.update(f"{path}|missing".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]

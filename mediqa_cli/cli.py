@@ -1,0 +1,221 @@
+"""The `mediqa` command: score archives, describe the install, build demo data.
+
+Exit codes (documented in README): 0 all scans ok; 1 some scans failed; 2 usage error;
+3 some scans scored under --fail-under (and none failed); 4 an input path is missing or
+unreadable; 5 the output cannot be written; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import mediqa_cli
+from mediqa_cli.taxonomy import ANATOMIES, MODALITIES
+
+EXIT_OK = 0
+EXIT_SCAN_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNDER_THRESHOLD = 3
+EXIT_INPUT = 4
+EXIT_OUTPUT = 5
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("mediqa")
+
+app = typer.Typer(
+    name="mediqa",
+    help="Medical image quality assessment for DICOM, NIfTI and 2D image archives.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Backend(str, Enum):
+    eager = "eager"
+    compile = "compile"
+    torchscript = "torchscript"
+    export = "export"
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s mediqa %(levelname)s %(message)s",
+                        stream=sys.stderr, force=True)
+    # pydicom warns on every odd header value: route to the log, shown only with --verbose.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    logging.getLogger("pydicom").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    warnings.filterwarnings("default")
+
+
+def _check_choice(value: str | None, allowed: tuple[str, ...], name: str) -> str | None:
+    if value is None:
+        return None
+    for choice in allowed:
+        if value.lower() == choice.lower():
+            return choice
+    raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=name)
+
+
+@app.command()
+def score(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to scan (recursively).")],
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Report file; '-' streams CSV to stdout.")
+    ],
+    format: Annotated[
+        str | None, typer.Option("--format", "-f", help="csv, jsonl or h5 (default: from --out).")
+    ] = None,
+    hdf5: Annotated[
+        Path | None, typer.Option("--hdf5", help="Also write per-slice detail to this HDF5 file.")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Decoding processes (0 = decode in the main process).", min=0)
+    ] = -1,
+    device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
+    backend: Annotated[Backend, typer.Option(help="Model execution backend.")] = Backend.eager,
+    resume: Annotated[
+        bool, typer.Option(help="Keep rows of unchanged scans from an earlier (or killed) run.")
+    ] = False,
+    fail_under: Annotated[
+        float | None, typer.Option(help="Exit 3 when any scan's score is below this (0-100).")
+    ] = None,
+    modality: Annotated[
+        str | None, typer.Option(help=f"Override the modality: {', '.join(MODALITIES)}.")
+    ] = None,
+    anatomy: Annotated[
+        str | None, typer.Option(help=f"Override the anatomy: {', '.join(ANATOMIES)}.")
+    ] = None,
+    max_slices: Annotated[int, typer.Option(help="Salient slices scored per volume.", min=1)] = 8,
+    include_phi: Annotated[
+        bool, typer.Option(help="Add patient name/ID/dates columns (off by default).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="One log line per scan.")
+    ] = False,
+) -> None:
+    """Score every scan under PATHS and write one report row per scan."""
+    from mediqa_cli.runner import ScoreRequest, run_score
+
+    _setup_logging(quiet, verbose)
+    request = ScoreRequest(
+        paths=[str(p) for p in paths],
+        out=out,
+        format=format,
+        hdf5=str(hdf5) if hdf5 else None,
+        workers=workers,
+        device=device.value,
+        backend=backend.value,
+        resume=resume,
+        fail_under=fail_under,
+        modality=_check_choice(modality, MODALITIES, "--modality"),
+        anatomy=_check_choice(anatomy, ANATOMIES, "--anatomy"),
+        max_slices=max_slices,
+        include_phi=include_phi,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    if fail_under is not None and not (0 <= fail_under <= 100 and math.isfinite(fail_under)):
+        raise typer.BadParameter("must be within 0..100", param_hint="--fail-under")
+    raise typer.Exit(run_score(request))
+
+
+@app.command()
+def info() -> None:
+    """Versions, device, Triton availability and installed weights (with checksum)."""
+    import importlib.util
+    import platform
+
+    import torch
+
+    lines: list[tuple[str, str]] = [
+        ("mediqa", mediqa_cli.__version__),
+        ("python", platform.python_version()),
+        ("torch", torch.__version__),
+        ("cuda available", str(torch.cuda.is_available())),
+    ]
+    if torch.cuda.is_available():
+        lines.append(("cuda device", torch.cuda.get_device_name(0)))
+    triton_spec = importlib.util.find_spec("triton")
+    if triton_spec is None:
+        lines.append(("triton", "not installed (CPU path needs none; GPU kernels need it)"))
+    else:
+        import importlib.metadata
+
+        version = importlib.metadata.version("triton")
+        usable = "usable" if torch.cuda.is_available() else "installed, no GPU: CPU twins in use"
+        lines.append(("triton", f"{version} ({usable})"))
+    for name in ("pydicom", "nibabel", "h5py", "safetensors", "pylibjpeg", "numpy"):
+        lines.append((name, _dist_version(name)))
+    lines.extend(_weights_lines())
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+def _dist_version(name: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _weights_lines() -> list[tuple[str, str]]:
+    from mediqa_cli.runner import describe_weights
+
+    return describe_weights()
+
+
+@app.command()
+def demo(
+    out: Annotated[str, typer.Option("--out", "-o", help="Report file.")] = "demo_report.csv",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where to build the demo archive (default ./demo_data).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Decoding processes.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Build a demo archive from real packaged images, score it and print the report."""
+    from mediqa_cli.demo import build_demo_tree, default_demo_dir
+    from mediqa_cli.runner import ScoreRequest, print_report_table, run_score
+
+    _setup_logging(quiet, False)
+    target = data_dir or default_demo_dir()
+    started = time.perf_counter()
+    missing = build_demo_tree(target)
+    for note in missing:
+        log.warning("demo: left out %s", note)
+    log.info("demo archive written to %s in %.1fs", target, time.perf_counter() - started)
+    request = ScoreRequest(paths=[str(target)], out=out, workers=workers, quiet=quiet)
+    code = run_score(request)
+    if not quiet and out != "-":
+        print_report_table(Path(out), root=str(target))
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console entry point: usage errors exit 2, Ctrl-C exits 130."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("mediqa: interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,364 @@
+"""Streaming scheduler: decode and prepare scans in a worker pool, score them, emit report rows.
+
+Work flows one way: Scan -> `prepare_scan` (worker: decode, validate, pick slices, IQMs, model
+inputs) -> `Scorer.score` (main process: packed model batches) -> row. At most a bounded number
+of scans are in flight, and rows leave in discovery order, so memory stays flat however large
+the archive is. `prepare_scan` takes and returns picklable values, so the same per-scan function
+can run under another executor later.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+import mediqa_cli
+from mediqa_cli.io.scan import SOURCE_OVERRIDE, Scan, ScanProblem
+from mediqa_cli.iqm import compute_iqms
+from mediqa_cli.reports import DETAIL_KEY, PHI_COLUMNS
+
+# Slices smaller than this on either side carry too little to assess.
+MIN_SIDE = 8
+# One slice above this many pixels is refused (a corrupt header or a whole-slide image).
+MAX_SLICE_PIXELS = 120_000_000
+# Slices used for classical IQMs when no model picks salient ones.
+IQM_SLICES = 7
+# Thumbnail side for slice-level checks and saliency.
+THUMB_SIDE = 64
+
+_PHI_KEYWORD_TO_COLUMN = {
+    "PatientName": "patient_name",
+    "PatientID": "patient_id",
+    "PatientBirthDate": "patient_birth_date",
+    "AccessionNumber": "accession_number",
+    "StudyDate": "study_date",
+    "InstitutionName": "institution_name",
+}
+
+
+class ScanInputError(Exception):
+    """Pixel data that cannot be assessed (NaN, constant, too small...): an error row."""
+
+
+@dataclass
+class PreparedScan:
+    """What the worker hands back: metadata, checks passed, IQMs and model inputs."""
+
+    row: dict[str, Any]
+    slice_indices: list[int] = field(default_factory=list)
+    slice_weights: list[float] = field(default_factory=list)
+    model_inputs: Any = None
+    failed: bool = False
+
+
+class Scorer(Protocol):
+    """The learned model behind the `score` column (see mediqa_cli.model)."""
+
+    version: str
+
+    def prepare(self, scan: Scan, slices: dict[int, np.ndarray]) -> tuple[Any, list[int]]:
+        """Worker side: model inputs for the given slices, and which slice each input is."""
+
+    def score(self, batch: list[PreparedScan]) -> None:
+        """Main side: fill score/grade/phys_*/prompt columns of each prepared row in place."""
+
+
+@dataclass
+class EngineOptions:
+    workers: int = 0
+    max_slices: int = 8
+    modality: str | None = None
+    anatomy: str | None = None
+    include_phi: bool = False
+    batch_scans: int = 16
+    select_slices: Callable[[list[np.ndarray], int], tuple[list[int], list[float]]] | None = None
+
+
+def base_row(item: Scan | ScanProblem, include_phi: bool) -> dict[str, Any]:
+    """Row fields known before any pixel is read."""
+    paths = item.paths
+    row: dict[str, Any] = {
+        "path": _display_path(paths),
+        "scan_id": item.scan_id,
+        "kind": item.kind,
+        "n_files": len(paths),
+        "fingerprint": item.fingerprint,
+        "mediqa_version": mediqa_cli.__version__,
+    }
+    if isinstance(item, ScanProblem):
+        row.update(status=item.status, error=item.message)
+        return row
+    row.update(
+        status="ok",
+        error=None,
+        modality=item.modality,
+        modality_source=item.modality_source if item.modality else None,
+        anatomy=item.anatomy,
+        anatomy_source=item.anatomy_source if item.anatomy else None,
+        shape="x".join(str(s) for s in (*item.shape, *(() if item.channels == 1 else (3,)))),
+        spacing_mm="x".join(_fmt_mm(s) for s in item.spacing),
+        n_slices=item.n_slices,
+        notes="; ".join(item.notes) or None,
+    )
+    if include_phi:
+        for keyword, column in _PHI_KEYWORD_TO_COLUMN.items():
+            row[column] = item.phi.get(keyword) or None
+    return row
+
+
+def _display_path(paths: tuple[str, ...]) -> str:
+    """One file: itself; a multi-file series: the folder holding it."""
+    if len(paths) == 1:
+        return paths[0]
+    return os.path.commonpath([os.path.dirname(p) or "." for p in paths])
+
+
+def _fmt_mm(value: float) -> str:
+    return "nan" if not math.isfinite(value) else f"{value:.4g}"
+
+
+def apply_overrides(scan: Scan, modality: str | None, anatomy: str | None) -> None:
+    """--modality/--anatomy win over every hint, and the report says so."""
+    if modality:
+        scan.modality, scan.modality_source = modality, SOURCE_OVERRIDE
+    if anatomy:
+        scan.anatomy, scan.anatomy_source = anatomy, SOURCE_OVERRIDE
+
+
+def prepare_scan(
+    scan: Scan, options: EngineOptions, scorer: Scorer | None
+) -> PreparedScan:
+    """Decode, validate and summarise one scan (runs in a worker process)."""
+    started = time.perf_counter()
+    apply_overrides(scan, options.modality, options.anatomy)
+    row = base_row(scan, options.include_phi)
+    try:
+        _check_geometry(scan)
+        thumbs, kept = _first_pass(scan, options.max_slices)
+        if options.select_slices is not None:
+            indices, weights = options.select_slices(thumbs, options.max_slices)
+        else:
+            indices = evenly_spaced(scan.n_slices, min(options.max_slices, IQM_SLICES))
+            weights = [1.0] * len(indices)
+        slices = {i: kept[i] if i in kept else scan.read_slice(i) for i in indices}
+        _check_finite(slices, scan)
+        iqm_indices = indices[:IQM_SLICES] if len(indices) > IQM_SLICES else indices
+        row.update(compute_iqms([slices[i] for i in iqm_indices], scan.modality))
+        prepared = PreparedScan(row=row, slice_indices=list(indices), slice_weights=list(weights))
+        if scorer is not None:
+            prepared.model_inputs, _ = scorer.prepare(scan, slices)
+        row["salient_slices"] = [int(i) for i in indices]
+        row[DETAIL_KEY] = {
+            "slice_index": [int(i) for i in indices],
+            "slice_saliency": [float(w) for w in weights],
+        }
+    except Exception as exc:  # noqa: BLE001 - any failure becomes this scan's error row
+        row.update(status="error", error=_error_text(exc))
+        prepared = PreparedScan(row=row, failed=True)
+    row["read_seconds"] = round(time.perf_counter() - started, 4)
+    return prepared
+
+
+def _error_text(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, (ScanInputError,)) or type(exc).__name__ == "DicomReadError":
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+def _check_geometry(scan: Scan) -> None:
+    n, rows, cols = scan.shape
+    if n < 1:
+        raise ScanInputError("no slices")
+    if rows < MIN_SIDE or cols < MIN_SIDE:
+        raise ScanInputError(
+            f"image too small ({rows}x{cols} px); need at least {MIN_SIDE} px a side"
+        )
+    if rows * cols > MAX_SLICE_PIXELS:
+        raise ScanInputError(
+            f"slice too large ({rows}x{cols} px > {MAX_SLICE_PIXELS} px); tile it first"
+        )
+
+
+def _first_pass(scan: Scan, keep_up_to: int) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
+    """Read every slice once: thumbnails for selection, constant-image check.
+
+    Short stacks (<= keep_up_to slices) are kept whole so nothing is decoded twice.
+    """
+    thumbs: list[np.ndarray] = []
+    kept: dict[int, np.ndarray] = {}
+    low, high = math.inf, -math.inf
+    for index in range(scan.n_slices):
+        pixels = scan.read_slice(index)
+        if pixels.shape[:2] != scan.shape[1:]:
+            raise ScanInputError(
+                f"slice {index} is {pixels.shape[:2]}, expected {scan.shape[1:]} (odd geometry)"
+            )
+        finite = np.isfinite(pixels)
+        if finite.any():
+            low = min(low, float(pixels[finite].min()))
+            high = max(high, float(pixels[finite].max()))
+        thumbs.append(thumbnail(pixels, THUMB_SIDE))
+        if scan.n_slices <= keep_up_to:
+            kept[index] = pixels
+    if not math.isfinite(low):
+        raise ScanInputError("no finite pixel values (all NaN/inf)")
+    if high - low <= 1e-6 * max(1.0, abs(high)):
+        raise ScanInputError(f"constant image (every pixel = {low:g}): nothing to assess")
+    return thumbs, kept
+
+
+def _check_finite(slices: dict[int, np.ndarray], scan: Scan) -> None:
+    bad = {i: int(np.size(s) - np.count_nonzero(np.isfinite(s))) for i, s in slices.items()}
+    bad = {i: n for i, n in bad.items() if n}
+    if bad:
+        total = sum(bad.values())
+        raise ScanInputError(
+            f"{total} non-finite voxel(s) (NaN/inf) in slice(s) {sorted(bad)[:5]} of "
+            f"{scan.n_slices}: refusing to score corrupted data"
+        )
+
+
+def thumbnail(pixels: np.ndarray, side: int) -> np.ndarray:
+    """Grey float32 (side, side) block-mean thumbnail; cheap and alias-free enough for saliency."""
+    grey = pixels.mean(axis=-1) if pixels.ndim == 3 else pixels
+    grey = np.where(np.isfinite(grey), grey, 0.0).astype(np.float32)
+    rows, cols = grey.shape
+    row_edges = np.linspace(0, rows, side + 1).astype(int)
+    col_edges = np.linspace(0, cols, side + 1).astype(int)
+    row_idx = np.clip(row_edges[:-1], 0, rows - 1)
+    col_idx = np.clip(col_edges[:-1], 0, cols - 1)
+    if rows >= side and cols >= side:
+        summed = np.add.reduceat(np.add.reduceat(grey, row_idx, axis=0), col_idx, axis=1)
+        counts = np.outer(np.diff(row_edges), np.diff(col_edges)).clip(min=1)
+        return (summed / counts).astype(np.float32)
+    return grey[np.ix_(row_idx, col_idx)].astype(np.float32)
+
+
+def evenly_spaced(n: int, k: int) -> list[int]:
+    """k indices spread over n slices, ends included (all of them when n <= k)."""
+    if n <= k:
+        return list(range(n))
+    return sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
+
+
+def run(
+    items: Iterable[Scan | ScanProblem],
+    options: EngineOptions,
+    scorer: Scorer | None = None,
+    reuse: Callable[[Scan | ScanProblem], dict[str, Any] | None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Rows for every item, in order; decoding overlaps with scoring through a process pool."""
+    executor: Executor | None = None
+    if options.workers > 0:
+        import multiprocessing
+
+        executor = ProcessPoolExecutor(
+            max_workers=options.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+        )
+    in_flight: deque[tuple[str, Any]] = deque()
+    limit = max(2, 2 * options.workers + 1)
+    pending: list[PreparedScan] = []
+    try:
+        for item in items:
+            in_flight.append(_submit(item, options, scorer, reuse, executor))
+            while len(in_flight) > limit:
+                yield from _drain_one(in_flight, pending, scorer, options)
+        while in_flight:
+            yield from _drain_one(in_flight, pending, scorer, options)
+        yield from _flush(pending, scorer)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _worker_init() -> None:
+    """Workers decode; one thread each keeps them from fighting the model for cores."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def _submit(
+    item: Scan | ScanProblem,
+    options: EngineOptions,
+    scorer: Scorer | None,
+    reuse: Callable[[Scan | ScanProblem], dict[str, Any] | None] | None,
+    executor: Executor | None,
+) -> tuple[str, Any]:
+    if reuse is not None:
+        previous = reuse(item)
+        if previous is not None:
+            return ("row", previous)
+    if isinstance(item, ScanProblem):
+        return ("row", base_row(item, options.include_phi))
+    if executor is None:
+        return ("prepared", prepare_scan(item, options, scorer))
+    future = executor.submit(prepare_scan, item, options, scorer)
+    return ("future", (future, base_row(item, options.include_phi)))
+
+
+def _drain_one(
+    in_flight: deque[tuple[str, Any]],
+    pending: list[PreparedScan],
+    scorer: Scorer | None,
+    options: EngineOptions,
+) -> Iterator[dict[str, Any]]:
+    """Take the oldest item; rows go out in order, model batches fill up to batch_scans."""
+    kind, value = in_flight.popleft()
+    if kind == "future":
+        value = _result(*value)
+        kind = "prepared"
+    if kind == "row":
+        yield from _flush(pending, scorer)
+        yield value
+        return
+    prepared: PreparedScan = value
+    pending.append(prepared)
+    if len(pending) >= options.batch_scans or not in_flight:
+        yield from _flush(pending, scorer)
+
+
+def _result(future: Future, row: dict[str, Any]) -> PreparedScan:
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - a crashed worker must not end the run
+        row.update(status="error", error=f"worker failed: {type(exc).__name__}: {exc}")
+        return PreparedScan(row=row, failed=True)
+
+
+def _flush(pending: list[PreparedScan], scorer: Scorer | None) -> Iterator[dict[str, Any]]:
+    if not pending:
+        return
+    batch = [p for p in pending if not p.failed]
+    if scorer is not None and batch:
+        started = time.perf_counter()
+        try:
+            scorer.score(batch)
+        except Exception as exc:  # noqa: BLE001 - a model failure fails these scans only
+            for prepared in batch:
+                prepared.row.update(status="error", error=f"model failed: {exc}")
+        per_scan = (time.perf_counter() - started) / len(batch)
+        for prepared in batch:
+            prepared.row["score_seconds"] = round(per_scan, 4)
+    for prepared in pending:
+        yield prepared.row
+    pending.clear()
+
+
+def strip_phi(row: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the row without PHI columns (for journals of runs without --include-phi)."""
+    return {k: v for k, v in row.items() if k not in PHI_COLUMNS}

@@ -1,0 +1,305 @@
+"""One `mediqa score` run: inputs, resume, engine, progress, journal, final report, exit code.
+
+Kept apart from cli.py so tests and other front ends (a scheduler, a notebook) run exactly the
+same thing the command does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mediqa_cli.engine import EngineOptions, Scorer, run, strip_phi
+from mediqa_cli.io import InputPathError, Scan, ScanProblem, discover
+from mediqa_cli.reports import (
+    DETAIL_KEY,
+    Journal,
+    infer_format,
+    journal_path,
+    load_previous_rows,
+    stdout_writer,
+    write_report,
+)
+
+log = logging.getLogger("mediqa")
+
+EXIT_OK, EXIT_SCAN_FAILED, EXIT_USAGE, EXIT_UNDER, EXIT_INPUT, EXIT_OUTPUT = 0, 1, 2, 3, 4, 5
+
+
+@dataclass
+class ScoreRequest:
+    """Everything `mediqa score` was asked to do."""
+
+    paths: list[str]
+    out: str
+    format: str | None = None
+    hdf5: str | None = None
+    workers: int = -1
+    device: str = "auto"
+    backend: str = "eager"
+    resume: bool = False
+    fail_under: float | None = None
+    modality: str | None = None
+    anatomy: str | None = None
+    max_slices: int = 8
+    include_phi: bool = False
+    quiet: bool = False
+    verbose: bool = False
+
+
+def default_workers() -> int:
+    """One decoder per spare core (at most 4): decoding overlaps the model, cores stay free."""
+    cores = os.cpu_count() or 1
+    return max(0, min(4, cores - 1))
+
+
+def run_score(request: ScoreRequest) -> int:
+    """Run a scoring job; return the documented exit code."""
+    try:
+        fmt = infer_format(request.out, request.format)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    to_stdout = request.out == "-"
+    if to_stdout and fmt != "csv":
+        log.error("--out - streams CSV only")
+        return EXIT_USAGE
+    if to_stdout and request.resume:
+        log.error("--resume needs a report file, not stdout")
+        return EXIT_USAGE
+    out = Path(request.out)
+    problem = None if to_stdout else _output_problem(out)
+    if problem is None and request.hdf5:
+        problem = _output_problem(Path(request.hdf5))
+    if problem:
+        log.error("cannot write report: %s", problem)
+        return EXIT_OUTPUT
+    for path in request.paths:
+        if not os.path.exists(path):
+            log.error("input path does not exist: %s", path)
+            return EXIT_INPUT
+        if not os.access(path, os.R_OK):
+            log.error("input path is not readable: %s", path)
+            return EXIT_INPUT
+
+    previous: dict[str, dict[str, Any]] = {}
+    if request.resume:
+        previous = load_previous_rows(out, fmt)
+        log.info("resume: %d earlier row(s) found", len(previous))
+
+    def reuse(item: Scan | ScanProblem) -> dict[str, Any] | None:
+        row = previous.get(item.scan_id)
+        if row is not None and row.get("fingerprint") == item.fingerprint:
+            return row
+        return None
+
+    scorer = load_scorer(request)
+    options = EngineOptions(
+        workers=default_workers() if request.workers < 0 else request.workers,
+        max_slices=request.max_slices,
+        modality=request.modality,
+        anatomy=request.anatomy,
+        include_phi=request.include_phi,
+    )
+    journal = None if to_stdout else Journal(journal_path(out))
+    stream = stdout_writer(request.include_phi) if to_stdout else None
+    rows: list[dict[str, Any]] = []
+    counts: Counter[str] = Counter()
+    reused = 0
+    try:
+        if journal is not None:
+            journal.open(keep_existing=request.resume)
+        items = discover(request.paths)
+        with _progress(request) as progress:
+            for row in run(items, options, scorer, reuse if request.resume else None):
+                if row.get("scan_id") in previous and row is previous.get(row["scan_id"]):
+                    reused += 1
+                elif journal is not None:
+                    journal.append(row if request.include_phi else strip_phi(row))
+                if row.get("status") == "ignored":
+                    counts["ignored"] += 1
+                    continue
+                counts[str(row.get("status"))] += 1
+                rows.append(row)
+                if stream is not None:
+                    stream.write(row)
+                _log_row(row, request.verbose)
+                progress(row)
+    except InputPathError as exc:
+        log.error("%s", exc)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        log.error("interrupted: %d row(s) kept in %s; rerun with --resume",
+                  len(rows), journal.path if journal else "stdout")
+        if journal is not None:
+            journal.close(remove=False)
+        raise
+    try:
+        if not to_stdout:
+            write_report(rows, out, fmt, request.include_phi)
+        if request.hdf5:
+            write_report(rows, Path(request.hdf5), "h5", request.include_phi)
+    except OSError as exc:
+        log.error("cannot write report: %s", exc)
+        return EXIT_OUTPUT
+    if journal is not None:
+        journal.close(remove=True)
+    under = _under_threshold(rows, request.fail_under)
+    _summary(counts, reused, under, request, out)
+    if counts["error"]:
+        return EXIT_SCAN_FAILED
+    if under:
+        return EXIT_UNDER
+    return EXIT_OK
+
+
+def load_scorer(request: ScoreRequest) -> Scorer | None:
+    """The learned scorer if weights are installed; None (IQMs only) otherwise."""
+    try:
+        from mediqa_cli.model.scorer import load_default_scorer
+    except ImportError:
+        log.warning("no weights installed: the score column stays empty (classical IQMs only)")
+        return None
+    return load_default_scorer(request.device, request.backend)
+
+
+def describe_weights() -> list[tuple[str, str]]:
+    """Lines for `mediqa info` about the installed weights."""
+    try:
+        from mediqa_cli.model.scorer import describe_installed_weights
+    except ImportError:
+        return [("weights", "none installed: scores stay empty, classical IQMs only")]
+    return describe_installed_weights()
+
+
+def _output_problem(out: Path) -> str | None:
+    """Why the report could not be written, checked before hours of scoring, or None."""
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.exists() and out.is_dir():
+        return f"{out} is a folder"
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"cannot create {parent}: {exc.strerror}"
+    if not os.access(parent, os.W_OK):
+        return f"folder {parent} is not writable"
+    if out.exists() and not os.access(out, os.W_OK):
+        return f"{out} is not writable"
+    return None
+
+
+def _under_threshold(rows: list[dict[str, Any]], threshold: float | None) -> int:
+    if threshold is None:
+        return 0
+    count = 0
+    for row in rows:
+        value = row.get("score")
+        if isinstance(value, (int, float)) and math.isfinite(value) and value < threshold:
+            count += 1
+    return count
+
+
+def _log_row(row: dict[str, Any], verbose: bool) -> None:
+    status = row.get("status")
+    if status == "error":
+        log.warning("error %s: %s", row.get("path"), row.get("error"))
+    elif verbose:
+        score = row.get("score")
+        shown = f"score {score:.1f}" if isinstance(score, float) else "no score"
+        log.info("%s %s %s (%s)", status, row.get("path"), shown, row.get("modality") or "?")
+
+
+class _progress:
+    """A rich progress line on a terminal; nothing under cron (log lines do that job)."""
+
+    def __init__(self, request: ScoreRequest) -> None:
+        self.enabled = not request.quiet and sys.stderr.isatty()
+        self._progress: Any = None
+
+    def __enter__(self):  # noqa: ANN204 - returns the per-row callback
+        if not self.enabled:
+            return lambda row: None
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed} scans"),
+            TimeElapsedColumn(),
+            transient=True,
+        )
+        self._progress.start()
+        task = self._progress.add_task("scoring", total=None)
+
+        def advance(row: dict[str, Any]) -> None:
+            self._progress.update(task, advance=1, description=f"scoring {row.get('kind', '')}")
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _summary(
+    counts: Counter[str], reused: int, under: int, request: ScoreRequest, out: Path
+) -> None:
+    total = sum(v for k, v in counts.items() if k != "ignored")
+    parts = [f"{total} scan(s)", f"{counts['ok']} ok", f"{counts['error']} error",
+             f"{counts['skipped']} skipped"]
+    if reused:
+        parts.append(f"{reused} reused from the earlier report")
+    if request.fail_under is not None:
+        parts.append(f"{under} under {request.fail_under:g}")
+    if counts["ignored"]:
+        parts.append(f"{counts['ignored']} non-image file(s) ignored")
+    where = "stdout" if request.out == "-" else str(out)
+    level = logging.WARNING if counts["error"] else logging.INFO
+    log.log(level, "%s -> %s", ", ".join(parts), where)
+
+
+def print_report_table(path: Path, root: str | None = None, limit: int = 60) -> None:
+    """A readable terminal summary of a CSV report (used by `mediqa demo`)."""
+    import csv
+
+    from rich.console import Console
+    from rich.table import Table
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = ("path", "status", "modality", "anatomy", "shape", "score", "grade",
+               "iqm_snr", "iqm_sharpness", "error")
+    table = Table(title=f"{path} ({len(rows)} rows)")
+    for column in columns:
+        table.add_column(column, overflow="fold", max_width=40 if column == "error" else None)
+    for row in rows[:limit]:
+        shown = dict(row)
+        if root:
+            shown["path"] = os.path.relpath(row.get("path", ""), root)
+        for key in ("iqm_snr", "iqm_sharpness", "score"):
+            shown[key] = _compact(row.get(key))
+        table.add_row(*(shown.get(c) or "" for c in columns))
+    Console(width=max(120, _terminal_width())).print(table)
+
+
+def _compact(value: str | None) -> str:
+    try:
+        return f"{float(value):.3g}" if value else ""
+    except ValueError:
+        return value or ""
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((160, 40)).columns
+
+
+__all__ = ["ScoreRequest", "run_score", "DETAIL_KEY"]
