@@ -1,0 +1,192 @@
+"""Weights on disk: safetensors + JSON config + a model card carrying the file's sha256.
+
+A weights directory holds exactly:
+  model.safetensors   tensors only (never a pickle)
+  config.json         ModelConfig.to_dict()
+  model_card.json     {"name", "version", "sha256", "parameters", "config", ...training facts}
+  MODEL_CARD.md       the same, for people
+
+Loading checks the checksum before reading a tensor and checks every tensor's name and shape
+against the config, so a corrupted download, a stray file or a config from another model is
+refused with a message that says which. `find_installed_weights` returns None when nothing is
+installed: the CLI then reports "no weights installed" and leaves scores empty rather than
+scoring with a random network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.network import MedIQANet, count_parameters
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CARD_FILE = "model_card.json"
+CARD_MD = "MODEL_CARD.md"
+ENV_VAR = "MEDIQA_WEIGHTS"
+REPO_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+
+
+class WeightsError(RuntimeError):
+    """Weights that must not be used: missing, corrupted, or not matching their config."""
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_weights(
+    model: MedIQANet,
+    directory: str | os.PathLike[str],
+    name: str = "mediqa",
+    version: str = "0",
+    card: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a weights directory (see module docstring); returns its path.
+
+    card: extra model-card facts (data, training command, metrics); the checksum, parameter
+    count and config are filled in here so they cannot drift from the files.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = out / (WEIGHTS_FILE + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt", "name": name, "version": version})
+    os.replace(tmp, out / WEIGHTS_FILE)
+    config = model.config.to_dict()
+    _write_text(out / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    facts = dict(card or {})
+    facts.update(name=name, version=version, sha256=sha256_file(out / WEIGHTS_FILE),
+                 weights_file=WEIGHTS_FILE, parameters=count_parameters(model), config=config)
+    _write_text(out / CARD_FILE, json.dumps(facts, indent=2, sort_keys=True) + "\n")
+    _write_text(out / CARD_MD, _card_markdown(facts))
+    return out
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _card_markdown(facts: Mapping[str, Any]) -> str:
+    lines = [f"# {facts['name']} {facts['version']}", "",
+             f"- weights: `{facts['weights_file']}`",
+             f"- sha256: `{facts['sha256']}`",
+             f"- parameters: {facts['parameters']:,}", ""]
+    for key in sorted(set(facts) - {"name", "version", "weights_file", "sha256", "parameters",
+                                    "config"}):
+        lines.append(f"- {key}: {json.dumps(facts[key])}")
+    lines += ["", "## Config", "", "```json", json.dumps(facts["config"], indent=2, sort_keys=True),
+              "```", ""]
+    return "\n".join(lines)
+
+
+def read_card(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(directory) / CARD_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise WeightsError(f"{path}: model card missing") from exc
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{path}: model card is not valid JSON ({exc})") from exc
+
+
+def load_weights(
+    directory: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[MedIQANet, dict[str, Any]]:
+    """Build the model from config.json and load model.safetensors, verified; returns (model, card).
+
+    Refuses (WeightsError) a sha256 that differs from the model card, a config.json that differs
+    from the card's, and any missing, unexpected or mis-shaped tensor. The model is in eval mode.
+    """
+    root = Path(directory)
+    card = read_card(root)
+    weights_path = root / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise WeightsError(f"{weights_path}: weights file missing")
+    expected = str(card.get("sha256", "")).lower()
+    if not expected:
+        raise WeightsError(f"{root / CARD_FILE}: no sha256 recorded, refusing unverified weights")
+    actual = sha256_file(weights_path)
+    if actual != expected:
+        raise WeightsError(
+            f"{weights_path}: sha256 {actual} does not match the model card's {expected}; "
+            "the file is corrupted or not the one the card describes"
+        )
+    try:
+        config_data = json.loads((root / CONFIG_FILE).read_text(encoding="utf-8"))
+        config = ModelConfig.from_dict(config_data)
+    except FileNotFoundError as exc:
+        raise WeightsError(f"{root / CONFIG_FILE}: config missing") from exc
+    except (ValueError, TypeError) as exc:
+        raise WeightsError(f"{root / CONFIG_FILE}: invalid config ({exc})") from exc
+    if "config" in card and card["config"] != config_data:
+        raise WeightsError(f"{root / CONFIG_FILE} differs from the config in {CARD_FILE}")
+    model = MedIQANet(config)
+    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    tensors: dict[str, torch.Tensor] = {}
+    with safe_open(str(weights_path), framework="pt", device="cpu") as fh:
+        for key in fh.keys():  # noqa: SIM118  (safe_open is not a mapping)
+            tensors[key] = fh.get_tensor(key)
+    problems = [f"missing {k}" for k in sorted(set(wanted) - set(tensors))]
+    problems += [f"unexpected {k}" for k in sorted(set(tensors) - set(wanted))]
+    problems += [
+        f"{k}: file {tuple(tensors[k].shape)} vs config {wanted[k]}"
+        for k in sorted(set(wanted) & set(tensors)) if tuple(tensors[k].shape) != wanted[k]
+    ]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5
+                                           else "")
+        raise WeightsError(f"{weights_path} does not match {root / CONFIG_FILE}: {shown}")
+    model.load_state_dict(tensors, strict=True)
+    return model.to(device).eval(), card
+
+
+def is_weights_dir(path: str | os.PathLike[str]) -> bool:
+    root = Path(path)
+    return all((root / f).is_file() for f in (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE))
+
+
+def find_installed_weights(repo_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The weights directory to use, or None when none is installed.
+
+    $MEDIQA_WEIGHTS wins when set; it must then name a weights directory (an error otherwise,
+    since the user asked for it explicitly). Else the repo's weights/ folder, if it holds weights.
+    """
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        if not is_weights_dir(env):
+            raise WeightsError(
+                f"{ENV_VAR}={env} is not a weights directory "
+                f"(needs {WEIGHTS_FILE}, {CONFIG_FILE} and {CARD_FILE})"
+            )
+        return Path(env)
+    root = Path(repo_dir) if repo_dir is not None else REPO_WEIGHTS_DIR
+    return root if is_weights_dir(root) else None
+
+
+__all__ = [
+    "ENV_VAR",
+    "WeightsError",
+    "find_installed_weights",
+    "is_weights_dir",
+    "load_weights",
+    "read_card",
+    "save_weights",
+    "sha256_file",
+]
