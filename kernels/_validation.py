@@ -23,7 +23,8 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def check_cu_seqlens_meta(cu_seqlens: torch.Tensor, device: torch.device, name: str) -> None:
     """cu_seqlens must be a 1-D int32 tensor on the data's device with at least one entry."""
     if not isinstance(cu_seqlens, torch.Tensor):
-        raise TypeError(f"{name}: cu_seqlens must be a torch.Tensor, got {type(cu_seqlens).__name__}")
+        got = type(cu_seqlens).__name__
+        raise TypeError(f"{name}: cu_seqlens must be a torch.Tensor, got {got}")
     if cu_seqlens.dtype != torch.int32:
         raise TypeError(
             f"{name}: cu_seqlens must be int32 (flash-attn convention), "
@@ -85,8 +86,7 @@ def check_attention_meta(
             )
         if t.dtype not in FLOAT_DTYPES:
             raise TypeError(
-                f"{name}: {label} must be float32, float16 or bfloat16, "
-                f"got {_dtype_name(t.dtype)}"
+                f"{name}: {label} must be float32, float16 or bfloat16, got {_dtype_name(t.dtype)}"
             )
         if t.shape[-1] > 1 and t.stride(-1) != 1:
             raise ValueError(

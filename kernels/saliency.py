@@ -93,7 +93,9 @@ def _segmented_topk_twin(scores: torch.Tensor, bounds: list[int], k: int) -> tor
 # Low-level torch.library registration, as in varlen_attention.py: custom_op would import
 # torch._dynamo (and with it Triton) on the first CPU call.
 _LIB = torch.library.Library("mediqa", "FRAGMENT")
-_LIB.define("saliency_topk(Tensor images, Tensor cu_seqlens, int k) -> (Tensor scores, Tensor indices)")
+_LIB.define(
+    "saliency_topk(Tensor images, Tensor cu_seqlens, int k) -> (Tensor scores, Tensor indices)"
+)
 
 
 def _saliency_topk_cpu(
