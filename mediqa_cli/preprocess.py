@@ -169,7 +169,8 @@ def patchify(
     rr, cc = np.meshgrid(np.arange(grid_r), np.arange(grid_c), indexing="ij")
     coords = np.stack([rr.ravel(), cc.ravel()], axis=1).astype(np.int64)
     sr, sc = (float(s) for s in spacing_mm)
-    out_spacing = (sr * rows / new_r, sc * cols / new_c)
+    resized = (new_r, new_c) != (rows, cols)
+    out_spacing = (sr * rows / new_r, sc * cols / new_c) if resized else (sr, sc)
     return SliceTokens(patches, coords, (grid_r, grid_c), out_spacing, new_r / rows)
 
 

@@ -68,9 +68,16 @@ class SliceOutput:
 
 
 def pack(
-    items: Sequence[SliceTokens], prompts: Sequence[PromptRequest], config: ModelConfig
+    items: Sequence[SliceTokens],
+    prompts: Sequence[PromptRequest],
+    config: ModelConfig,
+    max_seqlen: int | None = None,
 ) -> PackedBatch:
-    """One packed batch from per-slice tokens and their prompt requests (same length)."""
+    """One packed batch from per-slice tokens and their prompt requests (same length).
+
+    max_seqlen: an upper bound on patches per slice to pass instead of the actual longest (an
+    exported program needs the value it was exported with); must be >= the longest slice.
+    """
     if len(items) != len(prompts):
         raise ValueError(f"{len(items)} slices but {len(prompts)} prompts")
     if not items:
@@ -83,6 +90,9 @@ def pack(
     counts = [it.n_tokens for it in items]
     cu = np.zeros(len(items) + 1, dtype=np.int32)
     cu[1:] = np.cumsum(counts)
+    longest = max(counts)
+    if max_seqlen is not None and max_seqlen < longest:
+        raise ValueError(f"max_seqlen {max_seqlen} < longest slice ({longest} patches)")
     for p in prompts:
         if not (0 <= p.modality_id <= config.unknown_modality
                 and 0 <= p.anatomy_id <= config.unknown_anatomy
@@ -93,7 +103,7 @@ def pack(
         coords=torch.from_numpy(np.concatenate([it.norm_coords() for it in items])),
         spacing=torch.tensor([it.spacing_mm for it in items], dtype=torch.float32),
         cu_seqlens=torch.from_numpy(cu),
-        max_seqlen=max(counts),
+        max_seqlen=longest if max_seqlen is None else max_seqlen,
         modality=torch.tensor([p.modality_id for p in prompts], dtype=torch.int64),
         anatomy=torch.tensor([p.anatomy_id for p in prompts], dtype=torch.int64),
         task=torch.tensor([p.task_id for p in prompts], dtype=torch.int64),
@@ -140,6 +150,17 @@ def plan_batches(
     return batches
 
 
+def export_dynamic_shapes() -> tuple[object, ...]:
+    """`dynamic_shapes` for torch.export of MedIQANet.forward over `PackedBatch.args()`.
+
+    Patch count and slice count vary per batch. max_seqlen is a Python int, which export bakes in
+    as a constant: call an exported program with the max_seqlen it was exported with (e.g. the
+    per-slice token budget, via `pack(..., max_seqlen=budget)`), never a smaller one.
+    """
+    dyn = torch.export.Dim.DYNAMIC
+    return ({0: dyn}, {0: dyn}, {0: dyn}, {0: dyn}, None, {0: dyn}, {0: dyn}, {0: dyn})
+
+
 def example_batch(config: ModelConfig, sizes: Sequence[int] = (5, 9), seed: int = 0) -> PackedBatch:
     """A small random packed batch (unknown prompts, known spacing), for tracing and tests."""
     rng = np.random.default_rng(seed)
@@ -159,6 +180,7 @@ __all__ = [
     "PackedBatch",
     "SliceOutput",
     "example_batch",
+    "export_dynamic_shapes",
     "pack",
     "plan_batches",
     "sequence_tokens",
