@@ -158,7 +158,8 @@ class Journal:
 
 
 def journal_path(out: Path) -> Path:
-    return out.with_name(out.name + ".partial.jsonl")
+    """Hidden next to the report, so a report written inside the scanned tree is not scanned."""
+    return out.with_name("." + out.name + ".partial.jsonl")
 
 
 def read_jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:

@@ -115,7 +115,10 @@ def run_score(request: ScoreRequest) -> int:
     try:
         if journal is not None:
             journal.open(keep_existing=request.resume)
-        items = discover(request.paths)
+        own_files = [] if to_stdout else [str(out), str(journal_path(out))]
+        if request.hdf5:
+            own_files.append(request.hdf5)
+        items = discover(request.paths, exclude=own_files)
         with _progress(request) as progress:
             for row in run(items, options, scorer, reuse if request.resume else None):
                 if row.get("scan_id") in previous and row is previous.get(row["scan_id"]):

@@ -33,20 +33,26 @@ class InputPathError(Exception):
     """An input path given on the command line does not exist or cannot be read at all."""
 
 
-def discover(paths: Sequence[str]) -> Iterator[Scan | ScanProblem]:
-    """Yield every Scan and problem row under the given files/folders, in a stable order."""
+def discover(
+    paths: Sequence[str], exclude: Iterable[str] = ()
+) -> Iterator[Scan | ScanProblem]:
+    """Yield every Scan and problem row under the given files/folders, in a stable order.
+
+    `exclude` names files to pass over (the run's own report and journal).
+    """
+    excluded = frozenset(os.path.abspath(p) for p in exclude)
     for path in paths:
         if not os.path.lexists(path):
             raise InputPathError(f"input path does not exist: {path}")
         if os.path.isdir(path):
             if not os.access(path, os.R_OK | os.X_OK):
                 raise InputPathError(f"input folder is not readable: {path}")
-            yield from _walk(path)
+            yield from _walk(path, excluded)
         else:
             yield from _files_in_folder([path], explicit=True)
 
 
-def _walk(root: str) -> Iterator[Scan | ScanProblem]:
+def _walk(root: str, excluded: frozenset[str]) -> Iterator[Scan | ScanProblem]:
     """Depth-first, sorted walk; follows folder links once, reports loops and unreadable folders."""
     visited: set[tuple[int, int]] = set()
     stack = [root]
@@ -73,6 +79,8 @@ def _walk(root: str) -> Iterator[Scan | ScanProblem]:
         for entry in entries:
             if entry.name.startswith(".") or entry.name in _IGNORED_NAMES:
                 continue
+            if os.path.abspath(entry.path) in excluded:
+                continue
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
             except OSError:
@@ -86,11 +94,14 @@ def _files_in_folder(paths: Iterable[str], explicit: bool) -> Iterator[Scan | Sc
     """Classify one folder's files; DICOM headers are grouped into series at the end."""
     dicom_infos: list[DicomFileInfo] = []
     for path in paths:
+        lower = path.lower()
+        if lower.endswith(_TEXT_SUFFIXES) and not explicit:
+            yield ScanProblem((path,), "ignored", "not an image file", kind="unknown")
+            continue
         problem = _unreadable(path)
         if problem is not None:
             yield problem
             continue
-        lower = path.lower()
         if is_volume_path(path):
             yield read_volume(path)
             continue
@@ -102,7 +113,9 @@ def _files_in_folder(paths: Iterable[str], explicit: bool) -> Iterator[Scan | Sc
             dicom_infos.append(info_or_problem)
         elif info_or_problem is not None:
             yield info_or_problem
-        elif explicit or not lower.endswith(_TEXT_SUFFIXES):
+        elif explicit:
+            yield ScanProblem((path,), "error", "not a recognised image format", kind="unknown")
+        else:
             yield ScanProblem((path,), "ignored", "not a recognised image format", kind="unknown")
     if dicom_infos:
         yield from group_series(dicom_infos)

@@ -1,0 +1,35 @@
+"""Shared fixtures: real packaged images and series built from real volumes."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.packaged import packaged_dicom
+
+warnings.filterwarnings("ignore", module="pydicom")
+
+
+@pytest.fixture
+def real_volume() -> np.ndarray:
+    """A real MR head volume (enhanced MR, 10 x 64 x 64) as int16."""
+    import pydicom
+
+    ds = pydicom.dcmread(packaged_dicom("emri_small.dcm"))
+    return ds.pixel_array.astype(np.int16)
+
+
+@pytest.fixture
+def series_dir(tmp_path: Path, real_volume: np.ndarray) -> Path:
+    """A shuffled single-slice DICOM series written from the real volume."""
+    from mediqa_cli.demo import write_dicom_series
+
+    out = tmp_path / "series"
+    write_dicom_series(
+        real_volume, out, modality="MR", pixel_spacing=(0.9, 0.8), slice_spacing=2.0,
+        body_part="HEAD", seed=3, patient_name="DOE^JANE", patient_id="PID12345",
+    )
+    return out
