@@ -34,9 +34,10 @@ def _dicom(name: str) -> pydicom.Dataset:
 def real_image(modality: str) -> tuple[torch.Tensor, tuple[float, float]]:
     """One real image per modality as (float32 image, (row_mm, col_mm))."""
     if modality == "CT":
-        ds = _dicom("CT_small.dcm")  # 128^2, HU after rescale
+        ds = _dicom("693_UNCR.dcm")  # head 512^2 -> 128^2, air around it
         hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-        return _shrink(hu, 1), tuple(float(v) for v in ds.PixelSpacing)
+        hu = np.maximum(hu, -1024.0)  # -3024 pads outside the scan field of view: call it air
+        return _shrink(hu, 4), tuple(4 * float(v) for v in ds.PixelSpacing)
     if modality == "MR":
         ds = _dicom("MR2_UNCR.dcm")  # shoulder 1024^2 -> 128^2
         return _shrink(ds.pixel_array, 8), tuple(8 * float(v) for v in ds.PixelSpacing)
@@ -63,3 +64,9 @@ def real_image(modality: str) -> tuple[torch.Tensor, tuple[float, float]]:
 def mr_small() -> tuple[torch.Tensor, tuple[float, float]]:
     ds = _dicom("MR_small.dcm")
     return torch.tensor(ds.pixel_array.astype(np.float32)), tuple(float(v) for v in ds.PixelSpacing)
+
+
+def ct_small() -> tuple[torch.Tensor, tuple[float, float]]:
+    ds = _dicom("CT_small.dcm")  # 128^2 cropped to the body (no air around)
+    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    return torch.tensor(hu.astype(np.float32)), tuple(float(v) for v in ds.PixelSpacing)

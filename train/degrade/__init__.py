@@ -6,7 +6,7 @@
 The corpus builder and the `mediqa-train degrade` CLI are thin layers over these two names.
 """
 
-from . import mr  # noqa: F401  (modules register their simulators on import)
+from . import ct, mr  # noqa: F401  (modules register their simulators on import)
 from .base import REGISTRY, Degradation, Spacing
 from .chain import Chain, candidates, combine_severities, draw
 
