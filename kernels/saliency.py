@@ -31,6 +31,8 @@ from ._validation import check_cu_seqlens_values, check_saliency_meta
 def saliency_scores_reference(images: torch.Tensor) -> torch.Tensor:
     """The saliency formula above in fp32 torch ops: (N,) float32."""
     x = images.float()
+    if x.shape[0] == 0:
+        return x.new_empty((0,))
     grad_y = (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean(dim=(1, 2, 3))
     grad_x = (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean(dim=(1, 2, 3))
     var = x.var(dim=(2, 3), unbiased=False).mean(dim=1)
