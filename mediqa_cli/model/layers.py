@@ -6,35 +6,21 @@ scripts with TorchScript and exports with torch.export.
 
 from __future__ import annotations
 
-import mediqa_kernels  # noqa: F401  (importing it registers the torch.ops.mediqa ops, when built)
+import mediqa_kernels  # noqa: F401  (importing it registers torch.ops.mediqa.*)
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_HAS_VARLEN_OP = hasattr(torch.ops.mediqa, "varlen_attention")
 
-# The one place the network calls attention. The registered op is what TorchScript and
-# torch.export can see; the Python twin is the fallback while the kernels work lands.
-if _HAS_VARLEN_OP:
+def packed_attention(
+    q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int, scale: float
+) -> Tensor:
+    """Attention within each packed sequence; q, k, v (tokens, heads, head_dim).
 
-    def packed_attention(
-        q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int, scale: float
-    ) -> Tensor:
-        """Attention within each packed sequence; q, k, v (tokens, heads, head_dim)."""
-        return torch.ops.mediqa.varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale)
-
-else:
-
-    def packed_attention(
-        q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int, scale: float
-    ) -> Tensor:
-        """Attention within each packed sequence; q, k, v (tokens, heads, head_dim)."""
-        return mediqa_kernels.varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale)
-
-
-def varlen_op_registered() -> bool:
-    """Whether attention runs through torch.ops.mediqa (needed for TorchScript and export)."""
-    return _HAS_VARLEN_OP
+    The one place the network calls attention: the registered op, which eager, torch.compile,
+    TorchScript and torch.export all see (Triton on CUDA, the PyTorch twin on CPU).
+    """
+    return torch.ops.mediqa.varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale)
 
 
 def _lerp_table(table: Tensor, t: Tensor) -> Tensor:
@@ -130,5 +116,4 @@ __all__ = [
     "PackedAttention",
     "SpacingEmbedding",
     "packed_attention",
-    "varlen_op_registered",
 ]

@@ -101,9 +101,10 @@ class MedIQANet(nn.Module):
         )
 
         tok = self.patch_embed(patches) + self.position(coords) + self.spacing(spacing)[patch_seq]
-        qry = self.queries().to(tok.dtype).unsqueeze(0).expand(n_seq, n_q, tok.shape[1])
+        # repeat, not expand + reshape: the reshape would branch on n_seq == 1 under export.
+        qry = self.queries().to(tok.dtype).repeat(n_seq, 1)  # (S * Q, width)
         x = tok.new_zeros(n_tokens, tok.shape[1])
-        x = x.index_copy(0, patch_pos, tok).index_copy(0, query_pos, qry.reshape(-1, tok.shape[1]))
+        x = x.index_copy(0, patch_pos, tok).index_copy(0, query_pos, qry)
 
         cu32 = cu_full.to(torch.int32)
         max_len = max_seqlen + n_q

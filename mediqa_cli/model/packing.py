@@ -150,17 +150,6 @@ def plan_batches(
     return batches
 
 
-def export_dynamic_shapes() -> tuple[object, ...]:
-    """`dynamic_shapes` for torch.export of MedIQANet.forward over `PackedBatch.args()`.
-
-    Patch count and slice count vary per batch. max_seqlen is a Python int, which export bakes in
-    as a constant: call an exported program with the max_seqlen it was exported with (e.g. the
-    per-slice token budget, via `pack(..., max_seqlen=budget)`), never a smaller one.
-    """
-    dyn = torch.export.Dim.DYNAMIC
-    return ({0: dyn}, {0: dyn}, {0: dyn}, {0: dyn}, None, {0: dyn}, {0: dyn}, {0: dyn})
-
-
 def example_batch(config: ModelConfig, sizes: Sequence[int] = (5, 9), seed: int = 0) -> PackedBatch:
     """A small random packed batch (unknown prompts, known spacing), for tracing and tests."""
     rng = np.random.default_rng(seed)
@@ -180,7 +169,6 @@ __all__ = [
     "PackedBatch",
     "SliceOutput",
     "example_batch",
-    "export_dynamic_shapes",
     "pack",
     "plan_batches",
     "sequence_tokens",
