@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
+import mediqa_kernels
 import pytest
 import torch
-
-import mediqa_kernels
 from mediqa_kernels.varlen_attention import _groups, varlen_attention_twin
+
 from tests.kernels.cases import LENGTH_CASES, packed_qkv, sequence_lse, tolerances
 
 

@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mediqa_kernels  # noqa: F401  (registers torch.ops.mediqa)
 import pytest
 import torch
 from torch.library import opcheck
 
-import mediqa_kernels  # noqa: F401  (registers torch.ops.mediqa)
 from tests.kernels.cases import packed_qkv, saliency_batch
 
 REPO = Path(__file__).resolve().parents[2]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import mediqa_kernels
 import pytest
 import torch
-
-import mediqa_kernels
 from mediqa_kernels.saliency import (
     _segmented_topk_twin,
     saliency_scores_reference,
     segmented_topk_reference,
 )
+
 from tests.kernels.cases import LENGTH_CASES, cu_from_lengths, saliency_batch
 
 

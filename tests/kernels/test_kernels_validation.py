@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import mediqa_kernels
 import pytest
 import torch
 
-import mediqa_kernels
 from tests.kernels.cases import cu_from_lengths, packed_qkv
 
 
