@@ -1,0 +1,108 @@
+"""Every registered simulator keeps the contract; the quality target falls with severity."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from mediqa_train.degrade import REGISTRY, candidates, combine_severities, draw
+from mediqa_train.degrade.generic import JpegParams
+from mediqa_train.quality import reference_quality
+from train_images import real_image
+
+from mediqa_cli.taxonomy import MODALITIES, PHYSICAL_FAMILIES
+
+KEYS = sorted(REGISTRY)
+
+
+def test_every_family_and_modality_is_covered():
+    covered = {family for sim in REGISTRY.values() for family in sim.families}
+    assert covered == set(PHYSICAL_FAMILIES)
+    for modality in MODALITIES:
+        assert len(candidates(modality)) >= 3, modality
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_simulator_returns_its_params_and_severity_zero_leaves_the_image(key, rng):
+    sim = REGISTRY[key]
+    image, spacing = real_image(sim.modalities[0])
+    params = sim.sample(rng, 0.0)
+    assert dataclasses.is_dataclass(params)
+    assert set(sim.severities(params)) == set(sim.families)
+    assert max(sim.severities(params).values()) == 0.0
+    out = sim.apply(image, spacing, params, rng)
+    assert out.shape == image.shape and out.dtype == torch.float32
+    tol = 1e-4 * float(image.abs().max())
+    assert torch.allclose(out, image, atol=tol)
+    strong = sim.sample(rng, 1.0)
+    assert max(sim.severities(strong).values()) > 0.95
+    assert sim.record(strong)["params"] == dataclasses.asdict(strong)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_reference_quality_falls_monotonically_with_severity_on_a_real_image(key):
+    sim = REGISTRY[key]
+    modality = sim.modalities[0]
+    image, spacing = real_image(modality)
+    scores = []
+    for severity in (0.0, 0.25, 0.5, 0.75, 1.0):
+        rng = torch.Generator().manual_seed(7)  # same artefact, only stronger
+        out = sim.apply(image, spacing, sim.sample(rng, severity), rng)
+        scores.append(reference_quality(image, out, modality))
+    assert scores[0] == 100.0
+    assert all(b <= a + 0.25 for a, b in zip(scores, scores[1:], strict=False)), scores
+    assert scores[4] < scores[2] < scores[0], scores
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_same_seed_same_degradation(key):
+    sim = REGISTRY[key]
+    image, spacing = real_image(sim.modalities[0])
+    outs = []
+    for _ in range(2):
+        rng = torch.Generator().manual_seed(99)
+        outs.append(sim.apply(image, spacing, sim.sample(rng, None), rng))
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_draw_builds_a_physically_ordered_chain_for_the_modality():
+    chain = draw("MR", torch.Generator().manual_seed(5), severity=0.5)
+    assert 1 <= len(chain.steps) <= 3
+    assert all("MR" in sim.modalities for sim, _ in chain.steps)
+    stages = [sim.stage for sim, _ in chain.steps]
+    assert stages == sorted(stages)
+    vector = chain.severity_vector()
+    assert vector.shape == (len(PHYSICAL_FAMILIES),)
+    assert float(vector.max()) > 0 and float(vector.min()) >= 0
+    image, spacing = real_image("MR")
+    rng = torch.Generator().manual_seed(1)
+    assert chain.apply(image, spacing, rng).shape == image.shape
+
+
+def test_chains_cover_several_simulators_and_lengths():
+    seen, lengths = set(), set()
+    for seed in range(40):
+        chain = draw("CT", torch.Generator().manual_seed(seed))
+        seen |= {sim.name for sim, _ in chain.steps}
+        lengths.add(len(chain.steps))
+    assert lengths == {1, 2, 3}
+    assert len(seen) >= 5
+
+
+def test_severities_of_one_family_combine_as_noisy_or():
+    combined = combine_severities([{"noise": 0.5}, {"noise": 0.5, "blur": 0.2}])
+    assert combined["noise"] == pytest.approx(0.75)
+    assert combined["blur"] == pytest.approx(0.2)
+    assert combined["motion"] == 0.0
+
+
+def test_jpeg_goes_through_a_real_block_codec(rng):
+    image, spacing = real_image("FUNDUS")
+    out = REGISTRY["jpeg"].apply(image, spacing, JpegParams(10), rng)
+    grey = (out - image).mean(0)
+    # blocking: the jump across 8x8 (16x16 for subsampled chroma) block edges beats the jump inside
+    jumps = (grey[:, 1:] - grey[:, :-1]).abs().mean(0)
+    at_edges = jumps[7::8].mean()
+    inside = torch.cat([jumps[i::8] for i in range(7)]).mean()
+    assert at_edges > 1.3 * inside
