@@ -35,6 +35,9 @@ _MAX_GROUP_SCORES = 1 << 23
 # tiny sequences share a group: a batched matmul beats a Python iteration long before that.
 _PAD_WASTE = 1.3
 _PAD_SLACK = 1 << 14
+# PyTorch's fused CPU flash-attention kernel returns the log-sum-exp we need for the backward;
+# it is a private aten op, so the explicit-math path below stays as the fallback.
+_CPU_FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
 def _default_scale(head_dim: int, softmax_scale: float | None) -> float:
@@ -124,6 +127,19 @@ def _heads_first(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return t[rows].float().transpose(1, 2)
 
 
+def _math_attention(
+    qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, valid: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked softmax attention on (G, H, L, D) fp32: (out (G, H, L, D), lse (G, H, L))."""
+    scores = torch.matmul(qg, kg.transpose(-1, -2)).mul_(scale)
+    scores.masked_fill_(~valid[:, None, None, :], float("-inf"))
+    row_max = scores.amax(dim=-1, keepdim=True)
+    probs = scores.sub_(row_max).exp_()
+    denom = probs.sum(dim=-1, keepdim=True)
+    probs.div_(denom)
+    return torch.matmul(probs, vg), (row_max + denom.log()).squeeze(-1)
+
+
 def _twin_forward(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -138,14 +154,12 @@ def _twin_forward(
     for starts, lengths, padded in _groups(bounds, heads):
         rows, valid = _gather(starts, lengths, padded, q.device)
         qg, kg, vg = (_heads_first(t, rows) for t in (q, k, v))
-        scores = torch.matmul(qg, kg.transpose(-1, -2)).mul_(scale)
-        scores.masked_fill_(~valid[:, None, None, :], float("-inf"))
-        row_max = scores.amax(dim=-1, keepdim=True)
-        probs = scores.sub_(row_max).exp_()
-        denom = probs.sum(dim=-1, keepdim=True)
-        probs.div_(denom)
-        og = torch.matmul(probs, vg)  # (G, H, L, D)
-        lse_g = (row_max + denom.log()).squeeze(-1)  # (G, H, L)
+        if _CPU_FLASH is not None and q.device.type == "cpu":
+            bias = torch.zeros(valid.shape[0], 1, 1, padded, device=q.device)
+            bias.masked_fill_(~valid[:, None, None, :], float("-inf"))
+            og, lse_g = _CPU_FLASH(qg, kg, vg, attn_mask=bias, scale=scale)
+        else:
+            og, lse_g = _math_attention(qg, kg, vg, valid, scale)
         flat = rows[valid]
         out[flat] = og.transpose(1, 2)[valid].to(q.dtype)
         lse[:, flat] = lse_g.transpose(1, 2)[valid].T

@@ -95,3 +95,14 @@ def test_empty_batch_returns_empty_output_and_gradients(cu_list: list[int]) -> N
     assert out.shape == (0, 2, 32)
     out.sum().backward()
     assert q.grad is not None and q.grad.shape == (0, 2, 32)
+
+
+def test_explicit_math_fallback_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mediqa_kernels import varlen_attention as module
+
+    monkeypatch.setattr(module, "_CPU_FLASH", None)
+    q, k, v, cu, max_len = packed_qkv(LENGTH_CASES["one_long_many_short"])
+    out, lse = varlen_attention_twin(q, k, v, cu, max_len, softmax_scale=0.3)
+    ref = mediqa_kernels.varlen_attention_reference(q, k, v, cu, softmax_scale=0.3)
+    torch.testing.assert_close(out, ref, **tolerances(torch.float32))
+    torch.testing.assert_close(lse, sequence_lse(q, k, cu, 0.3), atol=1e-5, rtol=1e-5)
