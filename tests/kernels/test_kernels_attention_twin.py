@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import mediqa_kernels
@@ -98,8 +99,8 @@ def test_empty_batch_returns_empty_output_and_gradients(cu_list: list[int]) -> N
 
 
 def test_explicit_math_fallback_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mediqa_kernels import varlen_attention as module
-
+    # The package re-exports the function under the module's name: fetch the module itself.
+    module = importlib.import_module("mediqa_kernels.varlen_attention")
     monkeypatch.setattr(module, "_CPU_FLASH", None)
     q, k, v, cu, max_len = packed_qkv(LENGTH_CASES["one_long_many_short"])
     out, lse = varlen_attention_twin(q, k, v, cu, max_len, softmax_scale=0.3)
