@@ -50,7 +50,7 @@ def corpus(
                            log=lambda line: console.print(f"[yellow]{line}[/]"))
     console.print(summary_table(summary))
     if summary["regions_cut_from"]:
-        console.print("cut into 4 disjoint regions (modalities with < 3 sources): "
+        console.print("cut into 4 disjoint regions (modalities with < 4 source groups): "
                       + ", ".join(summary["regions_cut_from"]))
     console.print(f"{summary['n_slices']} slices, {summary['bytes'] / 1e6:.1f} MB in {out}, "
                   f"{summary['seconds']:.1f} s")

@@ -13,7 +13,7 @@ DICOM/NIfTI/raster source goes through `mediqa_cli.io.discover`, so the corpus s
 - Long sides are capped at `max_side` by area averaging; pixel spacing grows to match.
 - Splits are by *source group* (one patient / acquisition), never by slice, and deterministic for
   a seed: every modality with three or more groups gets at least one test and one val group.
-  A modality with fewer than three groups has its largest single 2D image cut into four spatially
+  A modality with fewer than four groups has its largest single 2D image cut into four spatially
   disjoint regions (a 2x2 grid, or four bands of an elongated image), each its own group: the only
   way to test a modality that ships one image (the whole-body NM scan, the fundus photograph).
   The summary says which sources were cut.
@@ -57,6 +57,7 @@ MIN_REFORMAT_DEPTH = 32  # slices a volume needs before its reformats are images
 CINE_FRAMES = 8  # cine frames are highly correlated: a few spread over the loop are enough
 SHARD_SLICES = 2000
 FLOAT16_MAX = 65000.0
+MIN_GROUPS = 4  # fewer source groups than this: cut one image into regions (train keeps >= 2)
 
 
 @dataclass
@@ -252,7 +253,7 @@ def _regions(item: CorpusSlice) -> list[CorpusSlice]:
 
 
 def cut_single_image_modalities(slices: list[CorpusSlice]) -> tuple[list[CorpusSlice], list[str]]:
-    """Cut the largest single 2D image of each modality with < 3 groups into four regions."""
+    """Cut the largest single 2D image of each modality with < 4 groups into four regions."""
     groups: dict[str, set[str]] = defaultdict(set)
     per_source: dict[str, list[CorpusSlice]] = defaultdict(list)
     for item in slices:
@@ -260,7 +261,7 @@ def cut_single_image_modalities(slices: list[CorpusSlice]) -> tuple[list[CorpusS
         per_source[item.source].append(item)
     cut: list[str] = []
     for modality, names in groups.items():
-        if len(names) >= 3:
+        if len(names) >= MIN_GROUPS:
             continue
         singles = [items[0] for items in per_source.values()
                    if len(items) == 1 and items[0].modality == modality]
@@ -272,19 +273,27 @@ def cut_single_image_modalities(slices: list[CorpusSlice]) -> tuple[list[CorpusS
     return slices, cut
 
 
-def assign_splits(groups_by_modality: dict[str, list[str]], seed: int) -> dict[str, str]:
-    """Split groups per modality, deterministic for the seed: ~20 % test, ~15 % val, >= 1 each.
+def assign_splits(groups_by_modality: dict[str, Counter], seed: int) -> dict[str, str]:
+    """Split source groups per modality, deterministic for the seed.
 
-    With two groups one is test and one train; a lone group stays in train.
+    ~20 % of a modality's groups go to test and ~15 % to val, at least one each (two groups: one
+    test, one train; a lone group: train). Held-out groups are drawn in a seeded order among those
+    holding at most 15 % of the modality's slices (smallest first if too few qualify), so a
+    72-slice template is never the whole test set while 2D images make up the training set.
     """
     split: dict[str, str] = {}
     for modality in sorted(groups_by_modality):
-        names = sorted(set(groups_by_modality[modality]))
+        sizes = groups_by_modality[modality]
+        names = sorted(sizes)
         random.Random(f"{seed}:{modality}").shuffle(names)
         n = len(names)
         n_test = 0 if n < 2 else max(1, round(0.2 * n))
         n_val = 0 if n < 3 else max(1, round(0.15 * n))
-        for k, name in enumerate(names):
+        total = sum(sizes.values())
+        small = [g for g in names if sizes[g] <= 0.15 * total]
+        rest = sorted((g for g in names if g not in small), key=lambda g: sizes[g])
+        order = small + rest
+        for k, name in enumerate(order):
             split[name] = "test" if k < n_test else "val" if k < n_test + n_val else "train"
     return split
 
@@ -326,9 +335,9 @@ def build_corpus(out: str, max_side: int = 384, seed: int = 0, cap: int = 24,
             slices.extend(items)
             reports.append(report)
     slices, cut = cut_single_image_modalities(slices)
-    groups: dict[str, list[str]] = defaultdict(list)
+    groups: dict[str, Counter] = defaultdict(Counter)
     for item in slices:
-        groups[item.modality].append(item.group)
+        groups[item.modality][item.group] += 1
     split_of = assign_splits(groups, seed)
     for item in slices:
         item.split = split_of[item.group]

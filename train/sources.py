@@ -63,7 +63,7 @@ def _k(package: str, path: str, sid: str, modality: str, anatomy: str, layout: s
 
 SOURCES: tuple[Source, ...] = (
     # --- pydicom test files and pydicom-data (data_store) ---
-    _p("CT_small.dcm", "CT", "other"),
+    _p("CT_small.dcm", "CT", "abdomen", note="128^2 crop at the lumbar spine"),
     _p("693_UNCR.dcm", "CT", "head"),
     _p("J2K_pixelrep_mismatch.dcm", "CT", "head"),
     _p("bad_sequence.dcm", "CT", "neck", note="real CT despite the name; its tags are odd"),
@@ -87,10 +87,7 @@ SOURCES: tuple[Source, ...] = (
        note="DWI mosaic, first of 3 volumes (as the reader scores it)"),
     _k("heudiconv", "tests/data/axasc35.dcm", "axasc35", "MR", "head", VOLUME, note="EPI mosaic"),
     _k("heudiconv", "tests/data/MRI_102TD_PHA_S.MR.Chen_Matthews_1.3.1.2022.11.16.15.50.20.357."
-       "31204541.dcm", "mpr_cor", "MR", "head", VOLUME),
-    _k("heudiconv", "tests/data/01-anat-scout", "anat_scout", "MR", "head"),
-    _k("heudiconv", "tests/data/Phoenix/01+AA", "aahead_scout", "MR", "head"),
-    _k("heudiconv", "tests/data/phantom.dcm", "phantom", "MR", "other", note="phantom scout"),
+       "31204541.dcm", "mpr_cor", "MR", "other", VOLUME, note="coronal MPR of a phantom"),
     # --- fslpy: Philips MR shoulder, two series of one examination (one split group) ---
     _k("fsl", "tests/testdata/example_dicom.tbz2", "example_dicom", "MR", "upper_limb", VOLUME),
     # --- nibabel, nilearn, dipy volumes ---
@@ -136,6 +133,9 @@ EXCLUDED: dict[str, str] = {
     "standard.nii.gz": "synthetic 4x5x7 volume",
     "functional.nii": "17x21x3 voxels: too small to be a training image",
     "1.3.12.2.1107.5.2.43.66112.2016101409263663466202201.dcm": "field-map phase, not magnitude",
+    "phantom.dcm": "scout of a phantom, pixel values 0..6: noise around a dot",
+    "0001.dcm": "scout with pixel values 0..25: mostly noise",
+    "01+AA+00001.dcm": "scout with pixel values 0..9: mostly noise",
     "MR_small_*.dcm": "duplicate encoding of MR_small",
     "emri_small_*.dcm": "duplicate encoding of emri_small",
     "693_J2K*.dcm": "duplicate encoding of 693_UNCR",
