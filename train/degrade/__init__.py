@@ -6,7 +6,15 @@
 The corpus builder and the `mediqa-train degrade` CLI are thin layers over these two names.
 """
 
-from . import ct, mr  # noqa: F401  (modules register their simulators on import)
+from . import (  # noqa: F401  (modules register their simulators on import)
+    ct,
+    generic,
+    mr,
+    nuclear,
+    photographic,
+    ultrasound,
+    xray,
+)
 from .base import REGISTRY, Degradation, Spacing
 from .chain import Chain, candidates, combine_severities, draw
 

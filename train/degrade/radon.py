@@ -69,12 +69,12 @@ def backproject(filtered: torch.Tensor, theta: torch.Tensor, h: int, w: int) -> 
     centre = (d - 1) / 2.0
     y = torch.arange(h, device=filtered.device, dtype=torch.float32) + top - centre
     x = torch.arange(w, device=filtered.device, dtype=torch.float32) + left - centre
-    yy, xx = torch.meshgrid(y, x, indexing="ij")
+    yy, xx = (g.reshape(1, -1) for g in torch.meshgrid(y, x, indexing="ij"))
     out = torch.zeros(h * w, device=filtered.device)
     for start in range(0, a_total, _CHUNK):
         chunk = theta[start:start + _CHUNK]
         rows = filtered[start:start + _CHUNK]
-        t = torch.cos(chunk)[:, None] * xx.reshape(1, -1) + torch.sin(chunk)[:, None] * yy.reshape(1, -1)
+        t = torch.cos(chunk)[:, None] * xx + torch.sin(chunk)[:, None] * yy
         gx = 2.0 * t / d  # detector pixel centre i sits at normalised (2i + 1) / D - 1
         gy = ((2.0 * torch.arange(len(chunk), device=t.device) + 1.0) / len(chunk) - 1.0)
         grid = torch.stack([gx, gy[:, None].expand_as(gx)], -1)[None]

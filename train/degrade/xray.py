@@ -1,0 +1,200 @@
+"""Projection radiography (CR/DR, mammography, fluoroscopy frames) degradations.
+
+Raw pixel values are taken as proportional to the detected X-ray energy (linear detector, as in
+'for processing' DR images; a reader presents MONOCHROME1 data inverted). The clean image's
+99th percentile is the scale every parameter refers to, so the simulators work on any raw range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .base import (
+    RECONSTRUCTION,
+    Degradation,
+    Spacing,
+    check_image,
+    clip01,
+    draw_severity,
+    poisson,
+    randn,
+    register,
+    robust_max,
+    uniform,
+)
+from .fourier import filter2d, gaussian_blur
+
+
+@dataclass(frozen=True)
+class XRQuantumNoiseParams:
+    """quanta_ref: mean detected X-ray quanta per pixel where the image is at its 99th percentile
+    (inf = no added noise). Dose is proportional to quanta."""
+
+    quanta_ref: float
+
+
+@register
+class XRQuantumNoise(Degradation[XRQuantumNoiseParams]):
+    """Quantum (Poisson) noise of a lower dose: detected quanta N ~ Poisson(dose x signal).
+
+    SNR of a pixel is sqrt(N): halving the dose costs a factor sqrt(2) in SNR (Rose criterion).
+    Bushberg et al., "The Essential Physics of Medical Imaging", 3rd ed., 2012, ch. 4 and 7.
+    Severity = sqrt(50 / quanta_ref), proportional to the relative noise at the reference level.
+    """
+
+    name = "xr_quantum_noise"
+    modalities = ("XR",)
+    families = ("noise",)
+    QUANTA_MIN = 50.0
+
+    def sample(self, rng: torch.Generator, severity: float | None = None) -> XRQuantumNoiseParams:
+        s = draw_severity(rng, severity)
+        return XRQuantumNoiseParams(math.inf if s == 0 else self.QUANTA_MIN / s**2)
+
+    def apply(self, image: torch.Tensor, spacing: Spacing, params: XRQuantumNoiseParams,
+              rng: torch.Generator) -> torch.Tensor:
+        check_image(image)
+        if not math.isfinite(params.quanta_ref):
+            return image.clone()
+        scale = params.quanta_ref / robust_max(image)
+        return (poisson(image.clamp_min(0) * scale, rng) / scale).float()
+
+    def severities(self, params: XRQuantumNoiseParams) -> dict[str, float]:
+        return {"noise": clip01(math.sqrt(self.QUANTA_MIN / params.quanta_ref))}
+
+
+@dataclass(frozen=True)
+class XRDetectorBlurParams:
+    """mtf50: frequency (cycles/pixel) where the detector MTF falls to 50 % (inf = sharp)."""
+
+    mtf50: float
+
+
+@register
+class XRDetectorBlur(Degradation[XRDetectorBlurParams]):
+    """Detector unsharpness: light spread in the scintillator (indirect) or phosphor (CR).
+
+    Light spread has a near-exponential PSF whose MTF is Lorentzian, MTF(f) = 1 / (1 + (f /
+    mtf50)^2). Swank, "Calculation of modulation transfer functions of X-ray fluorescent screens",
+    Appl Opt 12(8), 1973; measured per IEC 62220-1. Severity = 0.06 / mtf50.
+    """
+
+    name = "xr_detector_blur"
+    modalities = ("XR",)
+    families = ("blur",)
+    stage = RECONSTRUCTION
+    MTF50_MIN = 0.06
+
+    def sample(self, rng: torch.Generator, severity: float | None = None) -> XRDetectorBlurParams:
+        s = draw_severity(rng, severity)
+        return XRDetectorBlurParams(math.inf if s == 0 else self.MTF50_MIN / s)
+
+    def apply(self, image: torch.Tensor, spacing: Spacing, params: XRDetectorBlurParams,
+              rng: torch.Generator) -> torch.Tensor:
+        check_image(image)
+        if not math.isfinite(params.mtf50):
+            return image.clone()
+        f50 = params.mtf50
+
+        def transfer(fy: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+            return 1.0 / (1.0 + (fy**2 + fx**2) / f50**2)
+
+        return filter2d(image, transfer, int(math.ceil(1.5 / f50)) + 1)
+
+    def severities(self, params: XRDetectorBlurParams) -> dict[str, float]:
+        return {"blur": clip01(self.MTF50_MIN / params.mtf50)}
+
+
+@dataclass(frozen=True)
+class XRScatterParams:
+    """spr: scatter-to-primary ratio (mean scatter / mean primary; 0 = a perfect grid).
+    kernel_fraction: FWHM of the scatter kernel as a fraction of the image's longer side."""
+
+    spr: float
+    kernel_fraction: float
+
+
+@register
+class XRScatter(Degradation[XRScatterParams]):
+    """Scatter veil: a broad low-pass copy of the primary added on top, lowering contrast.
+
+    Detected = primary + SPR x (primary convolved with a wide kernel); contrast of an object
+    falls by 1 / (1 + SPR). Typical SPR: 0.3 with a grid, 1..4 for a thick body without.
+    Boone & Seibert, "An analytical model of the scattered radiation distribution in diagnostic
+    radiology", Med Phys 15(5), 1988. Reported as exposure/contrast. Severity = SPR / 2.
+    """
+
+    name = "xr_scatter"
+    modalities = ("XR",)
+    families = ("exposure",)
+    SPR_MAX = 2.0
+
+    def sample(self, rng: torch.Generator, severity: float | None = None) -> XRScatterParams:
+        width = uniform(rng, 0.15, 0.4)
+        return XRScatterParams(draw_severity(rng, severity) * self.SPR_MAX, width)
+
+    def apply(self, image: torch.Tensor, spacing: Spacing, params: XRScatterParams,
+              rng: torch.Generator) -> torch.Tensor:
+        check_image(image)
+        if params.spr <= 0:
+            return image.clone()
+        fwhm = params.kernel_fraction * max(image.shape[-2:])
+        veil = gaussian_blur(image, fwhm, fwhm)
+        return image + params.spr * veil * (image.mean() / veil.mean().clamp_min(1e-12))
+
+    def severities(self, params: XRScatterParams) -> dict[str, float]:
+        return {"exposure": clip01(params.spr / self.SPR_MAX)}
+
+
+@dataclass(frozen=True)
+class XRExposureParams:
+    """ev: exposure error in stops (log2 of dose / correct dose; -3..3).
+    saturation: detector saturation level as a multiple of the clean image's 99th percentile.
+    bits: ADC depth over the range 0..saturation."""
+
+    ev: float
+    saturation: float
+    bits: int
+
+
+@register
+class XRExposure(Degradation[XRExposureParams]):
+    """Under- and over-exposure of a digital detector: clipping, posterisation, quantum noise.
+
+    Signal scales with dose 2^ev; above the saturation level the detector clips (burn-out of
+    thin anatomy and skin line); below, fewer quanta give more relative quantum noise (the clean
+    image is taken to hold 1000 quanta at its 99th percentile) and fewer ADC levels. Values are
+    returned in the detector's raw units (no automatic rescaling). Seibert, "Digital radiography:
+    image quality and radiation dose", Health Phys 95(5), 2008. Severity = |ev| / 3.
+    """
+
+    name = "xr_exposure"
+    modalities = ("XR",)
+    families = ("exposure",)
+    EV_MAX = 3.0
+    QUANTA_CLEAN = 1000.0
+
+    def sample(self, rng: torch.Generator, severity: float | None = None) -> XRExposureParams:
+        sign = 1.0 if uniform(rng) < 0.5 else -1.0
+        return XRExposureParams(sign * draw_severity(rng, severity) * self.EV_MAX, 1.2, 12)
+
+    def apply(self, image: torch.Tensor, spacing: Spacing, params: XRExposureParams,
+              rng: torch.Generator) -> torch.Tensor:
+        check_image(image)
+        if params.ev == 0:
+            return image.clone()
+        ref = robust_max(image)
+        gain = 2.0**params.ev
+        signal = image.clamp_min(0)
+        if gain < 1:  # extra Poisson variance of the lower dose, in clean-image units
+            extra_var = (1.0 / gain - 1.0) * signal * ref / self.QUANTA_CLEAN
+            signal = signal + extra_var.sqrt() * randn(image.shape, rng, image.device)
+        full = params.saturation * ref
+        step = full / 2**params.bits
+        return (torch.round((signal * gain).clamp(0, full) / step) * step).float()
+
+    def severities(self, params: XRExposureParams) -> dict[str, float]:
+        return {"exposure": clip01(abs(params.ev) / self.EV_MAX)}
