@@ -2,7 +2,8 @@
 
 Exit codes (documented in README): 0 all scans ok; 1 some scans failed; 2 usage error;
 3 some scans scored under --fail-under (and none failed); 4 an input path is missing or
-unreadable; 5 the output cannot be written; 130 interrupted.
+unreadable; 5 the output cannot be written; 6 the model weights are invalid (checksum or
+config mismatch) or cannot run on the requested device/backend; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ EXIT_USAGE = 2
 EXIT_UNDER_THRESHOLD = 3
 EXIT_INPUT = 4
 EXIT_OUTPUT = 5
+EXIT_WEIGHTS = 6
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("mediqa")

@@ -24,15 +24,14 @@ import mediqa_cli
 from mediqa_cli.io.scan import SOURCE_OVERRIDE, Scan, ScanProblem
 from mediqa_cli.iqm import compute_iqms
 from mediqa_cli.reports import DETAIL_KEY, PHI_COLUMNS
+from mediqa_cli.saliency import SliceSelection, select_slices, thumbnail
 
 # Slices smaller than this on either side carry too little to assess.
 MIN_SIDE = 8
 # One slice above this many pixels is refused (a corrupt header or a whole-slide image).
 MAX_SLICE_PIXELS = 120_000_000
-# Slices used for classical IQMs when no model picks salient ones.
+# At most this many of the salient slices feed the classical IQMs.
 IQM_SLICES = 7
-# Thumbnail side for slice-level checks and saliency.
-THUMB_SIDE = 64
 
 _PHI_KEYWORD_TO_COLUMN = {
     "PatientName": "patient_name",
@@ -59,13 +58,18 @@ class PreparedScan:
     failed: bool = False
 
 
+class Preparer(Protocol):
+    """Worker side of a scorer: model inputs from the selected raw slices (picklable)."""
+
+    def prepare(self, scan: Scan, slices: dict[int, np.ndarray], selection: SliceSelection) -> Any:
+        """Model inputs for the selected slices, in selection order."""
+
+
 class Scorer(Protocol):
-    """The learned model behind the `score` column (see mediqa_cli.model)."""
+    """The learned model behind the `score` column (mediqa_cli.scoring.ModelScorer)."""
 
     version: str
-
-    def prepare(self, scan: Scan, slices: dict[int, np.ndarray]) -> tuple[Any, list[int]]:
-        """Worker side: model inputs for the given slices, and which slice each input is."""
+    preparer: Preparer
 
     def score(self, batch: list[PreparedScan]) -> None:
         """Main side: fill score/grade/phys_*/prompt columns of each prepared row in place."""
@@ -79,7 +83,6 @@ class EngineOptions:
     anatomy: str | None = None
     include_phi: bool = False
     batch_scans: int = 16
-    select_slices: Callable[[list[np.ndarray], int], tuple[list[int], list[float]]] | None = None
 
 
 def base_row(item: Scan | ScanProblem, include_phi: bool) -> dict[str, Any]:
@@ -134,31 +137,29 @@ def apply_overrides(scan: Scan, modality: str | None, anatomy: str | None) -> No
 
 
 def prepare_scan(
-    scan: Scan, options: EngineOptions, scorer: Scorer | None
+    scan: Scan, options: EngineOptions, preparer: Preparer | None
 ) -> PreparedScan:
-    """Decode, validate and summarise one scan (runs in a worker process)."""
+    """Decode, validate, pick salient slices and summarise one scan (runs in a worker)."""
     started = time.perf_counter()
     apply_overrides(scan, options.modality, options.anatomy)
     row = base_row(scan, options.include_phi)
     try:
         _check_geometry(scan)
         thumbs, kept = _first_pass(scan, options.max_slices)
-        if options.select_slices is not None:
-            indices, weights = options.select_slices(thumbs, options.max_slices)
-        else:
-            indices = evenly_spaced(scan.n_slices, min(options.max_slices, IQM_SLICES))
-            weights = [1.0] * len(indices)
+        selection = select_slices(thumbs, scan.modality, options.max_slices)
+        indices = [int(i) for i in selection.indices]
+        weights = [float(w) for w in selection.weights]
         slices = {i: kept[i] if i in kept else scan.read_slice(i) for i in indices}
         _check_finite(slices, scan)
-        iqm_indices = indices[:IQM_SLICES] if len(indices) > IQM_SLICES else indices
-        row.update(compute_iqms([slices[i] for i in iqm_indices], scan.modality))
-        prepared = PreparedScan(row=row, slice_indices=list(indices), slice_weights=list(weights))
-        if scorer is not None:
-            prepared.model_inputs, _ = scorer.prepare(scan, slices)
-        row["salient_slices"] = [int(i) for i in indices]
+        row.update(compute_iqms([slices[i] for i in _spread(indices, IQM_SLICES)], scan.modality))
+        prepared = PreparedScan(row=row, slice_indices=indices, slice_weights=weights)
+        if preparer is not None:
+            prepared.model_inputs = preparer.prepare(scan, slices, selection)
+        row["salient_slices"] = indices
         row[DETAIL_KEY] = {
-            "slice_index": [int(i) for i in indices],
-            "slice_saliency": [float(w) for w in weights],
+            "slice_index": indices,
+            "slice_weight": weights,
+            "saliency_all_slices": [round(float(v), 6) for v in selection.scores],
         }
     except Exception as exc:  # noqa: BLE001 - any failure becomes this scan's error row
         row.update(status="error", error=_error_text(exc))
@@ -188,6 +189,14 @@ def _check_geometry(scan: Scan) -> None:
         )
 
 
+def _spread(indices: list[int], k: int) -> list[int]:
+    """At most k of the indices, evenly spread (IQMs need a sample, not every salient slice)."""
+    if len(indices) <= k:
+        return indices
+    picks = np.linspace(0, len(indices) - 1, k).round().astype(int)
+    return [indices[i] for i in sorted(set(picks.tolist()))]
+
+
 def _first_pass(scan: Scan, keep_up_to: int) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
     """Read every slice once: thumbnails for selection, constant-image check.
 
@@ -206,7 +215,7 @@ def _first_pass(scan: Scan, keep_up_to: int) -> tuple[list[np.ndarray], dict[int
         if finite.any():
             low = min(low, float(pixels[finite].min()))
             high = max(high, float(pixels[finite].max()))
-        thumbs.append(thumbnail(pixels, THUMB_SIDE))
+        thumbs.append(thumbnail(pixels))
         if scan.n_slices <= keep_up_to:
             kept[index] = pixels
     if not math.isfinite(low):
@@ -225,29 +234,6 @@ def _check_finite(slices: dict[int, np.ndarray], scan: Scan) -> None:
             f"{total} non-finite voxel(s) (NaN/inf) in slice(s) {sorted(bad)[:5]} of "
             f"{scan.n_slices}: refusing to score corrupted data"
         )
-
-
-def thumbnail(pixels: np.ndarray, side: int) -> np.ndarray:
-    """Grey float32 (side, side) block-mean thumbnail; cheap and alias-free enough for saliency."""
-    grey = pixels.mean(axis=-1) if pixels.ndim == 3 else pixels
-    grey = np.where(np.isfinite(grey), grey, 0.0).astype(np.float32)
-    rows, cols = grey.shape
-    row_edges = np.linspace(0, rows, side + 1).astype(int)
-    col_edges = np.linspace(0, cols, side + 1).astype(int)
-    row_idx = np.clip(row_edges[:-1], 0, rows - 1)
-    col_idx = np.clip(col_edges[:-1], 0, cols - 1)
-    if rows >= side and cols >= side:
-        summed = np.add.reduceat(np.add.reduceat(grey, row_idx, axis=0), col_idx, axis=1)
-        counts = np.outer(np.diff(row_edges), np.diff(col_edges)).clip(min=1)
-        return (summed / counts).astype(np.float32)
-    return grey[np.ix_(row_idx, col_idx)].astype(np.float32)
-
-
-def evenly_spaced(n: int, k: int) -> list[int]:
-    """k indices spread over n slices, ends included (all of them when n <= k)."""
-    if n <= k:
-        return list(range(n))
-    return sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
 
 
 def run(
@@ -305,9 +291,10 @@ def _submit(
             return ("row", previous)
     if isinstance(item, ScanProblem):
         return ("row", base_row(item, options.include_phi))
+    preparer = scorer.preparer if scorer is not None else None
     if executor is None:
-        return ("prepared", prepare_scan(item, options, scorer))
-    future = executor.submit(prepare_scan, item, options, scorer)
+        return ("prepared", prepare_scan(item, options, preparer))
+    future = executor.submit(prepare_scan, item, options, preparer)
     return ("future", (future, base_row(item, options.include_phi)))
 
 

@@ -30,6 +30,7 @@ from mediqa_cli.reports import (
 log = logging.getLogger("mediqa")
 
 EXIT_OK, EXIT_SCAN_FAILED, EXIT_USAGE, EXIT_UNDER, EXIT_INPUT, EXIT_OUTPUT = 0, 1, 2, 3, 4, 5
+EXIT_WEIGHTS = 6
 
 
 @dataclass
@@ -99,7 +100,11 @@ def run_score(request: ScoreRequest) -> int:
             return row
         return None
 
-    scorer = load_scorer(request)
+    try:
+        scorer = load_scorer(request)
+    except Exception as exc:  # noqa: BLE001 - WeightsError, bad device, backend failures
+        log.error("cannot load the model: %s", exc)
+        return EXIT_WEIGHTS
     options = EngineOptions(
         workers=default_workers() if request.workers < 0 else request.workers,
         max_slices=request.max_slices,
@@ -164,20 +169,15 @@ def run_score(request: ScoreRequest) -> int:
 
 def load_scorer(request: ScoreRequest) -> Scorer | None:
     """The learned scorer if weights are installed; None (IQMs only) otherwise."""
-    try:
-        from mediqa_cli.model.scorer import load_default_scorer
-    except ImportError:
-        log.warning("no weights installed: the score column stays empty (classical IQMs only)")
-        return None
+    from mediqa_cli.scoring import load_default_scorer
+
     return load_default_scorer(request.device, request.backend)
 
 
 def describe_weights() -> list[tuple[str, str]]:
     """Lines for `mediqa info` about the installed weights."""
-    try:
-        from mediqa_cli.model.scorer import describe_installed_weights
-    except ImportError:
-        return [("weights", "none installed: scores stay empty, classical IQMs only")]
+    from mediqa_cli.scoring import describe_installed_weights
+
     return describe_installed_weights()
 
 

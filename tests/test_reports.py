@@ -65,7 +65,7 @@ def test_jsonl_and_hdf5_carry_the_same_rows(tree: Path, tmp_path: Path):
         groups = h5["scans"]
         assert set(groups) == {r["scan_id"] for r in json_rows}
         series = next(g for g in groups.values() if g.attrs["n_slices"] == 10)
-        assert len(series["slice_index"][()]) == len(series["slice_saliency"][()]) > 0
+        assert len(series["slice_index"][()]) == len(series["slice_weight"][()]) > 0
 
 
 def test_resume_after_a_kill_gives_the_clean_report_without_duplicates(tree: Path, tmp_path: Path):

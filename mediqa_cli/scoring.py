@@ -1,0 +1,223 @@
+"""The learned scorer behind the report's `score`, `phys_*`, `grade` and prompt columns.
+
+Split in two on purpose: `SlicePreparer` is small and picklable and runs in the decoding workers
+(normalise, patchify, patch saliency), while `ModelScorer` holds the network in the main process
+and scores many scans' slices per packed batch. Without installed weights there is no scorer:
+the CLI says so and the score stays empty; it never scores with random weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mediqa_cli.io.scan import Scan
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.packing import PackedBatch, SliceOutput, pack, plan_batches, unpack
+from mediqa_cli.model.prompts import PromptRequest, request_for_scan, resolve_prompt
+from mediqa_cli.preprocess import DEFAULT_MAX_PATCHES, SliceTokens, preprocess_slice
+from mediqa_cli.reports import DETAIL_KEY
+from mediqa_cli.saliency import SliceSelection, select_patches
+from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
+
+log = logging.getLogger("mediqa")
+
+BACKENDS = ("eager", "compile", "torchscript", "export")
+
+# Grade boundaries on the 0-100 score (README "Report columns").
+GRADES: tuple[tuple[float, str], ...] = ((80.0, "A"), (60.0, "B"), (40.0, "C"), (-math.inf, "D"))
+
+
+def grade_for(score: float) -> str:
+    for bound, letter in GRADES:
+        if score >= bound:
+            return letter
+    return "D"
+
+
+@dataclass(frozen=True)
+class SlicePreparer:
+    """Worker-side half: raw selected slices -> patch tokens (picklable, no weights)."""
+
+    config: ModelConfig
+    max_patches: int = DEFAULT_MAX_PATCHES
+    keep_patches: int = 256
+    background_fraction: float = 0.25
+
+    def prepare(
+        self, scan: Scan, slices: dict[int, np.ndarray], selection: SliceSelection
+    ) -> tuple[list[SliceTokens], PromptRequest]:
+        indices = [int(i) for i in selection.indices]
+        spacing = (scan.spacing[1], scan.spacing[2])
+        tokens = [
+            preprocess_slice(slices[i], scan.modality, spacing, self.max_patches,
+                             selection.value_range)
+            for i in indices
+        ]
+        keep = select_patches(tokens, keep=self.keep_patches,
+                              background_fraction=self.background_fraction, seeds=indices)
+        tokens = [t.take(k.indices) for t, k in zip(tokens, keep)]
+        return tokens, request_for_scan(scan, self.config)
+
+
+@dataclass
+class ModelScorer:
+    """Main-process half: packed batches through the network, per-scan aggregation."""
+
+    model: Any  # MedIQANet, ScriptModule or exported program module
+    config: ModelConfig
+    version: str
+    preparer: SlicePreparer
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    max_tokens: int = 4096
+    fixed_max_seqlen: int | None = None  # an exported program needs its traced bound
+
+    def score(self, batch: list[Any]) -> None:
+        """Fill each PreparedScan's row with score, grade, phys_*, prompts, worst slice."""
+        flat: list[tuple[int, SliceTokens, PromptRequest]] = []
+        for scan_index, prepared in enumerate(batch):
+            tokens, request = prepared.model_inputs
+            flat.extend((scan_index, t, request) for t in tokens)
+        outputs: list[SliceOutput] = []
+        counts = [t.n_tokens for _, t, _ in flat]
+        for group in plan_batches(counts, self.max_tokens, self.config):
+            packed = pack([flat[i][1] for i in group], [flat[i][2] for i in group], self.config,
+                          max_seqlen=self.fixed_max_seqlen)
+            outputs.extend(self._forward(packed))
+        per_scan: dict[int, list[SliceOutput]] = {}
+        for (scan_index, _, _), out in zip(flat, outputs):
+            per_scan.setdefault(scan_index, []).append(out)
+        for scan_index, prepared in enumerate(batch):
+            _, request = prepared.model_inputs
+            self._aggregate(prepared, per_scan.get(scan_index, []), request)
+
+    def _forward(self, packed: PackedBatch) -> list[SliceOutput]:
+        args = packed.to(self.device).args()
+        with torch.inference_mode():
+            if self.device.type == "cuda":
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    return unpack(self.model(*args))
+            return unpack(self.model(*args))
+
+    def _aggregate(self, prepared: Any, outputs: list[SliceOutput], request: PromptRequest) -> None:
+        row = prepared.row
+        if not outputs:
+            row.update(status="error", error="model produced no output for this scan")
+            return
+        weights = np.asarray(prepared.slice_weights, dtype=np.float64)
+        if weights.shape[0] != len(outputs) or not np.isfinite(weights).all() or weights.sum() <= 0:
+            weights = np.ones(len(outputs))
+        weights = weights / weights.sum()
+        quality = np.asarray([o.quality for o in outputs], dtype=np.float64)
+        severities = np.stack([o.severities for o in outputs]).astype(np.float64)
+        score = float(np.dot(weights, quality))
+        worst = int(np.argmin(quality))
+        row["score"] = round(score, 2)
+        row["grade"] = grade_for(score)
+        mean_sev = weights @ severities
+        for family, value in zip(self.config.families, mean_sev):
+            row[f"phys_{family}"] = round(float(value), 4)
+        row["worst_slice"] = int(prepared.slice_indices[worst])
+        row["worst_slice_score"] = round(float(quality[worst]), 2)
+        prompt = resolve_prompt(
+            request,
+            np.mean([o.modality_logits for o in outputs], axis=0),
+            np.mean([o.anatomy_logits for o in outputs], axis=0),
+            self.config,
+        )
+        row["modality"], row["modality_source"] = prompt.modality, prompt.modality_source
+        row["anatomy"], row["anatomy_source"] = prompt.anatomy, prompt.anatomy_source
+        if prompt.disagrees:
+            note = (f"context head disagrees with metadata: looks like {prompt.predicted_modality}"
+                    f"/{prompt.predicted_anatomy}")
+            row["notes"] = "; ".join(filter(None, [row.get("notes"), note]))
+        row["model_version"] = self.version
+        detail = row.setdefault(DETAIL_KEY, {})
+        detail["slice_quality"] = [round(float(q), 3) for q in quality]
+        detail["slice_severities"] = severities.round(4).tolist()
+
+
+def physical_columns() -> tuple[str, ...]:
+    return tuple(f"phys_{family}" for family in PHYSICAL_FAMILIES)
+
+
+def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager") -> ModelScorer:
+    """Load verified weights and wrap the network in the requested backend."""
+    from mediqa_cli.model.weights import load_weights
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    target = _pick_device(device)
+    model, card = load_weights(weights_dir, target)
+    config: ModelConfig = model.config
+    version = str(card.get("version") or card.get("name") or "unknown")
+    preparer = SlicePreparer(config)
+    fixed = None
+    runnable: Any = model
+    if backend == "compile":
+        runnable = torch.compile(model, dynamic=True)
+    elif backend == "torchscript":
+        from mediqa_cli.model.export import script_model
+
+        runnable = script_model(model)
+    elif backend == "export":
+        from mediqa_cli.model.export import export_model
+
+        fixed = preparer.max_patches
+        runnable = export_model(model, fixed).module()
+    return ModelScorer(runnable, config, f"{version}+{backend}" if backend != "eager" else version,
+                       preparer, target, fixed_max_seqlen=fixed)
+
+
+def _pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def load_default_scorer(device: str = "auto", backend: str = "eager") -> ModelScorer | None:
+    """The installed weights' scorer, or None (with a clear log line) when none are installed."""
+    from mediqa_cli.model.weights import find_installed_weights
+
+    found = find_installed_weights()
+    if found is None:
+        log.warning("no weights installed: the score column stays empty (classical IQMs only)")
+        return None
+    scorer = load_scorer(found, device, backend)
+    log.info("model %s from %s on %s (%s)", scorer.version, found, scorer.device, backend)
+    return scorer
+
+
+def describe_installed_weights() -> list[tuple[str, str]]:
+    """Lines for `mediqa info`: where the weights are, their version and verified checksum."""
+    from mediqa_cli.model.weights import (
+        WeightsError,
+        find_installed_weights,
+        read_card,
+        sha256_file,
+    )
+
+    try:
+        found = find_installed_weights()
+    except WeightsError as exc:
+        return [("weights", f"error: {exc}")]
+    if found is None:
+        return [("weights", "none installed: scores stay empty, classical IQMs only")]
+    card = read_card(found)
+    files = sorted(p.name for p in Path(found).glob("*.safetensors"))
+    digest = sha256_file(Path(found) / files[0]) if files else "missing"
+    expected = str(card.get("sha256", ""))
+    state = "verified" if digest == expected else f"MISMATCH (card says {expected[:12]}...)"
+    return [
+        ("weights", str(found)),
+        ("weights version", str(card.get("version", "unknown"))),
+        ("weights sha256", f"{digest} ({state})"),
+    ]

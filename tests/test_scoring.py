@@ -1,0 +1,106 @@
+"""The learned scorer in the engine: columns, batch invariance, backends, weight refusal.
+
+A small randomly initialised network stands in for trained weights: these tests check the
+mechanics (packing, aggregation, backends, checksums), not the quality of the score.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.network import MedIQANet
+from mediqa_cli.model.weights import save_weights
+from mediqa_cli.runner import ScoreRequest, run_score
+from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
+from tests.packaged import nibabel_data, packaged_dicom
+
+
+@pytest.fixture
+def weights_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    torch.manual_seed(0)
+    model = MedIQANet(ModelConfig.tiny()).eval()
+    out = save_weights(model, tmp_path / "weights", name="test-random", version="t0")
+    monkeypatch.setenv("MEDIQA_WEIGHTS", str(out))
+    return out
+
+
+@pytest.fixture
+def archive(tmp_path: Path, series_dir: Path) -> Path:
+    root = tmp_path / "archive"
+    shutil.copytree(series_dir, root / "series")
+    for name in ("CT_small.dcm", "US1_J2KR.dcm"):
+        shutil.copy(packaged_dicom(name), root / name)
+    shutil.copy(nibabel_data("anatomical.nii"), root / "anatomical.nii")
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((80, 120)) * 255).astype("uint8")).save(root / "img0001.png")
+    return root
+
+
+def _run(root: Path, out: Path, **kwargs) -> list[dict[str, str]]:
+    code = run_score(ScoreRequest(paths=[str(root)], out=str(out), workers=0, quiet=True, **kwargs))
+    rows = list(csv.DictReader(open(out))) if out.exists() else []
+    return [dict(r, _code=str(code)) for r in rows]
+
+
+def test_scores_and_physical_columns_are_filled(weights_dir: Path, archive: Path, tmp_path: Path):
+    rows = _run(archive, tmp_path / "r.csv")
+    assert len(rows) == 5 and all(r["_code"] == "0" for r in rows)
+    for row in rows:
+        assert 0 <= float(row["score"]) <= 100
+        assert row["grade"] in "ABCD"
+        for family in PHYSICAL_FAMILIES:
+            assert 0 <= float(row[f"phys_{family}"]) <= 1
+        assert row["worst_slice"] in row["salient_slices"].split(";")
+        assert row["model_version"] == "t0"
+    png = next(r for r in rows if r["path"].endswith(".png"))
+    assert png["modality_source"] == "predicted" and png["modality"]
+    ct = next(r for r in rows if r["path"].endswith("CT_small.dcm"))
+    assert (ct["modality"], ct["modality_source"]) == ("CT", "dicom-tag")
+
+
+def test_packing_many_scans_matches_scoring_each_alone(
+    weights_dir: Path, archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    together = {r["scan_id"]: float(r["score"]) for r in _run(archive, tmp_path / "a.csv")}
+    import mediqa_cli.engine as engine
+
+    monkeypatch.setattr(engine.EngineOptions, "batch_scans", 1)
+    alone = {r["scan_id"]: float(r["score"]) for r in _run(archive, tmp_path / "b.csv")}
+    assert together.keys() == alone.keys()
+    for key in together:
+        assert together[key] == pytest.approx(alone[key], abs=0.02)
+
+
+@pytest.mark.parametrize("backend", ["torchscript", "export", "compile"])
+def test_backends_agree_with_eager(weights_dir: Path, archive: Path, tmp_path: Path, backend: str):
+    eager = {r["scan_id"]: float(r["score"]) for r in _run(archive, tmp_path / "e.csv")}
+    other = _run(archive, tmp_path / f"{backend}.csv", backend=backend)
+    assert other and all(r["status"] == "ok" for r in other)
+    for row in other:
+        assert float(row["score"]) == pytest.approx(eager[row["scan_id"]], abs=0.05)
+
+
+def test_tampered_weights_are_refused_with_exit_6(weights_dir: Path, archive: Path, tmp_path: Path):
+    blob = weights_dir / "model.safetensors"
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    code = run_score(ScoreRequest(paths=[str(archive)], out=str(tmp_path / "r.csv"), quiet=True))
+    assert code == 6
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_fail_under_exits_3_when_a_score_is_below(weights_dir: Path, archive: Path, tmp_path: Path):
+    rows = _run(archive, tmp_path / "r.csv", fail_under=100.0)
+    assert rows and rows[0]["_code"] == "3"
+    rows = _run(archive, tmp_path / "r2.csv", fail_under=0.0)
+    assert rows[0]["_code"] == "0"
