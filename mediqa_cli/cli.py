@@ -214,6 +214,33 @@ def demo(
     raise typer.Exit(code)
 
 
+class ExportFormat(str, Enum):
+    torchscript = "torchscript"
+    export = "export"
+    all = "all"
+
+
+@app.command("export")
+def export_model(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the artifacts.")],
+    format: Annotated[ExportFormat, typer.Option("--format", "-f")] = ExportFormat.all,
+    weights: Annotated[
+        Path | None, typer.Option(help="Weights folder (default: the installed weights).")
+    ] = None,
+) -> None:
+    """Write the model as TorchScript (model.ts) and/or a torch.export program (model.pt2)."""
+    from mediqa_cli.artifacts import export_artifacts
+
+    _setup_logging(False, False)
+    try:
+        written = export_artifacts(out, format.value, weights)
+    except Exception as exc:  # noqa: BLE001 - any failure is reported with its reason
+        log.error("export failed: %s", exc)
+        raise typer.Exit(EXIT_WEIGHTS) from exc
+    for path in written:
+        typer.echo(str(path))
+
+
 def main() -> None:
     """Console entry point: usage errors exit 2, Ctrl-C exits 130."""
     try:
