@@ -1,0 +1,328 @@
+"""Training batches: real clean slices, degraded on the fly, preprocessed and packed like inference.
+
+Every training example is built by the same code the scorer runs (`mediqa_cli.preprocess`
+normalise + native-resolution patchify, `mediqa_cli.saliency.select_patches`,
+`mediqa_cli.model.packing.pack`), so the network never sees a token layout in training that it
+will not see in `mediqa score`. What is training-only happens before that, on the image in
+physical units:
+
+1. pick a clean slice (modalities drawn uniformly, so the few NM images weigh as much as MR);
+2. rescale it by a random factor (spacing follows) and take a random crop of random size and
+   aspect, so the model meets many resolutions, fields of view and grid shapes;
+3. with probability `clean_fraction` keep it clean (all severities 0, quality 100); otherwise
+   apply a random chain of physics simulators for that modality (`mediqa_train.degrade.draw`)
+   and label it with the chain's per-family severities and the full-reference quality target
+   (`mediqa_train.quality.reference_quality`, SSIM to the clean crop, 0..100);
+4. build the prompt with random metadata dropout: modality and anatomy each say "unknown" with
+   probability `metadata_dropout`, so the context head learns to stand in for missing tags.
+
+`BatchStream` is an IterableDataset that packs such examples into batches under a token budget;
+run it in a DataLoader worker so degradation overlaps with the training step.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import IterableDataset, get_worker_info
+
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.packing import PackedBatch, pack, sequence_tokens
+from mediqa_cli.model.prompts import PromptRequest
+from mediqa_cli.preprocess import SliceTokens, preprocess_slice
+from mediqa_cli.saliency import select_patches
+from mediqa_cli.taxonomy import ANATOMIES, MODALITIES, PHYSICAL_FAMILIES
+
+SOURCE_TRAINING = "training"
+
+
+class CleanSlice(Protocol):
+    """One real slice in the reader's physical units, as the degradation simulators take it
+    (`mediqa_train.corpus.CorpusItem` is one).
+
+    image: float32 (H, W) grey (CT in HU) or (3, H, W) colour 0..255; spacing: (row, col) mm per
+    pixel; modality/anatomy: taxonomy names; source: the file it came from (splits are by source).
+    """
+
+    @property
+    def image(self) -> torch.Tensor: ...
+    @property
+    def spacing(self) -> tuple[float, float]: ...
+    @property
+    def modality(self) -> str: ...
+    @property
+    def anatomy(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class BatchRecipe:
+    """How examples are drawn and packed (part of a training config JSON, key "data")."""
+
+    crop_min: int = 48  # px, each side
+    crop_max: int = 192
+    ct_crop_max: int = 128  # CT simulators project and back-project: cost grows as side^3
+    min_scale: float = 0.25  # random downscale of the slice before cropping (spacing follows)
+    max_patches: int = 256  # per-slice token cap, as preprocess applies it
+    keep_patches: int = 256  # patch selection, as inference applies it
+    clean_fraction: float = 0.15
+    max_chain: int = 3
+    metadata_dropout: float = 0.5
+    expert_task_fraction: float = 0.5  # share of examples prompted "expert" (same target)
+    max_tokens: int = 2048  # per packed batch, queries included
+    exclude_families: tuple[str, ...] = ()  # held-out-family experiment: never simulate these
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchRecipe:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown data recipe keys: {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclass
+class Example:
+    """One preprocessed training slice and its labels."""
+
+    tokens: SliceTokens
+    prompt: PromptRequest
+    severities: np.ndarray  # (F,) float32 in 0..1, order of PHYSICAL_FAMILIES
+    quality: float  # 0..100
+    modality_id: int
+    anatomy_id: int
+    source: str
+    chain: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainBatch:
+    """A packed batch plus its per-slice targets."""
+
+    packed: PackedBatch
+    severities: torch.Tensor  # (S, F)
+    quality: torch.Tensor  # (S,)
+    modality: torch.Tensor  # (S,) int64 true modality id
+    anatomy: torch.Tensor  # (S,) int64 true anatomy id
+
+    @property
+    def n_slices(self) -> int:
+        return self.packed.n_slices
+
+    @property
+    def n_patches(self) -> int:
+        return int(self.packed.patches.shape[0])
+
+    def to(self, device: torch.device | str) -> TrainBatch:
+        return TrainBatch(self.packed.to(device), self.severities.to(device),
+                          self.quality.to(device), self.modality.to(device),
+                          self.anatomy.to(device))
+
+
+# --------------------------------------------------------------------------- image helpers
+
+def to_reader_layout(image: torch.Tensor) -> np.ndarray:
+    """(H, W) or (3, H, W) torch -> (H, W) or (H, W, 3) numpy, the layout `normalise` takes."""
+    arr = image.detach().cpu().float()
+    if arr.dim() == 3:
+        arr = arr.permute(1, 2, 0)
+    return np.ascontiguousarray(arr.numpy())
+
+
+def rescale(image: torch.Tensor, spacing: tuple[float, float], factor: float
+            ) -> tuple[torch.Tensor, tuple[float, float]]:
+    """Area-antialiased downscale by `factor` (<= 1); the spacing grows by the same factor."""
+    if factor >= 0.999:
+        return image, spacing
+    chw = image[None] if image.dim() == 2 else image
+    h, w = chw.shape[-2:]
+    nh, nw = max(8, round(h * factor)), max(8, round(w * factor))
+    out = F.interpolate(chw[None], size=(nh, nw), mode="bilinear", antialias=True,
+                        align_corners=False)[0]
+    out = out[0] if image.dim() == 2 else out
+    return out.contiguous(), (spacing[0] * h / nh, spacing[1] * w / nw)
+
+
+def random_crop(image: torch.Tensor, rng: np.random.Generator, lo: int, hi: int) -> torch.Tensor:
+    """A crop with each side uniform in [lo, hi] (clipped to the image) at a random position."""
+    h, w = image.shape[-2:]
+    ch = int(rng.integers(min(lo, h), min(hi, h) + 1))
+    cw = int(rng.integers(min(lo, w), min(hi, w) + 1))
+    y = int(rng.integers(0, h - ch + 1))
+    x = int(rng.integers(0, w - cw + 1))
+    return image[..., y:y + ch, x:x + cw].contiguous()
+
+
+def tokens_for(image: torch.Tensor, modality: str, spacing: tuple[float, float],
+               recipe: BatchRecipe, seed: int = 0) -> SliceTokens:
+    """Physical-unit slice -> patch tokens by the inference path (normalise, patchify, select)."""
+    tokens = preprocess_slice(to_reader_layout(image), modality, spacing, recipe.max_patches)
+    chosen = select_patches([tokens], keep=recipe.keep_patches, seeds=[seed])[0]
+    return tokens if len(chosen.indices) == tokens.n_tokens else tokens.take(chosen.indices)
+
+
+def prompt_for(modality: str, anatomy: str, config: ModelConfig, task: str,
+               drop_modality: bool, drop_anatomy: bool) -> PromptRequest:
+    """Prompt ids with optional dropout to the "unknown" row (the context head then decides)."""
+    mod = config.unknown_modality if drop_modality else config.modalities.index(modality)
+    ana = config.unknown_anatomy if drop_anatomy else config.anatomies.index(anatomy)
+    return PromptRequest(mod, "none" if drop_modality else SOURCE_TRAINING,
+                         ana, "none" if drop_anatomy else SOURCE_TRAINING,
+                         config.tasks.index(task))
+
+
+# --------------------------------------------------------------------------- examples
+
+class ExampleMaker:
+    """Draws training examples from a pool of clean slices (see module docstring)."""
+
+    def __init__(self, pool: Sequence[CleanSlice], config: ModelConfig, recipe: BatchRecipe):
+        if not pool:
+            raise ValueError("the training pool is empty")
+        self.pool = list(pool)
+        self.config = config
+        self.recipe = recipe
+        by_mod: dict[str, dict[str, list[int]]] = {}
+        for i, s in enumerate(self.pool):
+            if s.modality not in MODALITIES or s.anatomy not in ANATOMIES:
+                raise ValueError(f"{s.source}: unknown modality/anatomy {s.modality}/{s.anatomy}")
+            by_mod.setdefault(s.modality, {}).setdefault(s.source, []).append(i)
+        # Sorted, so a seed picks the same slices whatever order the pool was loaded in.
+        self.by_modality = {m: [by_mod[m][k] for k in sorted(by_mod[m])] for m in sorted(by_mod)}
+
+    def draw_clean(self, rng: np.random.Generator) -> tuple[torch.Tensor, tuple[float, float],
+                                                            CleanSlice]:
+        """A random rescaled crop of a random slice: modality, then source, then slice, each
+        uniform, because slice counts differ a hundredfold between sources."""
+        mods = list(self.by_modality)
+        sources = self.by_modality[mods[int(rng.integers(len(mods)))]]
+        idx = sources[int(rng.integers(len(sources)))]
+        src = self.pool[idx[int(rng.integers(len(idx)))]]
+        r = self.recipe
+        hi = r.ct_crop_max if src.modality == "CT" else r.crop_max
+        h, w = src.image.shape[-2:]
+        # Never shrink below the smallest crop; the lower bound is log-uniform.
+        floor = max(r.min_scale, min(1.0, r.crop_min / max(1, min(h, w))))
+        factor = math.exp(rng.uniform(math.log(floor), 0.0)) if floor < 1 else 1.0
+        image, spacing = rescale(src.image, src.spacing, factor)
+        return random_crop(image, rng, r.crop_min, hi), spacing, src
+
+    def degrade(self, clean: torch.Tensor, spacing: tuple[float, float], modality: str,
+                gen: torch.Generator, severity: float | None = None,
+                keys: Sequence[str] | None = None) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+        """A random chain (or the given simulators) -> (image, severities (F,), chain names)."""
+        from mediqa_train.degrade import REGISTRY, Chain, draw
+
+        if keys is not None:
+            chain = Chain([(REGISTRY[k], REGISTRY[k].sample(gen, severity)) for k in keys])
+        else:
+            chain = None
+            for _ in range(8):  # redraw chains that touch an excluded family
+                chain = draw(modality, gen, max_steps=self.recipe.max_chain, severity=severity)
+                sev = chain.severities
+                if not any(sev[f] > 0 for f in self.recipe.exclude_families):
+                    break
+            else:
+                return clean, np.zeros(len(PHYSICAL_FAMILIES), np.float32), []
+        assert chain is not None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = chain.apply(clean, spacing, gen)
+        image = torch.nan_to_num(image.float())
+        return image, chain.severity_vector().numpy(), [sim.name for sim, _ in chain.steps]
+
+    def example(self, rng: np.random.Generator, gen: torch.Generator) -> Example:
+        """One training example: crop, maybe degrade, label, tokenise, prompt."""
+        from mediqa_train.quality import reference_quality
+
+        clean, spacing, src = self.draw_clean(rng)
+        r = self.recipe
+        if rng.random() < r.clean_fraction:
+            image, names, quality = clean, [], 100.0
+            sev = np.zeros(len(PHYSICAL_FAMILIES), np.float32)
+        else:
+            image, sev, names = self.degrade(clean, spacing, src.modality, gen)
+            quality = 100.0 if not names else reference_quality(clean, image, src.modality)
+        task = "expert" if rng.random() < r.expert_task_fraction else "physical"
+        prompt = prompt_for(src.modality, src.anatomy, self.config, task,
+                            bool(rng.random() < r.metadata_dropout),
+                            bool(rng.random() < r.metadata_dropout))
+        tokens = tokens_for(image, src.modality, spacing, r, seed=int(rng.integers(1 << 31)))
+        return Example(tokens, prompt, sev.astype(np.float32), float(quality),
+                       self.config.modalities.index(src.modality),
+                       self.config.anatomies.index(src.anatomy), src.source, names)
+
+
+def collate(examples: Sequence[Example], config: ModelConfig) -> TrainBatch:
+    """Pack examples exactly as the engine packs slices, with their targets alongside."""
+    packed = pack([e.tokens for e in examples], [e.prompt for e in examples], config)
+    return TrainBatch(
+        packed,
+        torch.from_numpy(np.stack([e.severities for e in examples])),
+        torch.tensor([e.quality for e in examples], dtype=torch.float32),
+        torch.tensor([e.modality_id for e in examples], dtype=torch.int64),
+        torch.tensor([e.anatomy_id for e in examples], dtype=torch.int64),
+    )
+
+
+class BatchStream(IterableDataset):
+    """Endless packed batches of fresh examples, each under `recipe.max_tokens` tokens.
+
+    Seeded: worker w of a stream seeded s draws from seed (s, w), so a run is reproducible for a
+    given worker count; a resumed run passes its step as part of the seed (fresh, not replayed,
+    examples: the resumed run is seeded, though not identical to an uninterrupted one).
+    """
+
+    def __init__(self, pool: Sequence[CleanSlice], config: ModelConfig, recipe: BatchRecipe,
+                 seed: int) -> None:
+        super().__init__()
+        self.maker = ExampleMaker(pool, config, recipe)
+        self.config = config
+        self.recipe = recipe
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[TrainBatch]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        if info is not None:
+            torch.set_num_threads(1)  # the training step owns the other cores
+        rng = np.random.default_rng([self.seed, worker])
+        gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
+        pending: Example | None = None
+        while True:
+            batch: list[Example] = [] if pending is None else [pending]
+            used = 0 if pending is None else sequence_tokens(pending.tokens.n_tokens, self.config)
+            pending = None
+            while True:
+                ex = self.maker.example(rng, gen)
+                cost = sequence_tokens(ex.tokens.n_tokens, self.config)
+                if batch and used + cost > self.recipe.max_tokens:
+                    pending = ex
+                    break
+                batch.append(ex)
+                used += cost
+            yield collate(batch, self.config)
+
+
+__all__ = [
+    "BatchRecipe",
+    "BatchStream",
+    "CleanSlice",
+    "Example",
+    "ExampleMaker",
+    "TrainBatch",
+    "collate",
+    "prompt_for",
+    "random_crop",
+    "rescale",
+    "to_reader_layout",
+    "tokens_for",
+]
