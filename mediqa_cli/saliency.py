@@ -76,13 +76,22 @@ def thumbnail(image: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
 def _volume_images(
     thumbs: Sequence[np.ndarray], modality: str | None
 ) -> tuple[torch.Tensor, tuple[float, float] | None]:
-    """Normalise a volume's thumbnails with one shared range into (n, 3, s, s)."""
-    stack = np.stack([np.asarray(t, dtype=np.float32) for t in thumbs])
+    """Normalise a volume's thumbnails with one shared range into (n, 3, s, s).
+
+    Written slice by slice into one preallocated tensor, and the shared range is taken from a
+    strided sample of every thumbnail, so memory stays ~one normalised copy of the thumbnails.
+    """
+    first = np.asarray(thumbs[0], dtype=np.float32)
     value_range = None
-    if stack.ndim == 3 and modality != "CT":
-        value_range = robust_range(stack)
-    normed = np.stack([normalise(t, modality, value_range) for t in stack])  # (n, s, s, 3)
-    return torch.from_numpy(normed).permute(0, 3, 1, 2).contiguous(), value_range
+    if first.ndim == 2 and modality != "CT":
+        step = max(1, (len(thumbs) * first.size) // (1 << 18))
+        sample = np.concatenate([np.asarray(t, dtype=np.float32).ravel()[::step] for t in thumbs])
+        value_range = robust_range(sample)
+    out = torch.empty((len(thumbs), 3, first.shape[0], first.shape[1]), dtype=torch.float32)
+    for index, thumb in enumerate(thumbs):
+        normed = normalise(np.asarray(thumb, dtype=np.float32), modality, value_range)
+        out[index] = torch.from_numpy(normed).permute(2, 0, 1)
+    return out, value_range
 
 
 def select_slices_batch(

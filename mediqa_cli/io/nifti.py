@@ -125,16 +125,38 @@ def _modality_hint(path: str, description: str) -> tuple[str | None, str]:
     return None, SOURCE_NONE
 
 
+# Compressed volumes up to this size (decoded) are decoded once and kept for the scan's slices:
+# gzip cannot seek, so slice-by-slice reads would re-decompress from the start every time.
+GZ_CACHE_BYTES = 768 * 1024 * 1024
+_gz_cache: dict[tuple[str, int], np.ndarray] = {}
+
+
 @dataclass(frozen=True)
 class VolumeSliceReader:
-    """Reads one 2D slice through nibabel's proxy (only that slice is decoded)."""
+    """Reads one 2D slice: through nibabel's proxy (uncompressed, memory-mapped), or from a
+    once-decoded copy of a compressed volume of bounded size."""
 
     path: str
     slice_axis: int
     ndim: int
 
+    def _source(self) -> object:
+        # mmap=False: nibabel then reads just the slice's bytes; a memory map would leave every
+        # touched page of a long volume counted in the process's resident memory.
+        image = nib.load(self.path, mmap=False)
+        if not self.path.lower().endswith((".gz", ".mgz")):
+            return image.dataobj
+        nbytes = int(np.prod(image.shape)) * np.dtype(image.get_data_dtype()).itemsize
+        if nbytes > GZ_CACHE_BYTES:
+            return image.dataobj
+        key = (self.path, os.stat(self.path).st_mtime_ns)
+        if key not in _gz_cache:
+            _gz_cache.clear()  # one volume at a time keeps memory bounded
+            _gz_cache[key] = np.asarray(image.dataobj)
+        return _gz_cache[key]
+
     def __call__(self, index: int) -> np.ndarray:
-        proxy = nib.load(self.path).dataobj
+        proxy = self._source()
         slicer: list[object] = [slice(None)] * 3
         if self.ndim == 2:
             data = np.asarray(proxy[:, :], dtype=np.float32)
