@@ -137,7 +137,10 @@ def load_weights(
         raise WeightsError(f"{root / CONFIG_FILE}: invalid config ({exc})") from exc
     if "config" in card and card["config"] != config_data:
         raise WeightsError(f"{root / CONFIG_FILE} differs from the config in {CARD_FILE}")
-    model = MedIQANet(config)
+    # Built on the meta device: random initialisation would be thrown away by the load anyway,
+    # and on CPU it costs more than reading the weights.
+    with torch.device("meta"):
+        model = MedIQANet(config)
     wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     tensors: dict[str, torch.Tensor] = {}
     with safe_open(str(weights_path), framework="pt", device="cpu") as fh:
@@ -153,7 +156,10 @@ def load_weights(
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5
                                            else "")
         raise WeightsError(f"{weights_path} does not match {root / CONFIG_FILE}: {shown}")
-    model.load_state_dict(tensors, strict=True)
+    model.load_state_dict(tensors, strict=True, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        model = MedIQANet(config)  # a non-persistent buffer needs the real constructor
+        model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), card
 
 
