@@ -214,6 +214,56 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command("eval")
+def eval_command(
+    target: Annotated[Path, typer.Argument(help="A report (.csv/.jsonl/.h5) or scans to score.")],
+    labels: Annotated[Path, typer.Option(help="labels.csv with path,score[,modality,anatomy].")],
+    column: Annotated[str, typer.Option(help="Report column to evaluate.")] = "score",
+    boot: Annotated[
+        int, typer.Option(help="Bootstrap resamples for the intervals.", min=0)
+    ] = 1000,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write results here.")
+    ] = None,
+) -> None:
+    """SRCC, PLCC (after a 4-parameter logistic), KRCC and RMSE against expert labels."""
+    import json
+    import tempfile
+
+    from mediqa_cli.evaluation import METRICS, evaluate
+    from mediqa_cli.labels import join, read_labels
+    from mediqa_cli.reports import infer_format, load_previous_rows
+    from mediqa_cli.runner import ScoreRequest, run_score
+
+    _setup_logging(False, False)
+    try:
+        label_rows = read_labels(labels)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--labels") from exc
+    if target.is_file() and target.suffix.lower() in (".csv", ".jsonl", ".json", ".h5", ".hdf5"):
+        rows = list(load_previous_rows(target, infer_format(str(target), None)).values())
+    else:
+        report = Path(tempfile.mkdtemp(prefix="mediqa-eval-")) / "report.jsonl"
+        run_score(ScoreRequest(paths=[str(target)], out=str(report), quiet=True))
+        rows = list(load_previous_rows(report, "jsonl").values())
+    preds, targets, groups, unmatched = join(label_rows, rows, column)
+    if unmatched:
+        log.warning("%d label(s) without a scored row, e.g. %s", len(unmatched), unmatched[0])
+    if len(preds) < 3:
+        log.error("only %d labelled scan(s) matched a scored row; need at least 3", len(preds))
+        raise typer.Exit(EXIT_USAGE)
+    results = evaluate(preds, targets, groups, n_boot=boot)
+    typer.echo(f"{'group':<10} {'n':>5} " + " ".join(f"{m.upper():>22}" for m in METRICS))
+    for group, row in results.items():
+        cells = []
+        for metric in METRICS:
+            est = row[metric]
+            cells.append(f"{est['value']:>7.3f} [{est['low']:.3f}, {est['high']:.3f}]")
+        typer.echo(f"{group:<10} {row['n']:>5} " + " ".join(f"{c:>22}" for c in cells))
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=2) + "\n")
+
+
 class ExportFormat(str, Enum):
     torchscript = "torchscript"
     export = "export"
