@@ -37,6 +37,18 @@ ENV_VAR = "MEDIQA_WEIGHTS"
 REPO_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 
 
+def _packaged_weights_dir() -> Path:
+    """weights/ of a checkout, else the installed `mediqa_weights` data package."""
+    if REPO_WEIGHTS_DIR.is_dir():
+        return REPO_WEIGHTS_DIR
+    import importlib.util
+
+    spec = importlib.util.find_spec("mediqa_weights")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return REPO_WEIGHTS_DIR
+
+
 class WeightsError(RuntimeError):
     """Weights that must not be used: missing, corrupted, or not matching their config."""
 
@@ -182,7 +194,7 @@ def find_installed_weights(repo_dir: str | os.PathLike[str] | None = None) -> Pa
                 f"(needs {WEIGHTS_FILE}, {CONFIG_FILE} and {CARD_FILE})"
             )
         return Path(env)
-    root = Path(repo_dir) if repo_dir is not None else REPO_WEIGHTS_DIR
+    root = Path(repo_dir) if repo_dir is not None else _packaged_weights_dir()
     return root if is_weights_dir(root) else None
 
 
