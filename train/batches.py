@@ -8,7 +8,8 @@ physical units:
 
 1. pick a clean slice (modalities drawn uniformly, so the few NM images weigh as much as MR);
 2. rescale it by a random factor (spacing follows) and take a random crop of random size and
-   aspect, so the model meets many resolutions, fields of view and grid shapes;
+   aspect (or, sometimes, the whole slice, whose patches are then selected by saliency as in
+   `mediqa score`), so the model meets many resolutions, fields of view and grid shapes;
 3. with probability `clean_fraction` keep it clean (all severities 0, quality 100); otherwise
    apply a random chain of physics simulators for that modality (`mediqa_train.degrade.draw`)
    and label it with the chain's per-family severities and the full-reference quality target
@@ -36,7 +37,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.packing import PackedBatch, pack, sequence_tokens
 from mediqa_cli.model.prompts import PromptRequest
-from mediqa_cli.preprocess import SliceTokens, preprocess_slice
+from mediqa_cli.preprocess import DEFAULT_MAX_PATCHES, SliceTokens, preprocess_slice
 from mediqa_cli.saliency import select_patches
 from mediqa_cli.taxonomy import ANATOMIES, MODALITIES, PHYSICAL_FAMILIES
 
@@ -71,8 +72,9 @@ class BatchRecipe:
     crop_max: int = 192
     ct_crop_max: int = 128  # CT simulators project and back-project: cost grows as side^3
     min_scale: float = 0.25  # random downscale of the slice before cropping (spacing follows)
-    max_patches: int = 256  # per-slice token cap, as preprocess applies it
-    keep_patches: int = 256  # patch selection, as inference applies it
+    full_image_fraction: float = 0.2  # whole (rescaled) slices, as `mediqa score` sees them
+    max_patches: int = DEFAULT_MAX_PATCHES  # per-slice grid cap, as inference applies it
+    keep_patches: int = 256  # salient + background patch selection, as inference applies it
     clean_fraction: float = 0.15
     max_chain: int = 3
     metadata_dropout: float = 0.5
@@ -212,6 +214,11 @@ class ExampleMaker:
         # Never shrink below the smallest crop; the lower bound is log-uniform.
         floor = max(r.min_scale, min(1.0, r.crop_min / max(1, min(h, w))))
         factor = math.exp(rng.uniform(math.log(floor), 0.0)) if floor < 1 else 1.0
+        if rng.random() < r.full_image_fraction:
+            # The whole slice; CT is shrunk to its crop cap (projection cost grows as side^3).
+            factor = min(factor, hi / max(h, w)) if src.modality == "CT" else factor
+            image, spacing = rescale(src.image, src.spacing, factor)
+            return image.contiguous(), spacing, src
         image, spacing = rescale(src.image, src.spacing, factor)
         return random_crop(image, rng, r.crop_min, hi), spacing, src
 
@@ -233,9 +240,12 @@ class ExampleMaker:
             else:
                 return clean, np.zeros(len(PHYSICAL_FAMILIES), np.float32), []
         assert chain is not None
+        # Simulators need a physical scale: unknown spacing (PNG, .npy) counts as 1 mm, as in
+        # `mediqa-train degrade`; the tokens still say "unknown".
+        scale = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in spacing)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image = chain.apply(clean, spacing, gen)
+            image = chain.apply(clean, scale, gen)
         image = torch.nan_to_num(image.float())
         return image, chain.severity_vector().numpy(), [sim.name for sim, _ in chain.steps]
 

@@ -25,7 +25,8 @@ from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="MedIQA training tools: corpus building and physics-informed degradation.")
+                  help="MedIQA training tools: corpus, physics-informed degradation, "
+                       "pre-training and expert fine-tuning.")
 console = Console()
 
 
@@ -174,6 +175,59 @@ def _jsonable(value: object) -> object:
     if isinstance(value, float):
         return round(value, 6)
     return value
+
+
+@app.command()
+def pretrain(
+    out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, metrics, weights.")],
+    config: Annotated[str, typer.Option(
+        "--config", help="Run config JSON, or a name in train/configs/.")] = "shipped",
+    corpus: Annotated[Path, typer.Option("--corpus", help="Corpus folder (see `corpus`).")] = Path(
+        "corpus"),
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ...")] = "cpu",
+    max_minutes: Annotated[float | None, typer.Option(
+        "--max-minutes", help="Wall-clock budget; the schedule anneals to it.")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the latest checkpoint.")] = False,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+) -> None:
+    """Pre-train on physics-simulated degradations of the corpus (see mediqa_train.pretrain)."""
+    from mediqa_train.pretrain import main as pretrain_main
+
+    argv = ["--out", str(out), "--config", config, "--corpus", str(corpus), "--device", device]
+    for flag, value in (("--max-minutes", max_minutes), ("--max-steps", max_steps),
+                        ("--threads", threads), ("--seed", seed)):
+        if value is not None:
+            argv += [flag, str(value)]
+    raise typer.Exit(pretrain_main(argv + (["--resume"] if resume else [])))
+
+
+@app.command()
+def finetune(
+    labels: Annotated[Path, typer.Option("--labels", help="labels.csv: path,score[,modality,"
+                                                          "anatomy].")],
+    out: Annotated[Path, typer.Option("--out", help="New weights folder.")],
+    base: Annotated[Path, typer.Option("--base", help="Pre-trained weights folder.")] = Path(
+        "weights"),
+    folds: Annotated[int, typer.Option("--folds", min=0, help="k-fold CV (0: none).")] = 5,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30,
+    lr: Annotated[float, typer.Option("--lr")] = 3e-3,
+    unfreeze_last: Annotated[int, typer.Option(
+        "--unfreeze-last", min=0, help="Also train the last N transformer blocks.")] = 0,
+    lower_is_better: Annotated[bool, typer.Option(
+        "--lower-is-better", help="A high label means a worse image.")] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device")] = "cpu",
+) -> None:
+    """Fine-tune the quality score on expert labels (see mediqa_train.finetune)."""
+    from mediqa_train.finetune import main as finetune_main
+
+    argv = ["--labels", str(labels), "--out", str(out), "--base", str(base), "--folds",
+            str(folds), "--epochs", str(epochs), "--lr", str(lr), "--unfreeze-last",
+            str(unfreeze_last), "--seed", str(seed), "--device", device]
+    raise typer.Exit(finetune_main(argv + (["--lower-is-better"] if lower_is_better else [])))
 
 
 def main() -> None:

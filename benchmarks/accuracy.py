@@ -1,0 +1,321 @@
+"""Does the score mean something? Accuracy of shipped weights on held-out TEST-split sources only.
+
+Everything here is drawn from the corpus's test split (sources never seen in pre-training):
+
+1. Severity ladders: for each test image and each degradation family its modality has, the clean
+   image plus the same simulated artefact at severities 0.2, 0.4, 0.6, 0.8, 1.0 (one seed per
+   ladder, so only the strength changes). Within-ladder SRCC between the score and the severity
+   rank (ideal: 1.0), averaged per modality and per family. The same ladders are scored by every
+   classical IQM of `mediqa_cli.iqm` (sign flipped where lower is better) side by side.
+2. Overall agreement with the physics-derived target (SSIM to the clean image, 0..100) on random
+   simulator chains at random severities, as in pre-training: SRCC/PLCC (+ KRCC, RMSE) with
+   bootstrap intervals, per modality.
+3. The context head with metadata removed: modality and anatomy accuracy.
+4. Clean test images, whole slices as `mediqa score` sees them: score per modality.
+
+Images reach the model through the inference path (normalise, patchify, patch selection, pack).
+Usage:
+    python benchmarks/accuracy.py --weights weights --corpus corpus --out weights/metrics
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mediqa_train.batches import (
+    BatchRecipe,
+    Example,
+    ExampleMaker,
+    prompt_for,
+    to_reader_layout,
+    tokens_for,
+)
+from mediqa_train.degrade import REGISTRY
+from mediqa_train.pretrain import load_pool, predict
+from mediqa_train.quality import reference_quality
+
+from mediqa_cli.evaluation import evaluate, srcc
+from mediqa_cli.iqm import compute_iqms
+from mediqa_cli.model.network import MedIQANet
+from mediqa_cli.model.weights import load_weights
+from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
+
+SEVERITIES = (0.2, 0.4, 0.6, 0.8, 1.0)
+# Classical IQMs that measure quality, and whether higher is better (mediqa_cli/iqm.py).
+IQM_DIRECTION = {"iqm_snr": True, "iqm_cnr": True, "iqm_efc": False, "iqm_fber": True,
+                 "iqm_sharpness": True, "iqm_noise_sigma": False}
+
+
+def family_simulators(modality: str) -> dict[str, list[str]]:
+    """family -> registry keys of simulators of that modality that declare the family."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for key in sorted(REGISTRY):
+        sim = REGISTRY[key]
+        if modality in sim.modalities:
+            for family in sim.families:
+                out[family].append(key)
+    return {f: out[f] for f in PHYSICAL_FAMILIES if f in out}
+
+
+def example_of(image: torch.Tensor, spacing: tuple[float, float], modality: str, anatomy: str,
+               model: MedIQANet, recipe: BatchRecipe, known: bool = True,
+               quality: float = math.nan) -> Example:
+    """An Example scored as `mediqa score` would (metadata known or removed)."""
+    cfg = model.config
+    tokens = tokens_for(image, modality, spacing, recipe, seed=0)
+    prompt = prompt_for(modality, anatomy, cfg, "expert", not known, not known)
+    return Example(tokens, prompt, np.zeros(len(cfg.families), np.float32), quality,
+                   cfg.modalities.index(modality), cfg.anatomies.index(anatomy), "")
+
+
+def iqm_values(image: torch.Tensor, modality: str) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = compute_iqms([to_reader_layout(image)], modality)
+    return {k: (v if IQM_DIRECTION[k] else -v) for k, v in values.items() if k in IQM_DIRECTION}
+
+
+def ladders(model: MedIQANet, pool: Sequence[Any], per_modality: int, seed: int,
+            recipe: BatchRecipe) -> list[dict[str, Any]]:
+    """Score severity ladders by the model and the classical IQMs (see module docstring)."""
+    maker = ExampleMaker(pool, model.config, recipe)
+    rng = np.random.default_rng([seed, 21])
+    rows = []
+    for modality, sources in maker.by_modality.items():
+        fams = family_simulators(modality)
+        indices = [i for idx in sources for i in idx]
+        for b in range(per_modality):
+            src = maker.pool[indices[int(rng.integers(len(indices)))]]
+            sub = ExampleMaker([src], model.config, recipe)
+            clean, spacing, _ = sub.draw_clean(rng)
+            for family, keys in fams.items():
+                key = keys[b % len(keys)]
+                sim = REGISTRY[key]
+                ladder_seed = int(rng.integers(1 << 31))
+                images = [clean]
+                scale = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in spacing)
+                for s in SEVERITIES:
+                    gen = torch.Generator().manual_seed(ladder_seed)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        images.append(torch.nan_to_num(
+                            sim.apply(clean, scale, sim.sample(gen, s), gen).float()))
+                examples = [example_of(im, spacing, modality, src.anatomy, model, recipe)
+                            for im in images]
+                scores = predict(model, examples, torch.device("cpu"))["quality"]
+                iqms = [iqm_values(im, modality) for im in images]
+                rows.append({
+                    "modality": modality, "family": family, "simulator": key,
+                    "source": src.source, "shape": list(clean.shape[-2:]),
+                    "scores": [round(float(v), 3) for v in scores],
+                    "physics": [100.0] + [round(reference_quality(clean, im, modality), 3)
+                                          for im in images[1:]],
+                    "iqms": {k: [d[k] for d in iqms] for k in IQM_DIRECTION},
+                })
+    return rows
+
+
+def ladder_srcc(values: Sequence[float]) -> float:
+    """SRCC of a ladder's values with quality order (clean first, most severe last)."""
+    v = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(v).all():
+        return math.nan
+    return srcc(v, -np.arange(v.size, dtype=np.float64))
+
+
+def summarise_ladders(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean within-ladder SRCC per modality and per (modality, family), model and each IQM."""
+    methods = ["model", "physics"] + list(IQM_DIRECTION)
+
+    def per(row: dict[str, Any], method: str) -> float:
+        values = row["scores"] if method == "model" else (
+            row["physics"] if method == "physics" else row["iqms"][method])
+        return ladder_srcc(values)
+
+    table: dict[str, Any] = {"by_modality": {}, "by_family": {}, "n_ladders": len(rows)}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["modality"], "*")].append(r)
+        groups[(r["modality"], r["family"])].append(r)
+        groups[("*", r["family"])].append(r)
+        groups[("*", "*")].append(r)
+    for (mod, fam), members in sorted(groups.items()):
+        entry = {"n": len(members)}
+        for m in methods:
+            vals = np.array([per(r, m) for r in members])
+            ok = vals[np.isfinite(vals)]
+            entry[m] = float(ok.mean()) if ok.size else math.nan
+            entry[f"{m}_n_valid"] = int(ok.size)
+        if fam == "*":
+            table["by_modality"][mod] = entry
+        else:
+            table["by_family"][f"{mod}/{fam}"] = entry
+    return table
+
+
+def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
+                  recipe: BatchRecipe) -> dict[str, Any]:
+    """Random simulator chains on test images: score vs physics target, and context accuracy
+    with metadata removed (the same images)."""
+    maker = ExampleMaker(pool, model.config, recipe)
+    rng = np.random.default_rng([seed, 31])
+    gen = torch.Generator().manual_seed(seed + 31)
+    known, unknown, mods, anats = [], [], [], []
+    for _ in range(n):
+        clean, spacing, src = maker.draw_clean(rng)
+        if rng.random() < recipe.clean_fraction:
+            image, q = clean, 100.0
+        else:
+            image, _, names = maker.degrade(clean, spacing, src.modality, gen)
+            q = reference_quality(clean, image, src.modality) if names else 100.0
+        known.append(example_of(image, spacing, src.modality, src.anatomy, model, recipe, True, q))
+        unknown.append(example_of(image, spacing, src.modality, src.anatomy, model, recipe,
+                                  False, q))
+        mods.append(src.modality)
+        anats.append(src.anatomy)
+    dev = torch.device("cpu")
+    p_known = predict(model, known, dev)
+    p_unknown = predict(model, unknown, dev)
+    target = np.array([e.quality for e in known])
+    cfg = model.config
+    true_mod = np.array([cfg.modalities.index(m) for m in mods])
+    true_ana = np.array([cfg.anatomies.index(a) for a in anats])
+    context: dict[str, Any] = {}
+    for name in ["all", *sorted(set(mods))]:
+        keep = np.ones(len(mods), bool) if name == "all" else np.array(mods) == name
+        context[name] = {
+            "n": int(keep.sum()),
+            "modality_acc": float((p_unknown["modality"][keep] == true_mod[keep]).mean()),
+            "anatomy_acc": float((p_unknown["anatomy"][keep] == true_ana[keep]).mean()),
+        }
+    return {
+        "metadata_known": evaluate(p_known["quality"], target, mods, n_boot=1000, seed=seed),
+        "metadata_removed": evaluate(p_unknown["quality"], target, mods, n_boot=1000,
+                                     seed=seed, metrics=("srcc", "plcc")),
+        "context_head_metadata_removed": context,
+    }
+
+
+def clean_scores(model: MedIQANet, pool: Sequence[Any], recipe: BatchRecipe) -> dict[str, Any]:
+    """Scores of every clean test slice, whole, per modality."""
+    by_mod: dict[str, list[Example]] = defaultdict(list)
+    for item in pool:
+        by_mod[item.modality].append(example_of(item.image, item.spacing, item.modality,
+                                                item.anatomy, model, recipe))
+    out = {}
+    for mod, examples in sorted(by_mod.items()):
+        q = predict(model, examples, torch.device("cpu"))["quality"]
+        out[mod] = {"n": len(q), "mean": float(q.mean()), "sd": float(q.std()),
+                    "min": float(q.min()), "max": float(q.max())}
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables for the model card."""
+    lad = results["ladders"]
+    iqms = list(IQM_DIRECTION)
+    head = "| modality | ladders | MedIQA | physics target | " + " | ".join(
+        k.removeprefix("iqm_") for k in iqms) + " |"
+    lines = ["### Within-ladder SRCC (clean + 5 severities; 1.0 = perfect order), test sources",
+             "", head, "|" + "---|" * (4 + len(iqms))]
+
+    def fmt(v: float) -> str:
+        return "n/a" if not math.isfinite(v) else f"{v:.3f}"
+
+    def row(name: str, e: dict[str, Any]) -> str:
+        best_iqm = max((e[k] for k in iqms if math.isfinite(e[k])), default=math.nan)
+        mark = " (beats every IQM)" if math.isfinite(best_iqm) and e["model"] > best_iqm else ""
+        return (f"| {name} | {e['n']} | **{fmt(e['model'])}**{mark} | {fmt(e['physics'])} | "
+                + " | ".join(fmt(e[k]) for k in iqms) + " |")
+
+    for mod, e in lad["by_modality"].items():
+        lines.append(row("all" if mod == "*" else mod, e))
+    lines += ["", "### Within-ladder SRCC per family (all modalities)", "", head,
+              "|" + "---|" * (4 + len(iqms))]
+    for key, e in lad["by_family"].items():
+        if key.startswith("*/"):
+            lines.append(row(key[2:], e))
+    lines += ["", "### Within-ladder SRCC per modality and family (MedIQA)", "",
+              "| modality/family | ladders | MedIQA | best IQM (name) |", "|---|---|---|---|"]
+    for key, e in lad["by_family"].items():
+        if not key.startswith("*/"):
+            best = max(iqms, key=lambda k: e[k] if math.isfinite(e[k]) else -9)
+            lines.append(f"| {key} | {e['n']} | {fmt(e['model'])} | {fmt(e[best])} "
+                         f"({best.removeprefix('iqm_')}) |")
+    rc = results["random_chains"]
+
+    def ci(entry: dict[str, Any], m: str) -> str:
+        v = entry[m]
+        return f"{v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
+
+    lines += ["", "### Score vs physics-derived target on random simulator chains (test sources)",
+              "", "| modality | n | SRCC | PLCC | KRCC | RMSE | SRCC, metadata removed |",
+              "|---|---|---|---|---|---|---|"]
+    for mod, e in rc["metadata_known"].items():
+        u = rc["metadata_removed"][mod]
+        lines.append(f"| {mod} | {e['n']} | {ci(e, 'srcc')} | {ci(e, 'plcc')} | "
+                     f"{ci(e, 'krcc')} | {ci(e, 'rmse')} | {ci(u, 'srcc')} |")
+    lines += ["", "### Context head with metadata removed (same test images)", "",
+              "| modality | n | modality accuracy | anatomy accuracy |", "|---|---|---|---|"]
+    for mod, e in rc["context_head_metadata_removed"].items():
+        lines.append(f"| {mod} | {e['n']} | {e['modality_acc']:.3f} | {e['anatomy_acc']:.3f} |")
+    lines += ["", "### Clean test slices, whole, as `mediqa score` sees them", "",
+              "| modality | slices | mean score | sd | min | max |", "|---|---|---|---|---|---|"]
+    for mod, e in results["clean"].items():
+        lines.append(f"| {mod} | {e['n']} | {e['mean']:.1f} | {e['sd']:.1f} | {e['min']:.1f} | "
+                     f"{e['max']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--weights", default="weights")
+    ap.add_argument("--corpus", default="corpus")
+    ap.add_argument("--out", default="weights/metrics", help="folder for accuracy.json/.md")
+    ap.add_argument("--per-modality", type=int, default=8, help="ladder base images per modality")
+    ap.add_argument("--chains", type=int, default=400, help="random-chain test images")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    model, card = load_weights(args.weights)
+    pool = load_pool(args.corpus, "test")
+    # Crops as in training, but no larger than the scorer's own budget; ladders on crops or
+    # whole slices alike.
+    recipe = BatchRecipe(clean_fraction=0.1)
+    rows = ladders(model, pool, args.per_modality, args.seed, recipe)
+    results = {
+        "weights_sha256": card.get("sha256"),
+        "command": "python benchmarks/accuracy.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]),
+        "test_sources": sorted({p.source for p in pool}),
+        "ladders": summarise_ladders(rows),
+        "random_chains": random_chains(model, pool, args.chains, args.seed, recipe),
+        "clean": clean_scores(model, pool, recipe),
+    }
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "accuracy.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "accuracy_ladders.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out / "accuracy.md").write_text(markdown(results))
+    print(markdown(results))
+    print(f"{len(rows)} ladders, {results['seconds']:.0f} s -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
