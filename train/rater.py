@@ -123,13 +123,18 @@ def make_rated_set(pool: Sequence[CleanSlice], n: int, out_dir: str | os.PathLik
     rater_rng = np.random.default_rng([seed, 13])
     rows = []
     for i in range(n):
-        clean, spacing, src = maker.draw_clean(rng)
-        if rng.random() < clean_fraction:
-            image, sev = clean, np.zeros(len(PHYSICAL_FAMILIES))
-            physics = 100.0
-        else:
-            image, sev, names = maker.degrade(clean, spacing, src.modality, gen)
-            physics = reference_quality(clean, image, src.modality) if names else 100.0
+        while True:
+            clean, spacing, src = maker.draw_clean(rng)
+            if rng.random() < clean_fraction:
+                image, sev = clean, np.zeros(len(PHYSICAL_FAMILIES))
+                physics = 100.0
+            else:
+                image, sev, names = maker.degrade(clean, spacing, src.modality, gen)
+                physics = reference_quality(clean, image, src.modality) if names else 100.0
+            # A chain can saturate a crop to one value; the scorer refuses constant images (an
+            # error row), so such an image could never be scored: draw another.
+            if float(image.max() - image.min()) > 1e-6 * max(1.0, float(image.abs().max())):
+                break
         path = write_image(image, spacing, out / "images" / f"img{i:04d}")
         rows.append({"path": str(path.relative_to(out)),
                      "score": round(rater_score(sev, src.modality, rater_rng), 4),

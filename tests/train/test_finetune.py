@@ -1,0 +1,147 @@
+"""Expert fine-tuning and the SIMULATED rater: labels.csv in, a verified weights folder out."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mediqa_train.finetune import (
+    finetune,
+    fit_mixture,
+    label_map,
+    prepare_labelled,
+    read_labels,
+    train_scorer,
+)
+from mediqa_train.rater import make_rated_set, rater_score, write_labels
+
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.network import MedIQANet
+from mediqa_cli.model.weights import load_weights, save_weights
+from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
+from tests.train.train_images import real_image
+
+
+@dataclass(frozen=True)
+class Item:
+    image: torch.Tensor
+    spacing: tuple[float, float]
+    modality: str
+    anatomy: str
+    source: str
+
+
+def sev(**families: float) -> np.ndarray:
+    return np.array([families.get(f, 0.0) for f in PHYSICAL_FAMILIES])
+
+
+def test_simulated_rater_gives_clean_images_the_top_score_and_falls_with_severity() -> None:
+    assert rater_score(sev(), "MR") == pytest.approx(5.0)
+    for family in ("noise", "motion", "blur"):
+        scores = [rater_score(sev(**{family: s}), "MR") for s in (0.0, 0.4, 0.7, 1.0)]
+        assert scores == sorted(scores, reverse=True) and scores[-1] < scores[0]
+
+
+def test_simulated_rater_taste_depends_on_modality_and_is_not_uniform() -> None:
+    # The MR rater minds motion far more than noise; a uniform burden would rank them alike.
+    assert rater_score(sev(noise=0.6), "MR") > rater_score(sev(motion=0.3), "MR")
+    # The same noise costs a CT image less than an NM image.
+    assert rater_score(sev(noise=0.6), "CT") > rater_score(sev(noise=0.6), "NM")
+
+
+def test_simulated_rater_noise_is_seeded() -> None:
+    a = rater_score(sev(blur=0.5), "XR", np.random.default_rng(1))
+    b = rater_score(sev(blur=0.5), "XR", np.random.default_rng(1))
+    assert a == b != rater_score(sev(blur=0.5), "XR")
+
+
+def test_labels_csv_paths_are_relative_to_the_file_and_bad_rows_are_refused(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "labels.csv").write_text("path,score\nimg/a.png,3.5\n")
+    rows = read_labels(tmp_path / "labels.csv")
+    assert rows[0]["path"] == str((tmp_path / "img" / "a.png").resolve())
+    (tmp_path / "bad.csv").write_text("file,score\na.png,1\n")
+    with pytest.raises(ValueError, match="'path' and 'score'"):
+        read_labels(tmp_path / "bad.csv")
+    (tmp_path / "nan.csv").write_text("path,score\na.png,good\n")
+    with pytest.raises(ValueError, match="not a number"):
+        read_labels(tmp_path / "nan.csv")
+
+
+def test_label_map_puts_the_best_label_at_100() -> None:
+    labels = np.array([1.0, 3.0, 5.0])
+    assert label_map(labels, lower_is_better=False) == (1.0, 5.0)
+    assert label_map(labels, lower_is_better=True) == (5.0, 1.0)
+    with pytest.raises(ValueError, match="equal"):
+        label_map(np.array([2.0, 2.0]), False)
+
+
+def test_mixture_fit_finds_the_family_the_labels_depend_on() -> None:
+    rng = np.random.default_rng(0)
+    s = rng.uniform(0, 1, (80, len(PHYSICAL_FAMILIES)))
+    motion = PHYSICAL_FAMILIES.index("motion")
+    target = 1.0 - 0.8 * s[:, motion]
+    mix = fit_mixture(s, target)
+    assert int(mix.argmax()) == motion and float(mix[motion]) > 0.9
+    assert float(mix.sum()) == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny base model and 12 SIMULATED-rater labelled real crops written as files."""
+    root = tmp_path_factory.mktemp("ft")
+    torch.manual_seed(0)
+    base = save_weights(MedIQANet(ModelConfig.tiny()), root / "base", card={"version": "t"})
+    pool = [Item(*real_image(m), m, a, f"t:{m}")
+            for m, a in (("MR", "upper_limb"), ("FUNDUS", "eye"), ("XR", "chest"))]
+    cfg = ModelConfig.tiny()
+    rows = make_rated_set(pool, 12, root / "data", cfg, seed=0)
+    return base, write_labels(rows, root / "data" / "labels.csv")
+
+
+def test_rated_files_open_through_the_product_readers(labelled: tuple[Path, Path]) -> None:
+    _, labels = labelled
+    items = prepare_labelled(labels, ModelConfig.tiny())
+    assert len(items) == 12
+    with open(labels) as fh:
+        modalities = {row["modality"] for row in csv.DictReader(fh)}
+    assert {it.modality for it in items} == modalities  # the labels' column was applied
+    assert all(it.request.task_id == ModelConfig.tiny().tasks.index("expert") for it in items)
+
+
+def test_finetune_writes_a_verified_folder_with_cv_and_moves_only_prompts_and_heads(
+    labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base, labels = labelled
+    out = finetune(labels, base, tmp_path / "tuned", folds=2, epochs=2, n_boot=20, echo=None)
+    tuned, card = load_weights(out)
+    original, base_card = load_weights(base)
+    assert card["base_weights"]["sha256"] == base_card["sha256"]
+    assert card["cross_validation"]["all"]["n"] == 12
+    assert card["labels"]["n_used"] == 12 and len(card["labels"]["sha256"]) == 64
+    before, after = original.state_dict(), tuned.state_dict()
+    for name in before:
+        if name.startswith(("blocks.", "context_blocks.", "patch_embed.", "position.",
+                            "spacing.")):
+            assert torch.equal(before[name], after[name]), name
+    assert not torch.equal(before["quality_head.weight"], after["quality_head.weight"])
+
+
+def test_unfreeze_last_trains_the_last_block_and_nothing_before_it(
+    labelled: tuple[Path, Path],
+) -> None:
+    base, labels = labelled
+    model, _ = load_weights(base)
+    items = prepare_labelled(labels, model.config)
+    target = np.linspace(0, 1, len(items))
+    state = model.state_dict()
+    tuned = train_scorer(state, model.config, items, target, epochs=1, unfreeze_last=1)
+    after = tuned.state_dict()
+    last = f"blocks.{len(model.blocks) - 1}.fc1.weight"
+    assert not torch.equal(state[last], after[last])
+    assert torch.equal(state["context_blocks.0.fc1.weight"], after["context_blocks.0.fc1.weight"])

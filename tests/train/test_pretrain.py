@@ -1,0 +1,181 @@
+"""Pre-training: batches built by the inference path, the multi-task loss, schedule, checkpoints.
+
+The smoke run (tiny config, a few steps, real packaged images) runs end to end in CI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mediqa_train.batches import BatchRecipe, BatchStream, ExampleMaker, tokens_for
+from mediqa_train.pretrain import (
+    LossWeights,
+    OptimConfig,
+    RunConfig,
+    lr_factor,
+    multitask_loss,
+    pretrain,
+)
+
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.network import MedIQANet
+from mediqa_cli.model.weights import load_weights
+from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
+from tests.train.train_images import real_image
+
+
+@dataclass(frozen=True)
+class Item:
+    image: torch.Tensor
+    spacing: tuple[float, float]
+    modality: str
+    anatomy: str
+    source: str
+
+
+ANATOMY = {"CT": "head", "MR": "upper_limb", "FUNDUS": "eye", "XR": "chest"}
+
+
+@pytest.fixture(scope="module")
+def pool() -> list[Item]:
+    return [Item(*real_image(m), m, ANATOMY[m], f"test:{m}") for m in ANATOMY]
+
+
+def tiny_run(**data: object) -> RunConfig:
+    return RunConfig.from_dict({
+        "model": ModelConfig.tiny().to_dict(),
+        "data": {"crop_min": 32, "crop_max": 64, "ct_crop_max": 48, "max_tokens": 256, **data},
+        "optim": {"lr": 1e-3, "warmup_steps": 1, "steps": 4},
+        "workers": 0, "log_every": 1, "ckpt_every": 2, "val_every": 2, "val_examples": 4,
+    })
+
+
+def test_batches_respect_the_token_budget_and_carry_labels_in_range(pool: list[Item]) -> None:
+    run = tiny_run()
+    stream = iter(BatchStream(pool, run.model, run.data, seed=0))
+    for _ in range(3):
+        b = next(stream)
+        tokens = b.n_patches + b.n_slices * run.model.n_queries
+        assert tokens <= run.data.max_tokens or b.n_slices == 1
+        assert b.severities.shape == (b.n_slices, len(PHYSICAL_FAMILIES))
+        assert float(b.severities.min()) >= 0.0 and float(b.severities.max()) <= 1.0
+        assert float(b.quality.min()) >= 0.0 and float(b.quality.max()) <= 100.0
+
+
+def test_a_training_slice_is_tokenised_exactly_as_the_scorer_would(pool: list[Item]) -> None:
+    from mediqa_cli.preprocess import preprocess_slice
+    from mediqa_cli.saliency import select_patches
+
+    image, spacing = real_image("MR")
+    recipe = BatchRecipe()
+    ours = tokens_for(image, "MR", spacing, recipe, seed=5)
+    ref = preprocess_slice(image.numpy(), "MR", spacing, recipe.max_patches)
+    keep = select_patches([ref], keep=recipe.keep_patches, seeds=[5])[0]
+    np.testing.assert_array_equal(ours.patches, ref.take(keep.indices).patches)
+    assert ours.spacing_mm == ref.spacing_mm
+
+
+def test_clean_examples_have_zero_severity_and_full_quality(pool: list[Item]) -> None:
+    run = tiny_run(clean_fraction=1.0)
+    maker = ExampleMaker(pool, run.model, run.data)
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    for _ in range(4):
+        ex = maker.example(rng, gen)
+        assert ex.quality == 100.0 and not ex.severities.any() and ex.chain == []
+
+
+def test_degraded_examples_name_their_chain_and_lose_quality(pool: list[Item]) -> None:
+    run = tiny_run(clean_fraction=0.0)
+    maker = ExampleMaker(pool, run.model, run.data)
+    rng, gen = np.random.default_rng(1), torch.Generator().manual_seed(1)
+    examples = [maker.example(rng, gen) for _ in range(6)]
+    assert all(ex.chain for ex in examples)
+    assert all(ex.severities.max() > 0 for ex in examples)
+    assert np.mean([ex.quality for ex in examples]) < 100.0
+
+
+def test_metadata_dropout_asks_the_context_head_at_the_configured_rate(pool: list[Item]) -> None:
+    cfg = ModelConfig.tiny()
+    rng, gen = np.random.default_rng(2), torch.Generator().manual_seed(2)
+    for rate, expected in ((0.0, 0), (1.0, 40)):
+        maker = ExampleMaker(pool, cfg, BatchRecipe(metadata_dropout=rate, clean_fraction=1.0,
+                                                    crop_min=32, crop_max=48))
+        unknown = sum(maker.example(rng, gen).prompt.modality_id == cfg.unknown_modality
+                      for _ in range(40))
+        assert unknown == expected
+
+
+def test_excluded_families_are_never_simulated(pool: list[Item]) -> None:
+    run = tiny_run(clean_fraction=0.0, exclude_families=["noise"])
+    maker = ExampleMaker(pool, run.model, run.data)
+    rng, gen = np.random.default_rng(3), torch.Generator().manual_seed(3)
+    noise = PHYSICAL_FAMILIES.index("noise")
+    assert all(maker.example(rng, gen).severities[noise] == 0 for _ in range(12))
+
+
+def test_multitask_loss_is_smaller_for_right_answers_than_for_wrong_ones(pool: list[Item]) -> None:
+    run = tiny_run()
+    b = next(iter(BatchStream(pool, run.model, run.data, seed=4)))
+    n, cfg = b.n_slices, run.model
+
+    def outputs(right: bool) -> tuple[torch.Tensor, ...]:
+        mod = torch.full((n, len(cfg.modalities)), -5.0)
+        ana = torch.full((n, len(cfg.anatomies)), -5.0)
+        if right:
+            mod[torch.arange(n), b.modality] = 5.0
+            ana[torch.arange(n), b.anatomy] = 5.0
+            return b.severities.clamp(0.01, 0.99), b.quality, mod, ana
+        return (1 - b.severities).clamp(0.01, 0.99), 100 - b.quality, mod, ana
+
+    right, _ = multitask_loss(outputs(True), b, LossWeights())
+    wrong, parts = multitask_loss(outputs(False), b, LossWeights())
+    assert float(right) < float(wrong)
+    assert set(parts) == {"loss", "severity", "quality", "context"}
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
+    optim = OptimConfig(warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, 0.0, optim) == pytest.approx(0.1)
+    assert lr_factor(9, 0.0, optim) == pytest.approx(1.0)
+    assert lr_factor(500, 0.5, optim) == pytest.approx(0.55)
+    assert lr_factor(1000, 1.0, optim) == pytest.approx(0.1)
+
+
+def test_run_config_refuses_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        RunConfig.from_dict({"optim": {"learning_rate": 1.0}})
+    with pytest.raises(ValueError, match="unknown"):
+        RunConfig.from_dict({"dataa": {}})
+
+
+def test_shipped_and_smoke_configs_load() -> None:
+    shipped = RunConfig.load("shipped")
+    assert MedIQANet(shipped.model) is not None
+    assert RunConfig.load("smoke").model.width < shipped.model.width
+
+
+def test_smoke_pretraining_checkpoints_resumes_and_writes_verified_weights(
+    pool: list[Item], tmp_path: Path
+) -> None:
+    run = tiny_run()
+    out = tmp_path / "run"
+    pretrain(run, out, pool, pool, max_steps=2, echo=None)
+    state = json.loads((out / "checkpoints" / "step_000002" / "state.json").read_text())
+    assert state["step"] == 2
+    with pytest.raises(FileExistsError):
+        pretrain(run, out, pool, pool, max_steps=4, echo=None)
+    weights = pretrain(run, out, pool, pool, max_steps=4, resume=True, echo=None)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if "loss" in r]
+    assert steps == [1, 2, 3, 4]  # resumed at 3, not restarted
+    assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+    assert any("val_quality_srcc" in r for r in rows)
+    model, card = load_weights(weights)
+    assert card["training"]["steps"] == 4 and "validation" in card
+    b = next(iter(BatchStream(pool, run.model, run.data, seed=9)))
+    severities, quality = model(*b.packed.args())[:2]
+    assert torch.isfinite(quality).all() and ((severities >= 0) & (severities <= 1)).all()
