@@ -62,7 +62,8 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     # pydicom warns on every odd header value: route to the log, shown only with --verbose.
     logging.captureWarnings(True)
     logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose else logging.ERROR)
-    logging.getLogger("pydicom").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    # pydicom logs every failed decoder attempt with a traceback; the row's error says it all.
+    logging.getLogger("pydicom").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     warnings.filterwarnings("default")
 
 

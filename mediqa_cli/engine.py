@@ -270,7 +270,17 @@ def run(
 
 
 def _worker_init() -> None:
-    """Workers decode; one thread each keeps them from fighting the model for cores."""
+    """Workers decode; one thread each keeps them from fighting the model for cores.
+
+    Spawned workers do not inherit the CLI's logging set-up: silence pydicom's decoder
+    tracebacks and header warnings there too (each failure is reported in its row).
+    """
+    import logging
+    import warnings
+
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", module="pydicom")
+    warnings.filterwarnings("ignore", module="nibabel")
     try:
         import torch
 

@@ -172,9 +172,26 @@ def group_series(infos: Iterable[DicomFileInfo]) -> Iterator[Scan | ScanProblem]
             # A multi-frame object is a series of its own (enhanced MR/CT, US cine, NM).
             yield from _multiframe_scan(info)
             continue
+        if _is_standalone_image(info):
+            yield _build_series([info])
+            continue
         groups[_geometry_key(info)].append(info)
     for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
         yield from _series_scans(groups[key])
+
+
+# Modalities whose single-frame images in one series are slices of a volume.
+_TOMOGRAPHIC = frozenset({"CT", "MR", "PT", "NM"})
+
+
+def _is_standalone_image(info: DicomFileInfo) -> bool:
+    """A projection image, photo or ultrasound frame without 3D geometry is a scan of its own.
+
+    Several CR/DX views (or US captures) share a series, but they are separate images, not
+    slices: stacking them would score a chest PA and a lateral as one "volume".
+    """
+    has_geometry = info.position is not None and info.orientation is not None
+    return not has_geometry and info.modality_code not in _TOMOGRAPHIC
 
 
 def _non_image_problem(info: DicomFileInfo) -> ScanProblem | None:
