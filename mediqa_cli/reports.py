@@ -20,19 +20,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from mediqa_cli.iqm import IQM_KEYS
 from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 
 FORMATS = ("csv", "jsonl", "h5")
 
-IQM_COLUMNS: tuple[str, ...] = (
-    "iqm_snr",
-    "iqm_cnr",
-    "iqm_efc",
-    "iqm_fber",
-    "iqm_sharpness",
-    "iqm_noise_sigma",
-    "iqm_foreground_fraction",
-)
+IQM_COLUMNS: tuple[str, ...] = IQM_KEYS
 
 PHYSICAL_COLUMNS: tuple[str, ...] = tuple(f"phys_{family}" for family in PHYSICAL_FAMILIES)
 
