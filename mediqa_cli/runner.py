@@ -94,17 +94,21 @@ def run_score(request: ScoreRequest) -> int:
         previous = load_previous_rows(out, fmt)
         log.info("resume: %d earlier row(s) found", len(previous))
 
-    def reuse(item: Scan | ScanProblem) -> dict[str, Any] | None:
-        row = previous.get(item.scan_id)
-        if row is not None and row.get("fingerprint") == item.fingerprint:
-            return row
-        return None
-
     try:
         scorer = load_scorer(request)
     except Exception as exc:  # noqa: BLE001 - WeightsError, bad device, backend failures
         log.error("cannot load the model: %s", exc)
         return EXIT_WEIGHTS
+    model_version = scorer.version if scorer is not None else None
+
+    def reuse(item: Scan | ScanProblem) -> dict[str, Any] | None:
+        """An earlier row stands only if the files and the model that scored them are the same."""
+        row = previous.get(item.scan_id)
+        if row is None or row.get("fingerprint") != item.fingerprint:
+            return None
+        if row.get("status") == "ok" and (row.get("model_version") or None) != model_version:
+            return None
+        return row
     options = EngineOptions(
         workers=default_workers() if request.workers < 0 else request.workers,
         max_slices=request.max_slices,

@@ -104,3 +104,16 @@ def test_fail_under_exits_3_when_a_score_is_below(weights_dir: Path, archive: Pa
     assert rows and rows[0]["_code"] == "3"
     rows = _run(archive, tmp_path / "r2.csv", fail_under=0.0)
     assert rows[0]["_code"] == "0"
+
+
+def test_resume_rescores_rows_from_another_model_version(
+    weights_dir: Path, archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    out = tmp_path / "r.csv"
+    first = _run(archive, out)
+    assert {r["model_version"] for r in first} == {"t0"}
+    torch.manual_seed(5)
+    newer = save_weights(MedIQANet(ModelConfig.tiny()).eval(), tmp_path / "w2", version="t1")
+    monkeypatch.setenv("MEDIQA_WEIGHTS", str(newer))
+    second = _run(archive, out, resume=True)
+    assert {r["model_version"] for r in second} == {"t1"}
