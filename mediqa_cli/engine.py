@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -89,8 +90,11 @@ class EngineOptions:
 def base_row(item: Scan | ScanProblem, include_phi: bool) -> dict[str, Any]:
     """Row fields known before any pixel is read."""
     paths = item.paths
+    shown = _display_path(paths)
+    if not include_phi and isinstance(item, Scan):
+        shown = redact_phi(shown, item.phi)
     row: dict[str, Any] = {
-        "path": _display_path(paths),
+        "path": shown,
         "scan_id": item.scan_id,
         "kind": item.kind,
         "n_files": len(paths),
@@ -116,6 +120,27 @@ def base_row(item: Scan | ScanProblem, include_phi: bool) -> dict[str, Any]:
         for keyword, column in _PHI_KEYWORD_TO_COLUMN.items():
             row[column] = item.phi.get(keyword) or None
     return row
+
+
+def redact_phi(path: str, phi: dict[str, str]) -> str:
+    """Replace patient name parts, ID and accession number found in a path with [redacted].
+
+    PACS exports often name folders after the patient; the tags tell us what to look for.
+    """
+    values: set[str] = set()
+    for keyword in ("PatientName", "PatientID", "AccessionNumber"):
+        text = (phi.get(keyword) or "").strip()
+        if not text:
+            continue
+        values.add(text)
+        if keyword == "PatientName":
+            values.update(part for part in text.replace("^", " ").split() if part)
+    redacted = path
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) < 3:
+            continue
+        redacted = re.sub(re.escape(value), "[redacted]", redacted, flags=re.IGNORECASE)
+    return redacted
 
 
 def _display_path(paths: tuple[str, ...]) -> str:

@@ -134,3 +134,15 @@ def test_report_write_is_atomic_no_temp_files_left(tree: Path, tmp_path: Path):
     assert _score(tree, out) == 0
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".r.csv")]
     assert leftovers == []
+
+
+def test_patient_name_in_a_folder_name_is_redacted(tmp_path: Path, series_dir: Path):
+    root = tmp_path / "export" / "DOE_JANE_PID12345"
+    shutil.copytree(series_dir, root)
+    out = tmp_path / "r.csv"
+    assert _score(root.parent, out) == 0
+    (row,) = _csv(out)
+    assert "DOE" not in row["path"].upper() and "PID12345" not in row["path"]
+    assert "[redacted]" in row["path"]
+    assert _score(root.parent, tmp_path / "phi.csv", include_phi=True) == 0
+    assert "DOE_JANE_PID12345" in _csv(tmp_path / "phi.csv")[0]["path"]
