@@ -125,3 +125,18 @@ def test_scan_id_is_stable_and_carries_no_tag_values(series_dir: Path):
     assert first.scan_id == second.scan_id
     assert "DOE" not in first.scan_id and len(first.scan_id) == 16
     assert not math.isnan(first.spacing[0])
+
+
+def test_siemens_mosaic_unpacks_into_a_volume():
+    import importlib.util
+
+    spec = importlib.util.find_spec("heudiconv")
+    if spec is None:
+        pytest.skip("heudiconv test data not installed (constraints/corpus-nodeps.txt)")
+    data = Path(list(spec.submodule_search_locations)[0]) / "tests" / "data"
+    (scan,) = [s for s in discover([str(data / "b0dwiForFmap")]) if isinstance(s, Scan)]
+    assert scan.shape == (81, 152, 150)
+    assert scan.spacing == pytest.approx((1.5, 1.5, 1.5), abs=1e-4)
+    assert any("3 volumes" in note for note in scan.notes)
+    middle = scan.read_slice(40)
+    assert middle.shape == (152, 150) and middle.std() > 0
