@@ -428,10 +428,21 @@ class MosaicSliceReader:
         return (self.path,)
 
     def __call__(self, index: int) -> np.ndarray:
-        from nibabel.nicom import dicomwrappers
+        key = (self.path, os.stat(self.path).st_mtime_ns)
+        if key not in _mosaic_cache:
+            import warnings
 
-        volume = dicomwrappers.wrapper_from_file(self.path).get_data()
-        return np.ascontiguousarray(volume[:, :, index], dtype=np.float32)
+            from nibabel.nicom import dicomwrappers
+
+            _mosaic_cache.clear()  # one mosaic volume at a time: it is one file's worth
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # nibabel's "experimental readers" notice
+                _mosaic_cache[key] = dicomwrappers.wrapper_from_file(self.path).get_data()
+        return np.ascontiguousarray(_mosaic_cache[key][:, :, index], dtype=np.float32)
+
+
+# Unpacking a mosaic decodes the whole file; keep the last one for the rest of its slices.
+_mosaic_cache: dict[tuple[str, int], np.ndarray] = {}
 
 
 def decode_dicom_slice(path: str, frame: int | None = None) -> np.ndarray:
