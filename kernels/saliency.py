@@ -108,24 +108,17 @@ _LIB.define(
 )
 
 
-def _saliency_topk_cpu(
+def _saliency_topk_impl(
     images: torch.Tensor, cu_seqlens: torch.Tensor, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """CPU: torch twin (or Triton's interpreter under TRITON_INTERPRET=1)."""
+    """CPU and CUDA: Triton for CUDA tensors (and CPU ones under TRITON_INTERPRET=1), else the
+    torch twin."""
     check_saliency_meta(images, cu_seqlens, k)
     bounds = check_cu_seqlens_values(cu_seqlens, images.shape[0], "saliency_topk")
     if _backend.use_triton(images):
         return _backend.triton_saliency().saliency_topk(images, cu_seqlens, k, bounds)
     scores = saliency_scores_reference(images)
     return scores, _segmented_topk_twin(scores, bounds, k)
-
-
-def _saliency_topk_cuda(
-    images: torch.Tensor, cu_seqlens: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    check_saliency_meta(images, cu_seqlens, k)
-    bounds = check_cu_seqlens_values(cu_seqlens, images.shape[0], "saliency_topk")
-    return _backend.triton_saliency().saliency_topk(images, cu_seqlens, k, bounds)
 
 
 def _saliency_topk_fake(
@@ -139,8 +132,8 @@ def _saliency_topk_fake(
     )
 
 
-_LIB.impl("saliency_topk", _saliency_topk_cpu, "CPU")
-_LIB.impl("saliency_topk", _saliency_topk_cuda, "CUDA")
+_LIB.impl("saliency_topk", _saliency_topk_impl, "CPU")
+_LIB.impl("saliency_topk", _saliency_topk_impl, "CUDA")  # use_triton: always Triton on CUDA
 torch.library.register_fake("mediqa::saliency_topk", _saliency_topk_fake, lib=_LIB)
 
 

@@ -276,7 +276,7 @@ _LIB.define(
 )
 
 
-def _forward_cpu(
+def _forward_impl(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -284,25 +284,13 @@ def _forward_cpu(
     max_seqlen: int,
     softmax_scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """CPU: the grouped twin (or Triton's interpreter under TRITON_INTERPRET=1)."""
+    """CPU and CUDA: Triton for CUDA tensors (and CPU ones under TRITON_INTERPRET=1), else the
+    grouped twin."""
     check_attention_meta(q, k, v, cu_seqlens, max_seqlen, softmax_scale)
     bounds = check_attention_values(cu_seqlens, q.shape[0], max_seqlen)
     if _backend.use_triton(q):
         return _backend.triton_attention().forward(q, k, v, cu_seqlens, max_seqlen, softmax_scale)
     return _twin_forward(q, k, v, bounds, softmax_scale)
-
-
-def _forward_cuda(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cu_seqlens: torch.Tensor,
-    max_seqlen: int,
-    softmax_scale: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    check_attention_meta(q, k, v, cu_seqlens, max_seqlen, softmax_scale)
-    check_attention_values(cu_seqlens, q.shape[0], max_seqlen)
-    return _backend.triton_attention().forward(q, k, v, cu_seqlens, max_seqlen, softmax_scale)
 
 
 def _forward_fake(
@@ -318,7 +306,7 @@ def _forward_fake(
     return q.new_empty(q.shape), q.new_empty((heads, total), dtype=torch.float32)
 
 
-def _backward_cpu(
+def _backward_impl(
     dout: torch.Tensor,
     q: torch.Tensor,
     k: torch.Tensor,
@@ -329,7 +317,7 @@ def _backward_cpu(
     max_seqlen: int,
     softmax_scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CPU: the grouped twin backward (or Triton's interpreter under TRITON_INTERPRET=1)."""
+    """CPU and CUDA: the Triton backward where the forward ran Triton, else the twin backward."""
     check_attention_meta(q, k, v, cu_seqlens, max_seqlen, softmax_scale)
     bounds = check_attention_values(cu_seqlens, q.shape[0], max_seqlen)
     if _backend.use_triton(q):
@@ -337,24 +325,6 @@ def _backward_cpu(
             dout, q, k, v, out, lse, cu_seqlens, max_seqlen, softmax_scale
         )
     return _twin_backward(dout, q, k, v, out, lse, bounds, softmax_scale)
-
-
-def _backward_cuda(
-    dout: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    out: torch.Tensor,
-    lse: torch.Tensor,
-    cu_seqlens: torch.Tensor,
-    max_seqlen: int,
-    softmax_scale: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    check_attention_meta(q, k, v, cu_seqlens, max_seqlen, softmax_scale)
-    check_attention_values(cu_seqlens, q.shape[0], max_seqlen)
-    return _backend.triton_attention().backward(
-        dout, q, k, v, out, lse, cu_seqlens, max_seqlen, softmax_scale
-    )
 
 
 def _backward_fake(
@@ -405,10 +375,11 @@ def _varlen_attention_composite(
 
 
 _LIB.impl("varlen_attention", _varlen_attention_composite, "CompositeImplicitAutograd")
-_LIB.impl("varlen_attention_forward", _forward_cpu, "CPU")
-_LIB.impl("varlen_attention_forward", _forward_cuda, "CUDA")
-_LIB.impl("varlen_attention_backward", _backward_cpu, "CPU")
-_LIB.impl("varlen_attention_backward", _backward_cuda, "CUDA")
+# One implementation per op for both devices: _backend.use_triton sends every CUDA tensor to
+# Triton, so the CUDA registration never reaches the twin.
+for _device in ("CPU", "CUDA"):
+    _LIB.impl("varlen_attention_forward", _forward_impl, _device)
+    _LIB.impl("varlen_attention_backward", _backward_impl, _device)
 torch.library.register_fake("mediqa::varlen_attention_forward", _forward_fake, lib=_LIB)
 torch.library.register_fake("mediqa::varlen_attention_backward", _backward_fake, lib=_LIB)
 torch.library.register_autograd(

@@ -14,6 +14,7 @@ any scale, photographs 0..255 RGB), torch float32, (H, W) grey or (3, H, W) colo
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -107,6 +108,11 @@ def poisson(rates: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     return torch.poisson(rates.to(rng.device), generator=rng).to(rates.device)
 
 
+def inverse_severity(s: float, at_one: float, power: int = 1) -> float:
+    """A parameter that shrinks as 1 / s**power: `at_one` at severity 1, inf (no effect) at 0."""
+    return math.inf if s == 0 else at_one / s**power
+
+
 def robust_max(image: torch.Tensor, q: float = 0.99) -> float:
     """The q-quantile of the image, a scale for raw intensities of arbitrary units (>0)."""
     flat = image.detach().reshape(-1).float()
@@ -114,6 +120,18 @@ def robust_max(image: torch.Tensor, q: float = 0.99) -> float:
         flat = flat[:: flat.numel() // (1 << 18) + 1]
     value = float(torch.quantile(flat, q))
     return value if value > 0 else max(float(flat.abs().max()), 1e-6)
+
+
+def poisson_counts(image: torch.Tensor, peak_counts: float, rng: torch.Generator) -> torch.Tensor:
+    """Counting statistics: Poisson counts with `peak_counts` expected where the image is at its
+    99th percentile (counts proportional to the non-negative signal), back in the image's units.
+
+    Relative noise is 1 / sqrt(counts); `peak_counts` = inf adds none (a copy comes back).
+    """
+    if not math.isfinite(peak_counts):
+        return image.clone()
+    scale = peak_counts / robust_max(image)
+    return (poisson(image.clamp_min(0) * scale, rng) / scale).float()
 
 
 def check_image(image: torch.Tensor) -> None:

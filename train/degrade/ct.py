@@ -46,6 +46,7 @@ from .base import (
     check_image,
     clip01,
     draw_severity,
+    inverse_severity,
     randn,
     register,
     uniform,
@@ -109,8 +110,7 @@ class CTLowDose(Degradation[CTLowDoseParams]):
     I0_MIN = 5.0e3  # photons per element per view at severity 1 (ultra-low dose)
 
     def sample(self, rng: torch.Generator, severity: float | None = None) -> CTLowDoseParams:
-        s = draw_severity(rng, severity)
-        return CTLowDoseParams(math.inf if s == 0 else self.I0_MIN / s**2, 0)
+        return CTLowDoseParams(inverse_severity(draw_severity(rng, severity), self.I0_MIN, 2), 0)
 
     def apply(self, image: torch.Tensor, spacing: Spacing, params: CTLowDoseParams,
               rng: torch.Generator) -> torch.Tensor:
@@ -340,8 +340,7 @@ class CTReconBlur(Degradation[CTReconBlurParams]):
     MTF50_MIN = 0.08
 
     def sample(self, rng: torch.Generator, severity: float | None = None) -> CTReconBlurParams:
-        s = draw_severity(rng, severity)
-        return CTReconBlurParams(math.inf if s == 0 else self.MTF50_MIN / s)
+        return CTReconBlurParams(inverse_severity(draw_severity(rng, severity), self.MTF50_MIN))
 
     def apply(self, image: torch.Tensor, spacing: Spacing, params: CTReconBlurParams,
               rng: torch.Generator) -> torch.Tensor:

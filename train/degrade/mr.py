@@ -36,6 +36,12 @@ def _line_fraction(h: int, device: torch.device) -> torch.Tensor:
     return (torch.arange(h, device=device) - h // 2) / h
 
 
+def _kspace_weighted(image: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Magnitude image reconstructed after multiplying its k-space by `weight` (a sampling mask
+    zero-fills what was not acquired; a complex factor corrupts lines)."""
+    return ifft2c(fft2c(image.to(torch.complex64)) * weight).abs().float()
+
+
 # --- thermal noise ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -233,8 +239,7 @@ class MRGhosting(Degradation[MRGhostingParams]):
         lines = (torch.arange(h, device=image.device) % params.period) == 1
         factor = torch.ones(h, dtype=torch.complex64, device=image.device)
         factor[lines] = complex(math.cos(params.phase_error_rad), math.sin(params.phase_error_rad))
-        kspace = fft2c(image.to(torch.complex64)) * factor[:, None]
-        return ifft2c(kspace).abs().float()
+        return _kspace_weighted(image, factor[:, None])
 
     def severities(self, params: MRGhostingParams) -> dict[str, float]:
         n = params.period
@@ -350,8 +355,7 @@ class MRUndersampling(Degradation[MRUndersamplingParams]):
         else:
             idx = torch.arange(h, device=image.device, dtype=torch.float32)
             mask = centre | (torch.floor(idx * keep) != torch.floor((idx - 1) * keep))
-        kspace = fft2c(image.to(torch.complex64)) * mask[:, None]
-        return ifft2c(kspace).abs().float()
+        return _kspace_weighted(image, mask[:, None])
 
     def severities(self, params: MRUndersamplingParams) -> dict[str, float]:
         s = (1.0 - 1.0 / max(1.0, params.acceleration)) / (1.0 - 1.0 / self.R_MAX)
@@ -396,8 +400,7 @@ class MRPartialFourier(Degradation[MRPartialFourierParams]):
         h = image.shape[-2]
         ky = _line_fraction(h, image.device) * params.side
         mask = ky >= 0.5 - params.fraction
-        kspace = fft2c(image.to(torch.complex64)) * mask[:, None]
-        return ifft2c(kspace).abs().float()
+        return _kspace_weighted(image, mask[:, None])
 
     def severities(self, params: MRPartialFourierParams) -> dict[str, float]:
         return {"undersampling": clip01((1.0 - params.fraction) / self.MISSING_MAX)}
@@ -437,8 +440,7 @@ class MRTruncation(Degradation[MRTruncationParams]):
         fy, fx = centred_frequencies(h, w, image.device)
         half = params.kept_fraction / 2.0
         mask = (fy.abs() <= half) & (fx.abs() <= half)
-        kspace = fft2c(image.to(torch.complex64)) * mask
-        return ifft2c(kspace).abs().float()
+        return _kspace_weighted(image, mask)
 
     def severities(self, params: MRTruncationParams) -> dict[str, float]:
         s = clip01((1.0 - params.kept_fraction) / self.LOST_MAX)

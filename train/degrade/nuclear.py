@@ -18,9 +18,9 @@ from .base import (
     check_image,
     clip01,
     draw_severity,
-    poisson,
+    inverse_severity,
+    poisson_counts,
     register,
-    robust_max,
 )
 from .fourier import gaussian_blur
 
@@ -48,16 +48,12 @@ class NMCounts(Degradation[NMCountsParams]):
     COUNTS_MIN = 5.0
 
     def sample(self, rng: torch.Generator, severity: float | None = None) -> NMCountsParams:
-        s = draw_severity(rng, severity)
-        return NMCountsParams(math.inf if s == 0 else self.COUNTS_MIN / s**2)
+        return NMCountsParams(inverse_severity(draw_severity(rng, severity), self.COUNTS_MIN, 2))
 
     def apply(self, image: torch.Tensor, spacing: Spacing, params: NMCountsParams,
               rng: torch.Generator) -> torch.Tensor:
         check_image(image)
-        if not math.isfinite(params.peak_counts):
-            return image.clone()
-        scale = params.peak_counts / robust_max(image)
-        return (poisson(image.clamp_min(0) * scale, rng) / scale).float()
+        return poisson_counts(image, params.peak_counts, rng)
 
     def severities(self, params: NMCountsParams) -> dict[str, float]:
         return {"noise": clip01(math.sqrt(self.COUNTS_MIN / params.peak_counts))}

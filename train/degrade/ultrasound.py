@@ -10,6 +10,7 @@ every channel.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,13 @@ DYNAMIC_RANGE_DB = 60.0
 
 def _display_max(image: torch.Tensor) -> float:
     return max(float(image.max()), 1e-6)
+
+
+def _on_envelope(image: torch.Tensor,
+                 act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Decompress the display to the envelope, apply `act` there, compress back (same peak)."""
+    peak = _display_max(image)
+    return to_display(act(to_envelope(image, peak)), peak)
 
 
 def to_envelope(image: torch.Tensor, peak: float) -> torch.Tensor:
@@ -83,8 +91,7 @@ class USSpeckle(Degradation[USSpeckleParams]):
         z = torch.complex(gaussian_blur(re, *params.grain_px), gaussian_blur(im, *params.grain_px))
         z = z / z.abs().pow(2).mean().sqrt()
         factor = (math.sqrt(1.0 - params.fraction) + math.sqrt(params.fraction) * z).abs()
-        peak = _display_max(image)
-        return to_display(to_envelope(image, peak) * factor, peak)
+        return _on_envelope(image, lambda envelope: envelope * factor)
 
     def severities(self, params: USSpeckleParams) -> dict[str, float]:
         return {"noise": clip01(params.fraction)}
@@ -129,8 +136,7 @@ class USGain(Degradation[USGainParams]):
         h = image.shape[-2]
         depth = torch.linspace(0.0, 1.0, h, device=image.device)[:, None]
         factor = torch.pow(10.0, (params.gain_db + params.tgc_db * depth) / 20.0)
-        peak = _display_max(image)
-        return to_display(to_envelope(image, peak) * factor, peak)
+        return _on_envelope(image, lambda envelope: envelope * factor)
 
     def severities(self, params: USGainParams) -> dict[str, float]:
         return {"exposure": clip01(abs(params.gain_db) / self.DB_MAX),
@@ -172,10 +178,8 @@ class USResolution(Degradation[USResolutionParams]):
         check_image(image)
         if params.axial_fwhm_px <= 0 and params.lateral_fwhm_px <= 0:
             return image.clone()
-        peak = _display_max(image)
-        envelope = gaussian_blur(to_envelope(image, peak), params.axial_fwhm_px,
-                                 params.lateral_fwhm_px)
-        return to_display(envelope, peak)
+        return _on_envelope(image, lambda envelope: gaussian_blur(
+            envelope, params.axial_fwhm_px, params.lateral_fwhm_px))
 
     def severities(self, params: USResolutionParams) -> dict[str, float]:
         return {"blur": clip01(max(params.axial_fwhm_px / self.AXIAL_MAX,

@@ -19,7 +19,8 @@ from .base import (
     check_image,
     clip01,
     draw_severity,
-    poisson,
+    inverse_severity,
+    poisson_counts,
     randn,
     register,
     robust_max,
@@ -51,16 +52,13 @@ class XRQuantumNoise(Degradation[XRQuantumNoiseParams]):
     QUANTA_MIN = 50.0
 
     def sample(self, rng: torch.Generator, severity: float | None = None) -> XRQuantumNoiseParams:
-        s = draw_severity(rng, severity)
-        return XRQuantumNoiseParams(math.inf if s == 0 else self.QUANTA_MIN / s**2)
+        return XRQuantumNoiseParams(
+            inverse_severity(draw_severity(rng, severity), self.QUANTA_MIN, 2))
 
     def apply(self, image: torch.Tensor, spacing: Spacing, params: XRQuantumNoiseParams,
               rng: torch.Generator) -> torch.Tensor:
         check_image(image)
-        if not math.isfinite(params.quanta_ref):
-            return image.clone()
-        scale = params.quanta_ref / robust_max(image)
-        return (poisson(image.clamp_min(0) * scale, rng) / scale).float()
+        return poisson_counts(image, params.quanta_ref, rng)
 
     def severities(self, params: XRQuantumNoiseParams) -> dict[str, float]:
         return {"noise": clip01(math.sqrt(self.QUANTA_MIN / params.quanta_ref))}
@@ -89,8 +87,7 @@ class XRDetectorBlur(Degradation[XRDetectorBlurParams]):
     MTF50_MIN = 0.06
 
     def sample(self, rng: torch.Generator, severity: float | None = None) -> XRDetectorBlurParams:
-        s = draw_severity(rng, severity)
-        return XRDetectorBlurParams(math.inf if s == 0 else self.MTF50_MIN / s)
+        return XRDetectorBlurParams(inverse_severity(draw_severity(rng, severity), self.MTF50_MIN))
 
     def apply(self, image: torch.Tensor, spacing: Spacing, params: XRDetectorBlurParams,
               rng: torch.Generator) -> torch.Tensor:
