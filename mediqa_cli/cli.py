@@ -89,8 +89,13 @@ def score(
         Path | None, typer.Option("--hdf5", help="Also write per-slice detail to this HDF5 file.")
     ] = None,
     workers: Annotated[
-        int, typer.Option(help="Decoding processes (0 = decode in the main process).", min=0)
-    ] = -1,
+        int | None,
+        typer.Option(
+            help="Decoding processes; 0 decodes in the main process. Default: one per spare "
+            "core, at most 4.",
+            min=0,
+        ),
+    ] = None,
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
     backend: Annotated[Backend, typer.Option(help="Model execution backend.")] = Backend.eager,
     resume: Annotated[
@@ -123,7 +128,7 @@ def score(
         out=out,
         format=format,
         hdf5=str(hdf5) if hdf5 else None,
-        workers=workers,
+        workers=-1 if workers is None else workers,
         device=device.value,
         backend=backend.value,
         resume=resume,
