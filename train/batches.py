@@ -81,6 +81,7 @@ class BatchRecipe:
     expert_task_fraction: float = 0.5  # share of examples prompted "expert" (same target)
     max_tokens: int = 2048  # per packed batch, queries included
     exclude_families: tuple[str, ...] = ()  # held-out-family experiment: never simulate these
+    group_size: int = 1  # > 1: versions of one crop at rising severity (see `ExampleMaker.group`)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchRecipe:
@@ -103,6 +104,7 @@ class Example:
     anatomy_id: int
     source: str
     chain: list[str] = field(default_factory=list)
+    group: int = -1  # examples sharing a group id are versions of one clean crop
 
 
 @dataclass
@@ -114,6 +116,7 @@ class TrainBatch:
     quality: torch.Tensor  # (S,)
     modality: torch.Tensor  # (S,) int64 true modality id
     anatomy: torch.Tensor  # (S,) int64 true anatomy id
+    group: torch.Tensor | None = None  # (S,) int64, versions of one crop share an id (-1: none)
 
     @property
     def n_slices(self) -> int:
@@ -126,7 +129,8 @@ class TrainBatch:
     def to(self, device: torch.device | str) -> TrainBatch:
         return TrainBatch(self.packed.to(device), self.severities.to(device),
                           self.quality.to(device), self.modality.to(device),
-                          self.anatomy.to(device))
+                          self.anatomy.to(device),
+                          None if self.group is None else self.group.to(device))
 
 
 # --------------------------------------------------------------------------- image helpers
@@ -222,24 +226,31 @@ class ExampleMaker:
         image, spacing = rescale(src.image, src.spacing, factor)
         return random_crop(image, rng, r.crop_min, hi), spacing, src
 
+    def choose_chain(self, modality: str, gen: torch.Generator,
+                     severity: float | None = None) -> Any:
+        """A random simulator chain for the modality that spares `exclude_families` (None when
+        eight draws all touched one)."""
+        from mediqa_train.degrade import draw
+
+        for _ in range(8):
+            chain = draw(modality, gen, max_steps=self.recipe.max_chain, severity=severity)
+            sev = chain.severities
+            if not any(sev[f] > 0 for f in self.recipe.exclude_families):
+                return chain
+        return None
+
     def degrade(self, clean: torch.Tensor, spacing: tuple[float, float], modality: str,
                 gen: torch.Generator, severity: float | None = None,
                 keys: Sequence[str] | None = None) -> tuple[torch.Tensor, np.ndarray, list[str]]:
         """A random chain (or the given simulators) -> (image, severities (F,), chain names)."""
-        from mediqa_train.degrade import REGISTRY, Chain, draw
+        from mediqa_train.degrade import REGISTRY, Chain
 
         if keys is not None:
             chain = Chain([(REGISTRY[k], REGISTRY[k].sample(gen, severity)) for k in keys])
         else:
-            chain = None
-            for _ in range(8):  # redraw chains that touch an excluded family
-                chain = draw(modality, gen, max_steps=self.recipe.max_chain, severity=severity)
-                sev = chain.severities
-                if not any(sev[f] > 0 for f in self.recipe.exclude_families):
-                    break
-            else:
+            chain = self.choose_chain(modality, gen, severity)
+            if chain is None:
                 return clean, np.zeros(len(PHYSICAL_FAMILIES), np.float32), []
-        assert chain is not None
         # Simulators need a physical scale: unknown spacing (PNG, .npy) counts as 1 mm, as in
         # `mediqa-train degrade`; the tokens still say "unknown".
         scale = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in spacing)
@@ -271,6 +282,56 @@ class ExampleMaker:
                        self.config.anatomies.index(src.anatomy), src.source, names)
 
 
+    def group(self, rng: np.random.Generator, gen: torch.Generator, group_id: int
+              ) -> list[Example]:
+        """`group_size` versions of one clean crop: the same simulator chain with the same
+        random pattern (seeds) at rising severity, sometimes led by the clean crop itself.
+
+        Why: content is then held constant within the group, so a ranking loss over its
+        versions teaches exactly what changes with the artefact's strength (RankIQA's idea:
+        Liu, van de Weijer & Bagdanov, ICCV 2017), which is what a severity ladder measures.
+        """
+        from mediqa_train.degrade import REGISTRY, Chain
+        from mediqa_train.quality import foreground_mask, reference_quality
+
+        r = self.recipe
+        clean, spacing, src = self.draw_clean(rng)
+        scale = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in spacing)
+        chain0 = self.choose_chain(src.modality, gen)
+        keys = [] if chain0 is None else [sim.name for sim, _ in chain0.steps]
+        task = "expert" if rng.random() < r.expert_task_fraction else "physical"
+        prompt = prompt_for(src.modality, src.anatomy, self.config, task,
+                            bool(rng.random() < r.metadata_dropout),
+                            bool(rng.random() < r.metadata_dropout))
+        levels = np.sort(rng.uniform(0.05, 1.0, r.group_size))
+        if not keys or rng.random() < r.clean_fraction:
+            levels[0] = 0.0
+        strengths = rng.uniform(0.5, 1.0, len(keys))
+        step_seeds = [int(v) for v in rng.integers(1 << 62, size=len(keys))]
+        apply_seed = int(rng.integers(1 << 62))
+        mask = foreground_mask(clean, src.modality)
+        out = []
+        for level in levels:
+            sev = np.zeros(len(PHYSICAL_FAMILIES), np.float32)
+            image, quality = clean, 100.0
+            if level > 0 and keys:
+                chain = Chain([(REGISTRY[k], REGISTRY[k].sample(
+                    torch.Generator().manual_seed(seed), float(min(1.0, level * a))))
+                    for k, seed, a in zip(keys, step_seeds, strengths)])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    image = torch.nan_to_num(chain.apply(
+                        clean, scale, torch.Generator().manual_seed(apply_seed)).float())
+                sev = chain.severity_vector().numpy()
+                quality = reference_quality(clean, image, src.modality, mask)
+            tokens = tokens_for(image, src.modality, spacing, r, seed=int(rng.integers(1 << 31)))
+            out.append(Example(tokens, prompt, sev.astype(np.float32), float(quality),
+                               self.config.modalities.index(src.modality),
+                               self.config.anatomies.index(src.anatomy), src.source,
+                               keys if level > 0 else [], group_id))
+        return out
+
+
 def collate(examples: Sequence[Example], config: ModelConfig) -> TrainBatch:
     """Pack examples exactly as the engine packs slices, with their targets alongside."""
     packed = pack([e.tokens for e in examples], [e.prompt for e in examples], config)
@@ -280,6 +341,7 @@ def collate(examples: Sequence[Example], config: ModelConfig) -> TrainBatch:
         torch.tensor([e.quality for e in examples], dtype=torch.float32),
         torch.tensor([e.modality_id for e in examples], dtype=torch.int64),
         torch.tensor([e.anatomy_id for e in examples], dtype=torch.int64),
+        torch.tensor([e.group for e in examples], dtype=torch.int64),
     )
 
 
@@ -306,18 +368,23 @@ class BatchStream(IterableDataset):
             torch.set_num_threads(1)  # the training step owns the other cores
         rng = np.random.default_rng([self.seed, worker])
         gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
-        pending: Example | None = None
+        pending: list[Example] = []
+        next_group = 0
         while True:
-            batch: list[Example] = [] if pending is None else [pending]
-            used = 0 if pending is None else sequence_tokens(pending.tokens.n_tokens, self.config)
-            pending = None
+            batch = pending
+            used = sum(sequence_tokens(e.tokens.n_tokens, self.config) for e in batch)
+            pending = []
             while True:
-                ex = self.maker.example(rng, gen)
-                cost = sequence_tokens(ex.tokens.n_tokens, self.config)
+                if self.recipe.group_size > 1:
+                    unit = self.maker.group(rng, gen, next_group)
+                    next_group += 1
+                else:
+                    unit = [self.maker.example(rng, gen)]
+                cost = sum(sequence_tokens(e.tokens.n_tokens, self.config) for e in unit)
                 if batch and used + cost > self.recipe.max_tokens:
-                    pending = ex
+                    pending = unit  # a group is never split across batches
                     break
-                batch.append(ex)
+                batch = batch + unit
                 used += cost
             yield collate(batch, self.config)
 

@@ -73,7 +73,10 @@ class LossWeights:
     severity: float = 1.0
     quality: float = 2.0
     context: float = 0.3
+    rank: float = 0.0  # pairwise ranking of versions of one crop (batches with group_size > 1)
     quality_beta: float = 0.05  # smooth-L1 transition, in quality / 100 units
+    rank_margin: float = 2.0  # pairs closer than this in target quality are not ranked
+    rank_scale: float = 5.0  # quality points per logit of the ranking loss
 
 
 @dataclass(frozen=True)
@@ -135,15 +138,35 @@ def _strict(cls: type, data: dict[str, Any]) -> Any:
 
 def multitask_loss(outputs: Sequence[torch.Tensor], batch: TrainBatch, w: LossWeights
                    ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum of the severity BCE, the quality smooth-L1 and the context cross-entropy."""
+    """Weighted sum of the severity BCE, the quality smooth-L1, the context cross-entropy and
+    (when batches hold groups of versions of one crop) the within-group ranking loss."""
     severities, quality, mod_logits, anat_logits = outputs[:4]
     sev = F.binary_cross_entropy(severities.float().clamp(1e-6, 1 - 1e-6), batch.severities)
     qual = F.smooth_l1_loss(quality.float() / 100.0, batch.quality / 100.0, beta=w.quality_beta)
     ctx = (F.cross_entropy(mod_logits.float(), batch.modality)
            + F.cross_entropy(anat_logits.float(), batch.anatomy))
     total = w.severity * sev + w.quality * qual + w.context * ctx
-    return total, {"loss": total.item(), "severity": sev.item(), "quality": qual.item(),
-                   "context": ctx.item()}
+    parts = {"severity": sev.item(), "quality": qual.item(), "context": ctx.item()}
+    if w.rank > 0 and batch.group is not None:
+        rank = ranking_loss(quality.float(), batch.quality, batch.group, w)
+        total = total + w.rank * rank
+        parts["rank"] = rank.item()
+    parts["loss"] = total.item()
+    return total, parts
+
+
+def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
+                 w: LossWeights) -> torch.Tensor:
+    """Logistic pairwise ranking within groups: for versions i, j of one crop whose targets
+    differ by more than `rank_margin`, softplus(-(q_i - q_j) / rank_scale) where i is the
+    better one. Zero when the batch holds no such pair."""
+    same = (group[:, None] == group[None, :]) & (group[:, None] >= 0)
+    better = (target[:, None] - target[None, :]) > w.rank_margin
+    pairs = same & better
+    if not bool(pairs.any()):
+        return pred.sum() * 0.0
+    diff = (pred[:, None] - pred[None, :]) / w.rank_scale
+    return F.softplus(-diff)[pairs].mean()
 
 
 def lr_factor(step: int, progress: float, optim: OptimConfig) -> float:
@@ -381,7 +404,8 @@ def pretrain(
                        data_wait_s=round(wait_s / n_window, 3), tokens=state["tokens"],
                        slices=state["slices"], progress=round(progress(), 4))
             log.write(row, f"step {step:5d} loss {row['loss']:.4f} (sev {row['severity']:.4f} "
-                           f"q {row['quality']:.4f} ctx {row['context']:.3f}) "
+                           f"q {row['quality']:.4f} ctx {row['context']:.3f} "
+                           f"rank {row.get('rank', 0.0):.3f}) "
                            f"lr {row['lr']:.2e} {row['step_s']:.2f}s/step "
                            f"(data wait {row['data_wait_s']:.2f}s) t={row['elapsed_s']:.0f}s")
             window, n_window, wait_s, compute_s = {}, 0, 0.0, 0.0

@@ -232,6 +232,44 @@ def results_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m mediqa_train.rater`: run the SIMULATED-rater experiment, write its tables."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m mediqa_train.rater",
+                                 description="SIMULATED-rater fine-tuning experiment")
+    ap.add_argument("--base", default="weights")
+    ap.add_argument("--corpus", default="corpus")
+    ap.add_argument("--out", default="runs/rater", help="labelled files and fine-tuned models")
+    ap.add_argument("--metrics", default=None, help="also write simulated_rater.json/.md here")
+    ap.add_argument("--sizes", default="50,100,200")
+    ap.add_argument("--n-test", type=int, default=200)
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = run_experiment(args.base, args.corpus, args.out,
+                             sizes=[int(v) for v in args.sizes.split(",")], n_test=args.n_test,
+                             folds=args.folds, epochs=args.epochs, seed=args.seed)
+    results["command"] = "python -m mediqa_train.rater " + " ".join(
+        argv if argv is not None else __import__("sys").argv[1:])
+    table = results_table(results)
+    print(table)
+    if args.metrics:
+        out = Path(args.metrics)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "simulated_rater.json").write_text(json.dumps(results, indent=1) + "\n")
+        (out / "simulated_rater.md").write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
 __all__ = [
     "PREFERENCES",
     "SIMULATED_RATER_NAME",

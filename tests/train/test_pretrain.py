@@ -179,3 +179,41 @@ def test_smoke_pretraining_checkpoints_resumes_and_writes_verified_weights(
     b = next(iter(BatchStream(pool, run.model, run.data, seed=9)))
     severities, quality = model(*b.packed.args())[:2]
     assert torch.isfinite(quality).all() and ((severities >= 0) & (severities <= 1)).all()
+
+
+def test_a_group_is_one_crop_at_rising_severity_with_one_prompt(pool: list[Item]) -> None:
+    cfg = ModelConfig.tiny()
+    maker = ExampleMaker(pool, cfg, BatchRecipe(group_size=3, clean_fraction=1.0, crop_min=32,
+                                                crop_max=64, ct_crop_max=48))
+    rng, gen = np.random.default_rng(6), torch.Generator().manual_seed(6)
+    for g in range(4):
+        group = maker.group(rng, gen, g)
+        assert len(group) == 3 and {e.group for e in group} == {g}
+        assert len({(e.prompt, e.source) for e in group}) == 1
+        assert group[0].quality == 100.0 and not group[0].severities.any()  # clean leads
+        totals = [float(e.severities.sum()) for e in group]
+        assert totals == sorted(totals)
+
+
+def test_ranking_loss_rewards_the_right_order_within_a_group_only() -> None:
+    from mediqa_train.pretrain import ranking_loss
+
+    target = torch.tensor([100.0, 80.0, 50.0, 90.0])
+    group = torch.tensor([0, 0, 0, 1])
+    w = LossWeights(rank=1.0)
+    right = ranking_loss(torch.tensor([90.0, 70.0, 40.0, 0.0]), target, group, w)
+    wrong = ranking_loss(torch.tensor([40.0, 70.0, 90.0, 100.0]), target, group, w)
+    assert float(right) < 0.2 < float(wrong)
+    alone = ranking_loss(torch.tensor([1.0, 2.0]), torch.tensor([10.0, 90.0]),
+                         torch.tensor([0, 1]), w)
+    assert float(alone) == 0.0
+
+
+def test_grouped_stream_never_splits_a_group_across_batches(pool: list[Item]) -> None:
+    run = tiny_run(group_size=3)
+    stream = iter(BatchStream(pool, run.model, run.data, seed=8))
+    for _ in range(3):
+        b = next(stream)
+        assert b.group is not None
+        _, counts = torch.unique(b.group, return_counts=True)
+        assert (counts == 3).all()
