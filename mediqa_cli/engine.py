@@ -139,7 +139,9 @@ def redact_phi(path: str, phi: dict[str, str]) -> str:
     for value in sorted(values, key=len, reverse=True):
         if len(value) < 3:
             continue
-        redacted = re.sub(re.escape(value), "[redacted]", redacted, flags=re.IGNORECASE)
+        # Whole tokens only (between non-alphanumerics), so "Ann" does not hit "scanner".
+        pattern = rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])"
+        redacted = re.sub(pattern, "[redacted]", redacted, flags=re.IGNORECASE)
     return redacted
 
 

@@ -39,7 +39,8 @@ def test_every_packaged_image_gets_a_row_and_the_run_finishes(tmp_path: Path):
     assert all(r["error"] for r in rows if r["status"] != "ok")
     by_name = {os.path.basename(r["path"]): r for r in rows}
     expect = {
-        "RG1_J2KI.dcm": ("XR", "1x1955x1841", "chest"),
+        # RG1's PatientName is "CompressedSamples^RG1": the name part in the file name is hidden.
+        "[redacted]_J2KI.dcm": ("XR", "1x1955x1841", "chest"),
         "emri_small.dcm": ("MR", "10x64x64", "head"),
         "CT_small.dcm": ("CT", "1x128x128", ""),
         "US1_J2KR.dcm": ("US", "1x480x640x3", ""),

@@ -146,3 +146,13 @@ def test_patient_name_in_a_folder_name_is_redacted(tmp_path: Path, series_dir: P
     assert "[redacted]" in row["path"]
     assert _score(root.parent, tmp_path / "phi.csv", include_phi=True) == 0
     assert "DOE_JANE_PID12345" in _csv(tmp_path / "phi.csv")[0]["path"]
+
+
+def test_redaction_matches_whole_tokens_only():
+    from mediqa_cli.engine import redact_phi
+
+    phi = {"PatientName": "Ann^Smith", "PatientID": "123"}
+    assert redact_phi("/data/scanner/ann_smith/123/x.dcm", phi) == (
+        "/data/scanner/[redacted]_[redacted]/[redacted]/x.dcm"
+    )
+    assert redact_phi("/data/annex/12345/x.dcm", phi) == "/data/annex/12345/x.dcm"
