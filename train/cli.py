@@ -212,7 +212,7 @@ def finetune(
     base: Annotated[Path, typer.Option("--base", help="Pre-trained weights folder.")] = Path(
         "weights"),
     folds: Annotated[int, typer.Option("--folds", min=0, help="k-fold CV (0: none).")] = 5,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="At least 120 steps run.")] = 10,
     lr: Annotated[float, typer.Option("--lr")] = 3e-3,
     unfreeze_last: Annotated[int, typer.Option(
         "--unfreeze-last", min=0, help="Also train the last N transformer blocks.")] = 0,

@@ -184,10 +184,14 @@ def _pearson_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def train_scorer(base: dict[str, torch.Tensor], config: ModelConfig,
-                 items: Sequence[LabelledScan], target01: np.ndarray, epochs: int = 30,
-                 lr: float = 3e-3, unfreeze_last: int = 0, max_tokens: int = 2048,
-                 seed: int = 0, device: str | torch.device = "cpu") -> MedIQANet:
-    """A fresh copy of the base model fine-tuned on items (targets in 0..1, higher better)."""
+                 items: Sequence[LabelledScan], target01: np.ndarray, epochs: int = 10,
+                 lr: float = 3e-3, unfreeze_last: int = 0, max_tokens: int = 1024,
+                 seed: int = 0, device: str | torch.device = "cpu",
+                 min_steps: int = 120) -> MedIQANet:
+    """A fresh copy of the base model fine-tuned on items (targets in 0..1, higher better).
+
+    Runs `epochs` passes, or more until `min_steps` optimiser steps: with 50 labels an epoch is
+    a handful of batches, too few updates for the heads to settle."""
     dev = torch.device(device)
     torch.manual_seed(seed)
     model = MedIQANet(config)
@@ -206,8 +210,9 @@ def train_scorer(base: dict[str, torch.Tensor], config: ModelConfig,
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
     rng = np.random.default_rng(seed)
     y = torch.tensor(target01, dtype=torch.float32, device=dev)
-    plans = [_batches(items, list(rng.permutation(len(items))), max_tokens, config)
-             for _ in range(epochs)]
+    plans: list[list[list[int]]] = []
+    while len(plans) < epochs or sum(len(p) for p in plans) < min_steps:
+        plans.append(_batches(items, list(rng.permutation(len(items))), max_tokens, config))
     total = sum(len(p) for p in plans)
     step = 0
     model.train()
@@ -244,7 +249,7 @@ def folds_of(n: int, k: int, seed: int) -> list[np.ndarray]:
 
 
 def finetune(labels: str | os.PathLike[str], base: str | os.PathLike[str],
-             out: str | os.PathLike[str], folds: int = 5, epochs: int = 30, lr: float = 3e-3,
+             out: str | os.PathLike[str], folds: int = 5, epochs: int = 10, lr: float = 3e-3,
              unfreeze_last: int = 0, lower_is_better: bool = False, seed: int = 0,
              device: str = "cpu", n_boot: int = 1000, command: str | None = None,
              echo: Callable[[str], None] | None = print) -> Path:
@@ -317,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--base", default="weights", help="pre-trained weights folder")
     ap.add_argument("--out", required=True, help="new weights folder")
     ap.add_argument("--folds", type=int, default=5, help="k of k-fold CV (0: none)")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=10, help="at least 120 steps are run")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--unfreeze-last", type=int, default=0, help="also train the last N blocks")
     ap.add_argument("--lower-is-better", action="store_true", help="high label = worse image")

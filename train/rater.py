@@ -157,8 +157,8 @@ def write_labels(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str],
 # --------------------------------------------------------------------------- the experiment
 
 def run_experiment(base: str | os.PathLike[str], corpus: str, out: str | os.PathLike[str],
-                   sizes: Sequence[int] = (50, 100, 200), n_test: int = 200, folds: int = 3,
-                   epochs: int = 30, seed: int = 0, n_boot: int = 1000,
+                   sizes: Sequence[int] = (50, 100, 200), n_test: int = 200, folds: int = 0,
+                   epochs: int = 10, seed: int = 0, n_boot: int = 1000,
                    echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune `base` on SIMULATED-rater labels of TRAIN/VAL-split images (nested sets of each
     size) and report SRCC against the rater on held-out TEST-split images, before vs after."""
@@ -244,8 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--metrics", default=None, help="also write simulated_rater.json/.md here")
     ap.add_argument("--sizes", default="50,100,200")
     ap.add_argument("--n-test", type=int, default=200)
-    ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--folds", type=int, default=0, help="k-fold CV inside each fine-tuning")
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
