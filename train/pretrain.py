@@ -439,6 +439,12 @@ def pretrain(
     return weights
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m mediqa_train.pretrain` (the same options as `mediqa-train pretrain`)."""
     ap = argparse.ArgumentParser(prog="mediqa-train pretrain", description=__doc__.split("\n")[0])
@@ -466,7 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              max_steps=args.max_steps, threads=args.threads, resume=args.resume,
              card={"training_command": command,
                    "data": f"corpus {args.corpus} (train split: {len(pool)} slices from "
-                           f"{len({s.source for s in pool})} sources)"})
+                           f"{len({s.source for s in pool})} sources)",
+                   "corpus_manifest_sha256": _sha256(Path(args.corpus) / "manifest.jsonl")})
     return 0
 
 
