@@ -8,7 +8,7 @@ models of video quality assessment", 2000/2003), as the MedIQA paper reports it:
 - PLCC: Pearson correlation between the labels and the predictions after a monotone
   4-parameter logistic mapping f(x) = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2 fitted by
   least squares, so a score on another scale (0..100 vs a 1..5 rating) is not penalised for
-  its scale, only for its non-monotone scatter.
+  its scale, only for its non-monotone scatter; negative when the best map is decreasing.
 - RMSE: root mean squared error of that same mapped prediction, in the label's units.
 
 Confidence intervals: percentile bootstrap over items (resampled with replacement, the logistic
@@ -103,11 +103,19 @@ def logistic4(x: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def fit_logistic4(pred: np.ndarray, label: np.ndarray, iterations: int = 200) -> np.ndarray:
-    """Least-squares fit of `logistic4` (Levenberg-Marquardt), started as in VQEG practice:
-    b1 = max(label), b2 = min(label), b3 = mean(pred), b4 = std(pred)."""
+    """Least-squares fit of `logistic4` (Levenberg-Marquardt), started as in VQEG practice
+    (b1 = max(label), b2 = min(label), b3 = mean(pred), b4 = std(pred)) and also from the
+    decreasing start (b1 and b2 swapped); the better fit wins, so a negatively related predictor
+    is not left in a poor local optimum."""
     x = np.asarray(pred, dtype=np.float64)
     y = np.asarray(label, dtype=np.float64)
-    b = np.array([y.max(), y.min(), x.mean(), max(x.std(), 1e-6)], dtype=np.float64)
+    fits = [_fit_from(x, y, np.array([hi, lo, x.mean(), max(x.std(), 1e-6)]), iterations)
+            for hi, lo in ((y.max(), y.min()), (y.min(), y.max()))]
+    return min(fits, key=lambda b: float(((logistic4(x, b) - y) ** 2).sum()))
+
+
+def _fit_from(x: np.ndarray, y: np.ndarray, b: np.ndarray, iterations: int) -> np.ndarray:
+    b = b.astype(np.float64)
     lam = 1e-2
     cost = float(((logistic4(x, b) - y) ** 2).sum())
     for _ in range(iterations):
@@ -148,11 +156,14 @@ def mapped(pred: Sequence[float] | np.ndarray, label: Sequence[float] | np.ndarr
 
 
 def plcc(pred: Sequence[float] | np.ndarray, label: Sequence[float] | np.ndarray) -> float:
-    """Pearson correlation of the labels with the logistic-mapped predictions."""
+    """Pearson correlation of the labels with the logistic-mapped predictions, signed by the
+    direction of the fitted map: a predictor that runs the wrong way gets a negative PLCC
+    instead of being rescued by a decreasing logistic."""
     x, y = _clean(pred, label)
     if x.size < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return math.nan
-    return pearson(logistic4(x, fit_logistic4(x, y)), y)
+    b = fit_logistic4(x, y)
+    return float(np.sign(b[0] - b[1]) or 1.0) * pearson(logistic4(x, b), y)
 
 
 def rmse(pred: Sequence[float] | np.ndarray, label: Sequence[float] | np.ndarray) -> float:

@@ -120,3 +120,9 @@ def test_mismatched_lengths_and_unknown_metrics_are_refused() -> None:
 def test_constant_predictions_give_nan_not_an_error() -> None:
     assert math.isnan(srcc([1, 1, 1, 1], [1, 2, 3, 4]))
     assert math.isnan(plcc([1, 1, 1, 1], [1, 2, 3, 4]))
+
+
+def test_plcc_keeps_the_sign_of_a_predictor_that_runs_the_wrong_way() -> None:
+    x = np.linspace(0, 1, 40)
+    assert plcc(x, 1 + 4 * x) == pytest.approx(1.0, abs=1e-6)
+    assert plcc(x, 5 - 4 * x) == pytest.approx(-1.0, abs=1e-6)
