@@ -8,7 +8,12 @@ Multi-task loss per packed slice (see `multitask_loss`):
 - context: cross-entropy of the context head's modality and anatomy logits against the true
   labels, for every slice (the context head runs before the prompt joins, so it must learn to
   name the modality and anatomy from pixels alone; metadata dropout in the batches teaches the
-  later blocks to work with its guess).
+  later blocks to work with its guess);
+- ranking (when the batches hold groups, `BatchRecipe.group_size` > 1): logistic pairwise loss
+  on the quality of versions of one crop at rising severity. Quality from a single image is a
+  second-order statistic a small transformer learns slowly from scratch; with the content held
+  fixed inside a group, the gradient points at what the artefact changes. In 4-minute trials
+  on this corpus it took the validation SRCC from about 0 to about 0.3 at equal wall time.
 
 AdamW with linear warmup and cosine decay. The schedule's progress is max(step / steps,
 elapsed / time budget) when `--max-minutes` is given, so a run on a busy machine still anneals
