@@ -97,6 +97,22 @@ def log_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def demo_table(report: Path) -> list[str]:
+    """Markdown rows of the demo report: the scan, its prompt, score and grade."""
+    import csv
+
+    with open(report, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    out = ["| scan | modality (source) | anatomy (source) | score | grade | status |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r.get('path', '')} | {r.get('modality', '')} "
+                   f"({r.get('modality_source', '')}) | {r.get('anatomy', '')} "
+                   f"({r.get('anatomy_source', '')}) | {r.get('score', '')} | "
+                   f"{r.get('grade', '')} | {r.get('status', '')} |")
+    return out
+
+
 def _targets(acc: dict[str, Any]) -> list[str]:
     """Plain statements of which issue targets are met and which are not."""
     lines = []
@@ -249,6 +265,12 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
                   f"Command: `python -m mediqa_train.rater --base weights --corpus corpus "
                   f"--out runs/rater` ({rater['seconds']:.0f} s).", "",
                   results_table(rater).rstrip()]
+    demo = metrics / "demo_report.csv"
+    if demo.exists():
+        lines += ["", "## `mediqa demo` with these weights", "",
+                  "Real packaged scans (`mediqa demo --out weights/metrics/demo_report.csv "
+                  "--data-dir runs/demo_data`), no degradation applied:", "",
+                  *demo_table(demo)]
     lines += ["", "## Held-out degradation families", "",
               card.get("held_out_family_note",
                        "Not done: training a second model without one family did not fit this "
