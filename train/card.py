@@ -274,8 +274,10 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     lines += ["", "## Held-out degradation families", "",
               card.get("held_out_family_note",
                        "Not done: training a second model without one family did not fit this "
-                       "session's 2-core CPU budget. `BatchRecipe.exclude_families` and "
-                       "`benchmarks/accuracy.py` are ready for it."),
+                       "session's 2-core CPU budget (`BatchRecipe.exclude_families` is ready for "
+                       "it: set it in a copy of the config and rerun the benchmark). The "
+                       "'unseen degradations' table above is only a proxy: those families were "
+                       "trained, on other modalities."),
               "", "## Limitations", "",
               "- The corpus is small: a few dozen real sources, most modalities have one test "
               "image (cut into regions where the modality ships only one), so per-modality "
