@@ -277,6 +277,7 @@ def print_report_table(path: Path, root: str | None = None, limit: int = 60) -> 
     import csv
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     with open(path, newline="", encoding="utf-8") as handle:
@@ -292,7 +293,8 @@ def print_report_table(path: Path, root: str | None = None, limit: int = 60) -> 
             shown["path"] = os.path.relpath(row.get("path", ""), root)
         for key in ("iqm_snr", "iqm_sharpness", "score"):
             shown[key] = _compact(row.get(key))
-        table.add_row(*(shown.get(c) or "" for c in columns))
+        # Cells are data, not rich markup: "[redacted]" must print as written.
+        table.add_row(*(escape(shown.get(c) or "") for c in columns))
     Console(width=max(120, _terminal_width())).print(table)
 
 
