@@ -113,6 +113,20 @@ def demo_table(report: Path) -> list[str]:
     return out
 
 
+def _rater_verdict(rater: dict[str, Any]) -> str:
+    """One sentence on whether fine-tuning beat the pre-trained score, from the intervals."""
+    before = rater["before"]["all"]["srcc"]
+    parts = []
+    for n, entry in rater["after"].items():
+        after = entry["test"]["all"]["srcc"]
+        clear = after["low"] > before["high"]
+        parts.append(f"{n} labels {after['value']:.3f} ("
+                     + ("interval above the pre-trained one" if clear else
+                        "interval overlaps the pre-trained one: no reliable gain") + ")")
+    return (f"Result with these weights: SRCC {before['value']:.3f} before fine-tuning; "
+            + "; ".join(parts) + ".")
+
+
 def _targets(acc: dict[str, Any]) -> list[str]:
     """Plain statements of which issue targets are met and which are not."""
     lines = []
@@ -207,11 +221,14 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         f"{rc['data']['max_tokens']} tokens packed like inference, crops "
         f"{rc['data']['crop_min']}-{rc['data']['crop_max']} px (CT <= "
         f"{rc['data']['ct_crop_max']}) or whole slices ({rc['data']['full_image_fraction']:.0%}),"
-        f" {rc['data']['clean_fraction']:.0%} clean, 1-{rc['data']['max_chain']} simulators per "
-        f"image, metadata dropout {rc['data']['metadata_dropout']:.0%}, seed {rc['seed']}",
+        f" groups of {rc['data']['group_size']} versions of one crop at rising severity (the "
+        f"clean crop leads {rc['data']['clean_fraction']:.0%} of groups), "
+        f"1-{rc['data']['max_chain']} simulators per image, metadata dropout "
+        f"{rc['data']['metadata_dropout']:.0%}, seed {rc['seed']}",
         f"- loss: BCE on 0-1 family severities (x{rc['loss']['severity']}) + smooth L1 on "
         f"quality/100 (x{rc['loss']['quality']}) + modality and anatomy cross-entropy "
-        f"(x{rc['loss']['context']})",
+        f"(x{rc['loss']['context']}) + within-group logistic ranking of quality "
+        f"(x{rc['loss'].get('rank', 0.0)})",
         f"- run: {s['steps']} steps in {s['wall_min']} min on {t['threads']} CPU thread(s) "
         f"({t['device']}), {s['slices_seen']:,} degraded slices seen; median step "
         f"{s.get('step_s_median')} s, median wait for data {s.get('data_wait_s_median')} s",
@@ -260,8 +277,8 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
                   "(it minds motion, ghosting, streaks and blur far more than noise). Labels "
                   "are drawn on train/val-split images; SRCC is measured on "
                   f"{rater['n_test']} held-out test-split images (95% bootstrap intervals). "
-                  "This is evidence that fine-tuning learns a rater's taste from few labels, "
-                  "not clinical validation.", "",
+                  "It tests whether fine-tuning learns a rater's taste from few labels; it is "
+                  "not clinical validation.", "", _rater_verdict(rater), "",
                   f"Command: `python -m mediqa_train.rater --base weights --corpus corpus "
                   f"--out runs/rater` ({rater['seconds']:.0f} s).", "",
                   results_table(rater).rstrip()]
