@@ -122,8 +122,8 @@ def write_dicom_series(
     body_part: str = "",
     seed: int = 0,
     series_uid: str | None = None,
-    patient_name: str = "DEMO^ANONYMOUS",
-    patient_id: str = "DEMO0001",
+    patient_name: str = "Anonymous^Volunteer",
+    patient_id: str = "MQ-0001",
     positions: Sequence[float] | None = None,
     rescale: tuple[float, float] = (1.0, 0.0),
 ) -> list[Path]:
