@@ -20,16 +20,8 @@ from typing import Annotated
 import typer
 
 import mediqa_cli
+from mediqa_cli.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WEIGHTS
 from mediqa_cli.taxonomy import ANATOMIES, MODALITIES
-
-EXIT_OK = 0
-EXIT_SCAN_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNDER_THRESHOLD = 3
-EXIT_INPUT = 4
-EXIT_OUTPUT = 5
-EXIT_WEIGHTS = 6
-EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("mediqa")
 

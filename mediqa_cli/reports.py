@@ -10,7 +10,6 @@ PHI columns exist only when the user asks for them.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -296,13 +295,6 @@ def _read_h5_rows(path: Path) -> Iterator[dict[str, Any]]:
             row = json.loads(group.attrs["row"])
             row[DETAIL_KEY] = {name: group[name][()].tolist() for name in group}
             yield row
-
-
-def render_csv(rows: Iterable[dict[str, Any]], include_phi: bool = False) -> str:
-    """The CSV text of rows (used by tests and `--out -`)."""
-    buffer = io.StringIO()
-    write_csv(rows, buffer, include_phi)
-    return buffer.getvalue()
 
 
 def stdout_writer(include_phi: bool) -> CsvStreamWriter:

@@ -16,9 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from mediqa_cli.engine import EngineOptions, Scorer, run, strip_phi
+from mediqa_cli.exit_codes import (
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_OUTPUT,
+    EXIT_SCAN_FAILED,
+    EXIT_UNDER,
+    EXIT_USAGE,
+    EXIT_WEIGHTS,
+)
 from mediqa_cli.io import InputPathError, Scan, ScanProblem, discover
 from mediqa_cli.reports import (
-    DETAIL_KEY,
     Journal,
     infer_format,
     journal_path,
@@ -29,8 +37,6 @@ from mediqa_cli.reports import (
 
 log = logging.getLogger("mediqa")
 
-EXIT_OK, EXIT_SCAN_FAILED, EXIT_USAGE, EXIT_UNDER, EXIT_INPUT, EXIT_OUTPUT = 0, 1, 2, 3, 4, 5
-EXIT_WEIGHTS = 6
 
 
 @dataclass
@@ -311,4 +317,4 @@ def _terminal_width() -> int:
     return shutil.get_terminal_size((160, 40)).columns
 
 
-__all__ = ["ScoreRequest", "run_score", "DETAIL_KEY"]
+__all__ = ["ScoreRequest", "run_score"]

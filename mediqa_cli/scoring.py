@@ -24,7 +24,6 @@ from mediqa_cli.model.prompts import PromptRequest, request_for_scan, resolve_pr
 from mediqa_cli.preprocess import DEFAULT_MAX_PATCHES, SliceTokens, preprocess_slice
 from mediqa_cli.reports import DETAIL_KEY
 from mediqa_cli.saliency import SliceSelection, select_patches
-from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 
 log = logging.getLogger("mediqa")
 
@@ -141,10 +140,6 @@ class ModelScorer:
         detail = row.setdefault(DETAIL_KEY, {})
         detail["slice_quality"] = [round(float(q), 3) for q in quality]
         detail["slice_severities"] = severities.round(4).tolist()
-
-
-def physical_columns() -> tuple[str, ...]:
-    return tuple(f"phys_{family}" for family in PHYSICAL_FAMILIES)
 
 
 def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager") -> ModelScorer:

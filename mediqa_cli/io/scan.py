@@ -7,7 +7,6 @@ time through `read_slice`, so a huge volume or a long series never sits in memor
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -102,6 +101,3 @@ def fingerprint_paths(paths: Sequence[str]) -> str:
             digest.update(f"{path}|missing".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]
 
-
-def nan_spacing() -> tuple[float, float, float]:
-    return (math.nan, math.nan, math.nan)
