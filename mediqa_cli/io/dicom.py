@@ -18,6 +18,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 
 from mediqa_cli.io.scan import (
     SOURCE_NONE,
@@ -451,20 +452,15 @@ def decode_dicom_slice(path: str, frame: int | None = None) -> np.ndarray:
     Colour (RGB, YBR, palette) comes back as RGB (rows, cols, 3). Decoding failures name the
     transfer syntax and the plugin to install.
     """
-    from pydicom.pixels import apply_color_lut, apply_modality_lut
-
     try:
-        ds = pydicom.dcmread(path, force=True)
+        # For one frame of a multi-frame object the header is enough here: pixel_array(path,
+        # index=frame) below reads just that frame, instead of every frame of the cine per call.
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=frame is not None)
     except Exception as exc:  # noqa: BLE001 - surface any parse failure as a read error
         raise DicomReadError(f"cannot parse DICOM: {exc}") from exc
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
-        if frame is None:
-            pixels = ds.pixel_array
-        else:
-            from pydicom.pixels import pixel_array
-
-            pixels = pixel_array(path, index=frame)
+        pixels = ds.pixel_array if frame is None else pixel_array(path, index=frame)
     except Exception as exc:  # noqa: BLE001 - decoders raise many types
         raise DicomReadError(_decode_message(syntax, exc)) from exc
     if frame is None and int(ds.get("NumberOfFrames", 1) or 1) > 1:
@@ -474,7 +470,7 @@ def decode_dicom_slice(path: str, frame: int | None = None) -> np.ndarray:
         return apply_color_lut(pixels, ds).astype(np.float32)
     if pixels.ndim == 3 and pixels.shape[-1] == 3:
         return pixels.astype(np.float32)
-    values = _rescale(ds, pixels, frame, apply_modality_lut)
+    values = _rescale(ds, pixels, frame)
     if photometric == "MONOCHROME1":
         finite = values[np.isfinite(values)]
         if finite.size:
@@ -482,7 +478,7 @@ def decode_dicom_slice(path: str, frame: int | None = None) -> np.ndarray:
     return values
 
 
-def _rescale(ds: Dataset, pixels: np.ndarray, frame: int | None, apply_modality_lut) -> np.ndarray:
+def _rescale(ds: Dataset, pixels: np.ndarray, frame: int | None) -> np.ndarray:
     """Modality LUT / rescale, including per-frame values of enhanced objects."""
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame is not None and frame is not None and frame < len(per_frame):
