@@ -23,25 +23,33 @@ class Label:
     anatomy: str | None = None
 
 
-def read_labels(path: Path) -> list[Label]:
-    """Parse labels.csv; rows without a finite score are an error (a silent drop hides typos)."""
+def read_labels(path: str | os.PathLike[str]) -> list[Label]:
+    """Parse labels.csv (for `mediqa eval` and `mediqa-train finetune`).
+
+    Column names are matched without case or surrounding spaces (spreadsheet exports vary, and
+    may start with a byte-order mark); relative paths are resolved against the CSV's folder.
+    A row without a finite score, or a file without rows, is an error: a silent drop hides typos.
+    """
+    source = Path(path)
     labels = []
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(source, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        missing = {"path", "score"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: needs columns path,score (missing {', '.join(missing)})")
-        for line, row in enumerate(reader, start=2):
+        fields = [f.strip().lower() for f in reader.fieldnames or []]
+        if "path" not in fields or "score" not in fields:
+            raise ValueError(f"{source}: needs 'path' and 'score' columns, found {fields}")
+        for line, raw in enumerate(reader, start=2):
+            row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
             try:
                 score = float(row["score"])
-            except (TypeError, ValueError):
+            except ValueError:
                 score = math.nan
             if not math.isfinite(score):
-                raise ValueError(f"{path}:{line}: score {row['score']!r} is not a number")
-            base = path.parent
-            target = row["path"] if os.path.isabs(row["path"]) else str(base / row["path"])
-            labels.append(Label(os.path.normpath(target), score, row.get("modality") or None,
+                raise ValueError(f"{source}:{line}: score {row['score']!r} is not a number")
+            target = str((source.parent / row["path"]).resolve())
+            labels.append(Label(target, score, row.get("modality") or None,
                                 row.get("anatomy") or None))
+    if not labels:
+        raise ValueError(f"{source}: no labelled rows")
     return labels
 
 
@@ -51,10 +59,10 @@ def join(labels: Iterable[Label], rows: Iterable[dict[str, Any]], column: str = 
     by_path: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row.get("path"):
-            by_path[os.path.normpath(os.path.abspath(str(row["path"])))] = row
+            by_path[os.path.realpath(str(row["path"]))] = row
     preds, targets, groups, unmatched = [], [], [], []
     for label in labels:
-        key = os.path.abspath(label.path)
+        key = os.path.realpath(label.path)
         row = by_path.get(key) or by_path.get(os.path.dirname(key))
         value = _number(row.get(column)) if row else math.nan
         if row is None or not math.isfinite(value):

@@ -26,7 +26,6 @@ Why it is cheap and safe with a few hundred labels (DESIGN.md, "Alignment"):
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import math
 import os
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mediqa_cli.labels import read_labels
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.network import MedIQANet
 from mediqa_cli.model.packing import pack, plan_batches
@@ -62,28 +62,6 @@ class LabelledScan:
     weights: np.ndarray  # (slices,) saliency weights summing to 1
 
 
-def read_labels(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """Rows of labels.csv with `path` resolved against the CSV's folder; checks the columns."""
-    p = Path(path)
-    with open(p, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
-        if "path" not in fields or "score" not in fields:
-            raise ValueError(f"{p}: needs 'path' and 'score' columns, found {fields}")
-        rows = []
-        for n, raw in enumerate(reader, start=2):
-            row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
-            try:
-                float(row["score"])
-            except ValueError as exc:
-                raise ValueError(f"{p}:{n}: score {row['score']!r} is not a number") from exc
-            row["path"] = str((p.parent / row["path"]).resolve())
-            rows.append(row)
-    if not rows:
-        raise ValueError(f"{p}: no labelled rows")
-    return rows
-
-
 def prepare_labelled(labels: str | os.PathLike[str], config: ModelConfig,
                      max_slices: int = MAX_SLICES,
                      echo: Callable[[str], None] | None = None) -> list[LabelledScan]:
@@ -95,24 +73,24 @@ def prepare_labelled(labels: str | os.PathLike[str], config: ModelConfig,
 
     preparer = SlicePreparer(config)
     items: list[LabelledScan] = []
-    for row in read_labels(labels):
-        scans = [s for s in discover([row["path"]]) if isinstance(s, Scan)]
+    for label in read_labels(labels):
+        scans = [s for s in discover([label.path]) if isinstance(s, Scan)]
         if not scans:
             if echo:
-                echo(f"skipped {row['path']}: no readable scan")
+                echo(f"skipped {label.path}: no readable scan")
             continue
-        options = EngineOptions(max_slices=max_slices, modality=row.get("modality") or None,
-                                anatomy=row.get("anatomy") or None)
+        options = EngineOptions(max_slices=max_slices, modality=label.modality,
+                                anatomy=label.anatomy)
         prepared = prepare_scan(scans[0], options, preparer)
         if prepared.failed or prepared.model_inputs is None:
             if echo:
-                echo(f"skipped {row['path']}: {prepared.row.get('error')}")
+                echo(f"skipped {label.path}: {prepared.row.get('error')}")
             continue
         tokens, request = prepared.model_inputs
         w = np.asarray(prepared.slice_weights, dtype=np.float64)
         w = w / w.sum() if w.size == len(tokens) and w.sum() > 0 else np.full(len(tokens),
                                                                               1 / len(tokens))
-        items.append(LabelledScan(row["path"], float(row["score"]),
+        items.append(LabelledScan(label.path, label.score,
                                   scans[0].modality or "unknown", tokens, request, w))
     return items
 

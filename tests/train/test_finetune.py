@@ -14,11 +14,11 @@ from mediqa_train.finetune import (
     fit_mixture,
     label_map,
     prepare_labelled,
-    read_labels,
     train_scorer,
 )
 from mediqa_train.rater import make_rated_set, rater_score, write_labels
 
+from mediqa_cli.labels import read_labels
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.network import MedIQANet
 from mediqa_cli.model.weights import load_weights, save_weights
@@ -64,7 +64,7 @@ def test_labels_csv_paths_are_relative_to_the_file_and_bad_rows_are_refused(
 ) -> None:
     (tmp_path / "labels.csv").write_text("path,score\nimg/a.png,3.5\n")
     rows = read_labels(tmp_path / "labels.csv")
-    assert rows[0]["path"] == str((tmp_path / "img" / "a.png").resolve())
+    assert rows[0].path == str((tmp_path / "img" / "a.png").resolve())
     (tmp_path / "bad.csv").write_text("file,score\na.png,1\n")
     with pytest.raises(ValueError, match="'path' and 'score'"):
         read_labels(tmp_path / "bad.csv")
