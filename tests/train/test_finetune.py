@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +22,8 @@ from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.network import MedIQANet
 from mediqa_cli.model.weights import load_weights, save_weights
 from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
+from tests.train.train_images import CorpusLikeItem as Item
 from tests.train.train_images import real_image
-
-
-@dataclass(frozen=True)
-class Item:
-    image: torch.Tensor
-    spacing: tuple[float, float]
-    modality: str
-    anatomy: str
-    source: str
 
 
 def sev(**families: float) -> np.ndarray:

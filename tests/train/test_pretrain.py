@@ -5,7 +5,6 @@ The smoke run (tiny config, a few steps, real packaged images) runs end to end i
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +24,8 @@ from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.network import MedIQANet
 from mediqa_cli.model.weights import load_weights
 from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
+from tests.train.train_images import CorpusLikeItem as Item
 from tests.train.train_images import real_image
-
-
-@dataclass(frozen=True)
-class Item:
-    image: torch.Tensor
-    spacing: tuple[float, float]
-    modality: str
-    anatomy: str
-    source: str
-
 
 ANATOMY = {"CT": "head", "MR": "upper_limb", "FUNDUS": "eye", "XR": "chest"}
 

@@ -6,6 +6,7 @@ suites' conftest modules."""
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import pydicom
@@ -70,3 +71,14 @@ def ct_small() -> tuple[torch.Tensor, tuple[float, float]]:
     ds = _dicom("CT_small.dcm")  # 128^2 cropped to the body (no air around)
     hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     return torch.tensor(hu.astype(np.float32)), tuple(float(v) for v in ds.PixelSpacing)
+
+
+@dataclass(frozen=True)
+class CorpusLikeItem:
+    """The fields training reads from a corpus item, for pools built from test images."""
+
+    image: torch.Tensor
+    spacing: tuple[float, float]
+    modality: str
+    anatomy: str
+    source: str
