@@ -37,52 +37,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from mediqa_train.batches import (
-    BatchRecipe,
-    Example,
-    ExampleMaker,
-    prompt_for,
-    to_reader_layout,
-    tokens_for,
-)
-from mediqa_train.degrade import REGISTRY
+from mediqa_train.batches import BatchRecipe, Example, ExampleMaker, to_reader_layout
+from mediqa_train.ladders import build_ladders, example_of, ladder_examples, ladder_srcc
 from mediqa_train.pretrain import load_pool, predict
 from mediqa_train.quality import reference_quality
 
-from mediqa_cli.evaluation import evaluate, srcc
+from mediqa_cli.evaluation import evaluate
 from mediqa_cli.iqm import compute_iqms
 from mediqa_cli.model.network import MedIQANet
 from mediqa_cli.model.weights import load_weights
-from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 
-SEVERITIES = (0.2, 0.4, 0.6, 0.8, 1.0)
-# Linear, scale-free simulators tried on modalities they are not registered (trained) for.
-UNSEEN: tuple[str, ...] = ("photo_motion_blur", "photo_defocus", "mr_ghosting")
 # Classical IQMs that measure quality, and whether higher is better (mediqa_cli/iqm.py).
 IQM_DIRECTION = {"iqm_snr": True, "iqm_cnr": True, "iqm_efc": False, "iqm_fber": True,
                  "iqm_sharpness": True, "iqm_noise_sigma": False}
-
-
-def family_simulators(modality: str) -> dict[str, list[str]]:
-    """family -> registry keys of simulators of that modality that declare the family."""
-    out: dict[str, list[str]] = defaultdict(list)
-    for key in sorted(REGISTRY):
-        sim = REGISTRY[key]
-        if modality in sim.modalities:
-            for family in sim.families:
-                out[family].append(key)
-    return {f: out[f] for f in PHYSICAL_FAMILIES if f in out}
-
-
-def example_of(image: torch.Tensor, spacing: tuple[float, float], modality: str, anatomy: str,
-               model: MedIQANet, recipe: BatchRecipe, known: bool = True,
-               quality: float = math.nan) -> Example:
-    """An Example scored as `mediqa score` would (metadata known or removed)."""
-    cfg = model.config
-    tokens = tokens_for(image, modality, spacing, recipe, seed=0)
-    prompt = prompt_for(modality, anatomy, cfg, "expert", not known, not known)
-    return Example(tokens, prompt, np.zeros(len(cfg.families), np.float32), quality,
-                   cfg.modalities.index(modality), cfg.anatomies.index(anatomy), "")
 
 
 def iqm_values(image: torch.Tensor, modality: str) -> dict[str, float]:
@@ -92,73 +59,47 @@ def iqm_values(image: torch.Tensor, modality: str) -> dict[str, float]:
     return {k: (v if IQM_DIRECTION[k] else -v) for k, v in values.items() if k in IQM_DIRECTION}
 
 
-def unseen_simulators(modality: str) -> dict[str, list[str]]:
-    """family -> `UNSEEN` simulators not registered for the modality."""
-    out: dict[str, list[str]] = defaultdict(list)
-    for key in UNSEEN:
-        sim = REGISTRY.get(key)
-        if sim is not None and modality not in sim.modalities:
-            for family in sim.families:
-                out[family].append(key)
-    return dict(out)
-
-
 def ladders(model: MedIQANet, pool: Sequence[Any], per_modality: int, seed: int,
-            recipe: BatchRecipe, unseen: bool = False) -> list[dict[str, Any]]:
-    """Score severity ladders by the model and the classical IQMs (see module docstring);
-    `unseen`: use the `UNSEEN` simulators on modalities they were not trained for."""
-    maker = ExampleMaker(pool, model.config, recipe)
-    rng = np.random.default_rng([seed, 22 if unseen else 21])
+            recipe: BatchRecipe, unseen: bool = False,
+            others: dict[str, MedIQANet] | None = None) -> list[dict[str, Any]]:
+    """Score severity ladders by the model, the `others` (name -> network: the same network
+    untrained, a model trained without one family) and the classical IQMs (see module
+    docstring); `unseen`: use the `UNSEEN` simulators on modalities they were not trained for."""
     rows = []
-    for modality, sources in maker.by_modality.items():
-        fams = unseen_simulators(modality) if unseen else family_simulators(modality)
-        indices = [i for idx in sources for i in idx]
-        for b in range(per_modality):
-            src = maker.pool[indices[int(rng.integers(len(indices)))]]
-            sub = ExampleMaker([src], model.config, recipe)
-            clean, spacing, _ = sub.draw_clean(rng)
-            for family, keys in fams.items():
-                key = keys[b % len(keys)]
-                sim = REGISTRY[key]
-                ladder_seed = int(rng.integers(1 << 31))
-                images = [clean]
-                scale = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in spacing)
-                for s in SEVERITIES:
-                    gen = torch.Generator().manual_seed(ladder_seed)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        images.append(torch.nan_to_num(
-                            sim.apply(clean, scale, sim.sample(gen, s), gen).float()))
-                examples = [example_of(im, spacing, modality, src.anatomy, model, recipe)
-                            for im in images]
-                scores = predict(model, examples, torch.device("cpu"))["quality"]
-                iqms = [iqm_values(im, modality) for im in images]
-                rows.append({
-                    "modality": modality, "family": family, "simulator": key,
-                    "source": src.source, "shape": list(clean.shape[-2:]),
-                    "scores": [round(float(v), 3) for v in scores],
-                    "physics": [100.0] + [round(reference_quality(clean, im, modality), 3)
-                                          for im in images[1:]],
-                    "iqms": {k: [d[k] for d in iqms] for k in IQM_DIRECTION},
-                })
+    cpu = torch.device("cpu")
+    for lad in build_ladders(pool, model.config, recipe, per_modality, seed, unseen):
+        examples = ladder_examples(lad, model.config, recipe)
+        scores = predict(model, examples, cpu)["quality"]
+        other_scores = {name: [round(float(v), 3) for v in predict(net, examples, cpu)["quality"]]
+                        for name, net in (others or {}).items()}
+        iqms = [iqm_values(im, lad.modality) for im in lad.images]
+        clean = lad.images[0]
+        rows.append({
+            "modality": lad.modality, "family": lad.family, "simulator": lad.simulator,
+            "source": lad.source, "shape": list(clean.shape[-2:]),
+            "scores": [round(float(v), 3) for v in scores],
+            "physics": [100.0] + [round(reference_quality(clean, im, lad.modality), 3)
+                                  for im in lad.images[1:]],
+            "iqms": {k: [d[k] for d in iqms] for k in IQM_DIRECTION},
+            "others": other_scores,
+        })
     return rows
-
-
-def ladder_srcc(values: Sequence[float]) -> float:
-    """SRCC of a ladder's values with quality order (clean first, most severe last)."""
-    v = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(v).all():
-        return math.nan
-    return srcc(v, -np.arange(v.size, dtype=np.float64))
 
 
 def summarise_ladders(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Mean within-ladder SRCC per modality and per (modality, family), model and each IQM."""
-    methods = ["model", "physics"] + list(IQM_DIRECTION)
+    others = sorted({name for r in rows for name in r.get("others", {})})
+    methods = ["model", "physics"] + list(IQM_DIRECTION) + others
 
     def per(row: dict[str, Any], method: str) -> float:
-        values = row["scores"] if method == "model" else (
-            row["physics"] if method == "physics" else row["iqms"][method])
+        if method == "model":
+            values = row["scores"]
+        elif method == "physics":
+            values = row["physics"]
+        elif method in IQM_DIRECTION:
+            values = row["iqms"][method]
+        else:
+            values = row["others"][method]
         return ladder_srcc(values)
 
     table: dict[str, Any] = {"by_modality": {}, "by_family": {}, "n_ladders": len(rows)}
@@ -186,7 +127,8 @@ def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
                   recipe: BatchRecipe) -> dict[str, Any]:
     """Random simulator chains on test images: score vs physics target, and context accuracy
     with metadata removed (the same images)."""
-    maker = ExampleMaker(pool, model.config, recipe)
+    cfg = model.config
+    maker = ExampleMaker(pool, cfg, recipe)
     rng = np.random.default_rng([seed, 31])
     gen = torch.Generator().manual_seed(seed + 31)
     known, unknown, mods, anats = [], [], [], []
@@ -197,8 +139,8 @@ def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
         else:
             image, _, names = maker.degrade(clean, spacing, src.modality, gen)
             q = reference_quality(clean, image, src.modality) if names else 100.0
-        known.append(example_of(image, spacing, src.modality, src.anatomy, model, recipe, True, q))
-        unknown.append(example_of(image, spacing, src.modality, src.anatomy, model, recipe,
+        known.append(example_of(image, spacing, src.modality, src.anatomy, cfg, recipe, True, q))
+        unknown.append(example_of(image, spacing, src.modality, src.anatomy, cfg, recipe,
                                   False, q))
         mods.append(src.modality)
         anats.append(src.anatomy)
@@ -206,7 +148,6 @@ def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
     p_known = predict(model, known, dev)
     p_unknown = predict(model, unknown, dev)
     target = np.array([e.quality for e in known])
-    cfg = model.config
     true_mod = np.array([cfg.modalities.index(m) for m in mods])
     true_ana = np.array([cfg.anatomies.index(a) for a in anats])
     context: dict[str, Any] = {}
@@ -230,7 +171,7 @@ def clean_scores(model: MedIQANet, pool: Sequence[Any], recipe: BatchRecipe) -> 
     by_mod: dict[str, list[Example]] = defaultdict(list)
     for item in pool:
         by_mod[item.modality].append(example_of(item.image, item.spacing, item.modality,
-                                                item.anatomy, model, recipe))
+                                                item.anatomy, model.config, recipe))
     out = {}
     for mod, examples in sorted(by_mod.items()):
         q = predict(model, examples, torch.device("cpu"))["quality"]
@@ -243,10 +184,12 @@ def markdown(results: dict[str, Any]) -> str:
     """The tables for the model card."""
     lad = results["ladders"]
     iqms = list(IQM_DIRECTION)
+    others = list(results.get("other_models", {}))
     head = "| modality | ladders | MedIQA | physics target | " + " | ".join(
-        k.removeprefix("iqm_") for k in iqms) + " |"
+        [k.removeprefix("iqm_") for k in iqms] + others) + " |"
+    n_cols = 4 + len(iqms) + len(others)
     lines = ["### Within-ladder SRCC (clean + 5 severities; 1.0 = perfect order), test sources",
-             "", head, "|" + "---|" * (4 + len(iqms))]
+             "", head, "|" + "---|" * n_cols]
 
     def fmt(v: float) -> str:
         return "n/a" if not math.isfinite(v) else f"{v:.3f}"
@@ -255,12 +198,12 @@ def markdown(results: dict[str, Any]) -> str:
         best_iqm = max((e[k] for k in iqms if math.isfinite(e[k])), default=math.nan)
         mark = " (beats every IQM)" if math.isfinite(best_iqm) and e["model"] > best_iqm else ""
         return (f"| {name} | {e['n']} | **{fmt(e['model'])}**{mark} | {fmt(e['physics'])} | "
-                + " | ".join(fmt(e[k]) for k in iqms) + " |")
+                + " | ".join(fmt(e.get(k, math.nan)) for k in iqms + others) + " |")
 
     for mod, e in lad["by_modality"].items():
         lines.append(row("all" if mod == "*" else mod, e))
     lines += ["", "### Within-ladder SRCC per family (all modalities)", "", head,
-              "|" + "---|" * (4 + len(iqms))]
+              "|" + "---|" * n_cols]
     for key, e in lad["by_family"].items():
         if key.startswith("*/"):
             lines.append(row(key[2:], e))
@@ -315,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--chains", type=int, default=400, help="random-chain test images")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=WEIGHTS",
+                    help="also score the ladders with these weights (a column each)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -324,10 +269,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Crops as in training, but no larger than the scorer's own budget; ladders on crops or
     # whole slices alike.
     recipe = BatchRecipe(clean_fraction=0.1)
-    rows = ladders(model, pool, args.per_modality, args.seed, recipe)
+    # The same network untrained: what the ladders give by chance (random features of an
+    # image often move monotonically with an artefact), so the gain of training is visible.
+    torch.manual_seed(args.seed)
+    others: dict[str, MedIQANet] = {"random init": MedIQANet(model.config).eval()}
+    other_cards: dict[str, Any] = {"random init": "the same network, untrained "
+                                                  f"(torch.manual_seed({args.seed}))"}
+    for spec in args.compare:
+        name, _, path = spec.partition("=")
+        if not path:
+            ap.error(f"--compare wants NAME=WEIGHTS, got {spec!r}")
+        others[name], card_other = load_weights(path)
+        other_cards[name] = {"weights": path, "sha256": card_other.get("sha256")}
+    rows = ladders(model, pool, args.per_modality, args.seed, recipe, others=others)
     unseen_rows = ladders(model, pool, max(1, args.per_modality // 2), args.seed, recipe,
-                          unseen=True)
+                          unseen=True, others=others)
     results = {
+        "other_models": other_cards,
         "weights_sha256": card.get("sha256"),
         "command": "python benchmarks/accuracy.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),

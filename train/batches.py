@@ -82,6 +82,7 @@ class BatchRecipe:
     max_tokens: int = 2048  # per packed batch, queries included
     exclude_families: tuple[str, ...] = ()  # held-out-family experiment: never simulate these
     group_size: int = 1  # > 1: versions of one crop at rising severity (see `ExampleMaker.group`)
+    flip_rotate: bool = False  # random 90-degree rotations and flips of the clean crop
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchRecipe:
@@ -167,6 +168,23 @@ def random_crop(image: torch.Tensor, rng: np.random.Generator, lo: int, hi: int)
     return image[..., y:y + ch, x:x + cw].contiguous()
 
 
+def flip_rotate(image: torch.Tensor, spacing: tuple[float, float], rng: np.random.Generator
+                ) -> tuple[torch.Tensor, tuple[float, float]]:
+    """One of the 8 rotations/reflections of the square (spacing swaps with a quarter turn).
+
+    Applied to the clean crop before any simulator, so the physics of the artefact is untouched
+    (ghosts still run along the phase axis of the degraded image); it multiplies the views of a
+    few hundred slices without inventing content.
+    """
+    turns = int(rng.integers(4))
+    out = torch.rot90(image, turns, dims=(-2, -1)) if turns else image
+    if rng.random() < 0.5:
+        out = torch.flip(out, dims=(-1,))
+    if turns % 2:
+        spacing = (spacing[1], spacing[0])
+    return out.contiguous(), spacing
+
+
 def tokens_for(image: torch.Tensor, modality: str, spacing: tuple[float, float],
                recipe: BatchRecipe, seed: int = 0) -> SliceTokens:
     """Physical-unit slice -> patch tokens by the inference path (normalise, patchify, select)."""
@@ -224,7 +242,10 @@ class ExampleMaker:
             image, spacing = rescale(src.image, src.spacing, factor)
             return image.contiguous(), spacing, src
         image, spacing = rescale(src.image, src.spacing, factor)
-        return random_crop(image, rng, r.crop_min, hi), spacing, src
+        image = random_crop(image, rng, r.crop_min, hi)
+        if r.flip_rotate:
+            image, spacing = flip_rotate(image, spacing, rng)
+        return image, spacing, src
 
     def choose_chain(self, modality: str, gen: torch.Generator,
                      severity: float | None = None) -> Any:
@@ -397,6 +418,7 @@ __all__ = [
     "ExampleMaker",
     "TrainBatch",
     "collate",
+    "flip_rotate",
     "prompt_for",
     "random_crop",
     "rescale",

@@ -192,11 +192,16 @@ def pretrain(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the latest checkpoint.")] = False,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
+    exclude_family: Annotated[list[str] | None, typer.Option(
+        "--exclude-family", help="Never simulate this family (held-out-family experiment); "
+                                 "repeatable.")] = None,
 ) -> None:
     """Pre-train on physics-simulated degradations of the corpus (see mediqa_train.pretrain)."""
     from mediqa_train.pretrain import main as pretrain_main
 
     argv = ["--out", str(out), "--config", config, "--corpus", str(corpus), "--device", device]
+    for family in exclude_family or []:
+        argv += ["--exclude-family", family]
     for flag, value in (("--max-minutes", max_minutes), ("--max-steps", max_steps),
                         ("--threads", threads), ("--seed", seed)):
         if value is not None:

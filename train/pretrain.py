@@ -56,6 +56,7 @@ from torch.utils.data import DataLoader
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.network import MedIQANet, count_parameters
 from mediqa_cli.model.weights import save_weights
+from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -98,6 +99,8 @@ class RunConfig:
     ckpt_every: int = 200
     val_every: int = 200
     val_examples: int = 64
+    val_ladders_per_modality: int = 0  # > 0: track within-ladder SRCC on val sources
+    select_best: bool = False  # ship the weights of the best val_ladder_srcc, not the last step
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -356,6 +359,14 @@ def pretrain(
     total_steps = run.optim.steps if max_steps is None else max_steps
     val_examples = (fixed_examples(val_pool, run.model, run.data, run.val_examples, run.seed)
                     if val_pool else [])
+    val_ladders = None
+    if val_pool and run.val_ladders_per_modality > 0:
+        from mediqa_train.ladders import LadderSet
+
+        eval_recipe = BatchRecipe(**{**asdict(run.data), "flip_rotate": False})
+        val_ladders = LadderSet(val_pool, run.model, eval_recipe, run.val_ladders_per_modality,
+                                run.seed)
+    best_path = out_dir / "best_model.safetensors"
 
     stream = BatchStream(pool, run.model, run.data, seed=run.seed * 1_000_003 + state["step"])
     loader = DataLoader(stream, batch_size=None, num_workers=run.workers,
@@ -416,6 +427,13 @@ def pretrain(
             window, n_window, wait_s, compute_s = {}, 0, 0.0, 0.0
         if val_examples and (step % run.val_every == 0 or progress() >= 1.0):
             metrics = validate(model, val_examples, dev)
+            if val_ladders is not None:
+                metrics.update(val_ladders.score(model, dev))
+                crit = metrics["val_ladder_srcc_modality_mean"]
+                if math.isfinite(crit) and crit > state.get("best_metric", -math.inf):
+                    state["best_metric"], state["best_step"] = crit, step
+                    save_file({k: v.detach().cpu().contiguous()
+                               for k, v in model.state_dict().items()}, str(best_path))
             log.write({"step": step, **metrics},
                       f"  val @ {step}: " + " ".join(f"{k[4:]}={v:.3f}"
                                                     for k, v in metrics.items()))
@@ -425,11 +443,18 @@ def pretrain(
             save_checkpoint(out_dir, model, opt, {**state, "seed": run.seed})
 
     elapsed = time.perf_counter() - start
+    selected = step
+    if run.select_best and best_path.exists():
+        model.load_state_dict(load_file(str(best_path), device=str(dev)))
+        selected = int(state["best_step"])
     facts = {
         "task": "physics-informed pre-training (simulated degradations of real slices)",
         "score_meaning": "physics-derived reference quality (SSIM to the clean original, "
                          "0..100), not an expert rating",
-        "training": {"steps": step, "wall_s": round(elapsed, 1), "slices_seen": state["slices"],
+        "training": {"steps": step, "selected_step": selected,
+                     "selection": ("best mean within-ladder SRCC on the val sources"
+                                   if selected != step else "last step"),
+                     "wall_s": round(elapsed, 1), "slices_seen": state["slices"],
                      "tokens_seen": state["tokens"], "threads": torch.get_num_threads(),
                      "device": str(dev), "machine": platform.machine(),
                      "run_config": run.to_dict()},
@@ -462,10 +487,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     ap.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    ap.add_argument("--exclude-family", action="append", default=[], choices=PHYSICAL_FAMILIES,
+                    help="never simulate this family (held-out-family experiment); repeatable")
     args = ap.parse_args(argv)
     run = RunConfig.load(args.config)
     if args.seed is not None:
         run = RunConfig.from_dict({**run.to_dict(), "seed": args.seed})
+    if args.exclude_family:
+        data = run.to_dict()
+        data["data"]["exclude_families"] = sorted(
+            set(data["data"]["exclude_families"]) | set(args.exclude_family))
+        run = RunConfig.from_dict(data)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("warning: CUDA is not available, training on the CPU", file=sys.stderr)
         args.device = "cpu"

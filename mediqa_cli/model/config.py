@@ -34,6 +34,7 @@ class ModelConfig:
     pos_grid: int = 32  # entries of each learned 1D position table over [0, 1]
     spacing_hidden: int = 64
     context_depth: int = 3  # blocks before the context head; prompts join after them
+    patch_physics: bool = True  # per-patch noise/blur/compression statistics (PatchPhysics)
     modalities: tuple[str, ...] = field(default=MODALITIES)
     anatomies: tuple[str, ...] = field(default=ANATOMIES)
     families: tuple[str, ...] = field(default=PHYSICAL_FAMILIES)

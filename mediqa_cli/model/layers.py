@@ -74,6 +74,81 @@ class SpacingEmbedding(nn.Module):
         return torch.where(known, emb, self.unknown.to(emb.dtype).expand_as(emb))
 
 
+class PatchPhysics(nn.Module):
+    """Noise, blur and compression statistics of each patch, embedded next to its pixels.
+
+    Why: a linear 16x16 patch embedding sees intensities, but the quality of a patch is in
+    second-order statistics (noise variance, high- versus low-frequency energy, 8-px block edges,
+    clipping) that a linear map cannot compute and a small transformer learns slowly and
+    content-bound from a few hundred slices. These are the measurements classical IQMs are built
+    on; computing them per patch and channel (CT windows, colour planes) hands the encoder the
+    physics and leaves it to learn how to weigh them per modality and where in the image.
+
+    Per channel: mean, log std, log RMS of the 3x3 Laplacian at full and half resolution, log RMS
+    gradient, log(L2 / L1) of the Laplacian (Gaussian noise versus sparse edges), 8-px blockiness
+    across rows and columns, fractions clipped at 0 and 1; plus the Laplacian magnitude map, so
+    the encoder also sees where in the patch the high frequencies are (streaks, ghost lines).
+    Fixed filters only (no parameters besides the two embeddings): TorchScript and export safe.
+    """
+
+    def __init__(self, channels: int, patch: int, width: int, hidden: int = 64) -> None:
+        super().__init__()
+        if patch < 8 or patch % 8:
+            raise ValueError("PatchPhysics needs a patch size that is a multiple of 8")
+        self.channels = channels
+        self.patch = patch
+        self.n_stats = 10
+        lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+        self.register_buffer("laplacian", lap.expand(channels, 1, 3, 3).clone(),
+                             persistent=False)
+        # 8-px block edges inside a patch: differences between pixel 8k-1 and 8k, k >= 1.
+        edges = torch.zeros(patch - 1)
+        edges[7::8] = 1.0
+        self.register_buffer("block_edges", edges, persistent=False)
+        self.stats_fc1 = nn.Linear(channels * self.n_stats, hidden)
+        self.stats_fc2 = nn.Linear(hidden, width)
+        self.map_embed = nn.Linear(channels * (patch - 2) * (patch - 2), width)
+
+    def _lap(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.laplacian.to(x.dtype), groups=self.channels)
+
+    def forward(self, patches: Tensor) -> Tensor:
+        c, p = self.channels, self.patch
+        x = patches.reshape(-1, c, p, p).float()
+        eps = 1e-6
+        lap = self._lap(x)  # (n, c, p-2, p-2)
+        coarse = self._lap(F.avg_pool2d(x, 2))
+        dx = x[..., :, 1:] - x[..., :, :-1]
+        dy = x[..., 1:, :] - x[..., :-1, :]
+        lap_l2 = lap.square().mean((2, 3))
+        lap_l1 = lap.abs().mean((2, 3))
+        edge_w = self.block_edges.to(x.dtype)
+        n_edges = edge_w.sum()
+        col_jump = dx.abs().mean(2)  # (n, c, p-1): mean |difference| across each column pair
+        row_jump = dy.abs().mean(3)
+        inner = float(p - 1) - n_edges
+        col_block = ((col_jump * edge_w).sum(2) / n_edges + eps) / (
+            (col_jump * (1 - edge_w)).sum(2) / inner + eps)
+        row_block = ((row_jump * edge_w).sum(2) / n_edges + eps) / (
+            (row_jump * (1 - edge_w)).sum(2) / inner + eps)
+        stats = torch.stack([
+            x.mean((2, 3)) * 2.0 - 1.0,
+            0.25 * torch.log(x.var((2, 3), unbiased=False) + eps),
+            0.125 * torch.log(lap_l2 + eps),
+            0.125 * torch.log(coarse.square().mean((2, 3)) + eps),
+            0.125 * torch.log(dx.square().mean((2, 3)) + dy.square().mean((2, 3)) + eps),
+            torch.log(lap_l2.sqrt() + eps) - torch.log(lap_l1 + eps),
+            torch.log(col_block),
+            torch.log(row_block),
+            (x >= 0.995).to(x.dtype).mean((2, 3)),
+            (x <= 0.005).to(x.dtype).mean((2, 3)),
+        ], dim=2).reshape(x.shape[0], c * self.n_stats)
+        # log1p compresses the map: noise (~0.01-0.1) and edges (~1) both stay in range.
+        lap_map = 0.25 * torch.log1p(32.0 * lap.abs()).reshape(x.shape[0], -1)
+        out = self.stats_fc2(F.gelu(self.stats_fc1(stats))) + self.map_embed(lap_map)
+        return out.to(patches.dtype)
+
+
 class PackedAttention(nn.Module):
     """Multi-head self-attention over packed sequences (cu_seqlens), no padding."""
 
@@ -114,6 +189,7 @@ __all__ = [
     "Block",
     "GridPosition",
     "PackedAttention",
+    "PatchPhysics",
     "SpacingEmbedding",
     "packed_attention",
 ]

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from mediqa_cli.model.config import ModelConfig
-from mediqa_cli.model.layers import Block, GridPosition, SpacingEmbedding
+from mediqa_cli.model.layers import Block, GridPosition, PatchPhysics, SpacingEmbedding
 from mediqa_cli.model.prompts import PromptBank
 
 
@@ -35,6 +35,8 @@ class MedIQANet(nn.Module):
         self.unknown_modality = config.unknown_modality
         self.unknown_anatomy = config.unknown_anatomy
         self.patch_embed = nn.Linear(config.patch_dim, width)
+        self.physics = (PatchPhysics(config.channels, config.patch, width)
+                        if config.patch_physics else None)
         self.position = GridPosition(config.pos_grid, width)
         self.spacing = SpacingEmbedding(config.spacing_hidden, width)
         self.prompts = PromptBank(config)
@@ -101,6 +103,8 @@ class MedIQANet(nn.Module):
         )
 
         tok = self.patch_embed(patches) + self.position(coords) + self.spacing(spacing)[patch_seq]
+        if self.physics is not None:
+            tok = tok + self.physics(patches)
         # repeat, not expand + reshape: the reshape would branch on n_seq == 1 under export.
         qry = self.queries().to(tok.dtype).repeat(n_seq, 1)  # (S * Q, width)
         x = tok.new_zeros(n_tokens, tok.shape[1])

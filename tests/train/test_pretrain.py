@@ -207,3 +207,36 @@ def test_grouped_stream_never_splits_a_group_across_batches(pool: list[Item]) ->
         assert b.group is not None
         _, counts = torch.unique(b.group, return_counts=True)
         assert (counts == 3).all()
+
+
+def test_best_val_ladder_step_is_the_one_shipped(pool: list[Item], tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    run = RunConfig.from_dict({**tiny_run().to_dict(), "val_every": 1,
+                               "val_ladders_per_modality": 1, "select_best": True})
+    out = tmp_path / "run"
+    weights = pretrain(run, out, pool, pool, max_steps=3, echo=None)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if "val_ladder_srcc_modality_mean" in r]
+    assert [r["step"] for r in val] == [1, 2, 3]
+    assert all(f"val_ladder_srcc_{m}" in val[0] for m in ANATOMY)
+    best = max(val, key=lambda r: r["val_ladder_srcc_modality_mean"])
+    _, card = load_weights(weights)
+    assert card["training"]["selected_step"] == best["step"]
+    shipped = load_file(str(weights / "model.safetensors"))
+    kept = load_file(str(out / "best_model.safetensors"))
+    assert shipped.keys() == kept.keys()
+    assert all(torch.equal(shipped[k], kept[k]) for k in shipped)
+
+
+def test_flip_rotate_keeps_pixels_and_swaps_spacing_on_a_quarter_turn() -> None:
+    from mediqa_train.batches import flip_rotate
+
+    image = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    seen_shapes = set()
+    for seed in range(16):
+        out, spacing = flip_rotate(image, (0.5, 2.0), np.random.default_rng(seed))
+        assert sorted(out.flatten().tolist()) == sorted(image.flatten().tolist())
+        assert spacing == ((0.5, 2.0) if out.shape == (3, 4) else (2.0, 0.5))
+        seen_shapes.add(tuple(out.shape))
+    assert seen_shapes == {(3, 4), (4, 3)}

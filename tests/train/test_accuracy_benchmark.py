@@ -1,0 +1,47 @@
+"""benchmarks/accuracy.py: ladders scored by the model, other networks and every IQM."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.network import MedIQANet
+from tests.train.train_images import CorpusLikeItem as Item
+from tests.train.train_images import real_image
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy.py"
+
+
+@pytest.fixture(scope="module")
+def accuracy() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("accuracy_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ladders_carry_model_other_and_iqm_scores_per_rung(accuracy: ModuleType) -> None:
+    from mediqa_train.batches import BatchRecipe
+
+    pool = [Item(*real_image("XR"), "XR", "chest", "test:XR")]
+    config = ModelConfig.tiny()
+    torch.manual_seed(0)
+    model, other = MedIQANet(config).eval(), MedIQANet(config).eval()
+    recipe = BatchRecipe(crop_min=32, crop_max=64)
+    rows = accuracy.ladders(model, pool, 1, 0, recipe, others={"random init": other})
+    assert rows and all(r["modality"] == "XR" for r in rows)
+    for r in rows:
+        assert len(r["scores"]) == len(r["physics"]) == len(r["others"]["random init"]) == 6
+        assert set(r["iqms"]) == set(accuracy.IQM_DIRECTION)
+    table = accuracy.summarise_ladders(rows)
+    entry = table["by_modality"]["XR"]
+    assert entry["n"] == len(rows)
+    assert -1.0 <= entry["random init"] <= 1.0 and -1.0 <= entry["model"] <= 1.0
+    assert math.isfinite(entry["physics"]) and entry["physics"] > 0.5

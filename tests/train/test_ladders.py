@@ -1,0 +1,64 @@
+"""Severity ladders: clean first, one artefact at rising strength, scored by rank."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from mediqa_train.batches import BatchRecipe
+from mediqa_train.ladders import (
+    SEVERITIES,
+    LadderSet,
+    build_ladders,
+    family_simulators,
+    ladder_srcc,
+)
+from mediqa_train.quality import reference_quality
+
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.network import MedIQANet
+from tests.train.train_images import CorpusLikeItem as Item
+from tests.train.train_images import real_image
+
+RECIPE = BatchRecipe(crop_min=32, crop_max=64, ct_crop_max=48)
+
+
+@pytest.fixture(scope="module")
+def pool() -> list[Item]:
+    return [Item(*real_image(m), m, a, f"test:{m}") for m, a in (("MR", "upper_limb"),
+                                                                   ("XR", "chest"))]
+
+
+def test_ladder_srcc_reads_falling_scores_as_perfect_order() -> None:
+    assert ladder_srcc([90, 80, 70, 60, 50, 40]) == pytest.approx(1.0)
+    assert ladder_srcc([40, 50, 60, 70, 80, 90]) == pytest.approx(-1.0)
+    assert math.isnan(ladder_srcc([1.0, float("nan"), 0.0]))
+
+
+def test_every_family_of_a_modality_gets_a_ladder_of_rising_damage(pool: list[Item]) -> None:
+    ladders = build_ladders(pool, ModelConfig.tiny(), RECIPE, per_modality=1, seed=0)
+    for modality in ("MR", "XR"):
+        fams = {lad.family for lad in ladders if lad.modality == modality}
+        assert fams == set(family_simulators(modality))
+    for lad in ladders:
+        assert len(lad.images) == len(SEVERITIES) + 1
+        assert all(im.shape == lad.images[0].shape for im in lad.images)
+        quality = [reference_quality(lad.images[0], im, lad.modality) for im in lad.images[1:]]
+        # The physics target falls (weakly) along the ladder: the strongest is the worst.
+        assert quality[-1] <= quality[0] + 1e-6, (lad.simulator, quality)
+
+
+def test_ladder_set_scores_per_modality_and_is_deterministic(pool: list[Item]) -> None:
+    config = ModelConfig.tiny()
+    torch.manual_seed(0)
+    model = MedIQANet(config).eval()
+    a = LadderSet(pool, config, RECIPE, per_modality=1, seed=3)
+    b = LadderSet(pool, config, RECIPE, per_modality=1, seed=3)
+    sa, sb = a.score(model, torch.device("cpu")), b.score(model, torch.device("cpu"))
+    assert sa == sb
+    assert {"val_ladder_srcc_MR", "val_ladder_srcc_XR"} <= set(sa)
+    assert -1.0 <= sa["val_ladder_srcc"] <= 1.0
+    assert sa["val_ladder_srcc_modality_mean"] == pytest.approx(
+        np.mean([sa["val_ladder_srcc_MR"], sa["val_ladder_srcc_XR"]]))

@@ -1,0 +1,166 @@
+"""Severity ladders: one clean crop plus the same artefact at rising strength.
+
+A ladder holds the content fixed and changes only the artefact's severity, so the within-ladder
+rank correlation of a score measures exactly what an IQA score is for: does it fall as the
+artefact grows? `benchmarks/accuracy.py` reports it on the test sources; pre-training tracks it
+on the validation sources (`LadderSet`) and keeps the weights of the step where it peaks, because
+the random-chain loss keeps falling on a few hundred training slices long after ranking on
+unseen sources has stopped improving.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from mediqa_train.batches import BatchRecipe, Example, ExampleMaker, prompt_for, tokens_for
+from mediqa_train.degrade import REGISTRY
+
+from mediqa_cli.evaluation import srcc
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
+
+SEVERITIES = (0.2, 0.4, 0.6, 0.8, 1.0)
+# Linear, scale-free simulators tried on modalities they are not registered (trained) for.
+UNSEEN: tuple[str, ...] = ("photo_motion_blur", "photo_defocus", "mr_ghosting")
+
+
+def family_simulators(modality: str) -> dict[str, list[str]]:
+    """family -> registry keys of simulators of that modality that declare the family."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for key in sorted(REGISTRY):
+        sim = REGISTRY[key]
+        if modality in sim.modalities:
+            for family in sim.families:
+                out[family].append(key)
+    return {f: out[f] for f in PHYSICAL_FAMILIES if f in out}
+
+
+def unseen_simulators(modality: str) -> dict[str, list[str]]:
+    """family -> `UNSEEN` simulators not registered for the modality."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for key in UNSEEN:
+        sim = REGISTRY.get(key)
+        if sim is not None and modality not in sim.modalities:
+            for family in sim.families:
+                out[family].append(key)
+    return dict(out)
+
+
+@dataclass
+class Ladder:
+    """The clean image first, then the artefact at each of `SEVERITIES` (one random seed)."""
+
+    modality: str
+    anatomy: str
+    family: str
+    simulator: str
+    source: str
+    spacing: tuple[float, float]
+    images: list[torch.Tensor]
+
+
+def build_ladders(pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
+                  per_modality: int, seed: int, unseen: bool = False) -> list[Ladder]:
+    """`per_modality` random crops per modality, each laddered with every family its modality
+    has (`unseen`: the `UNSEEN` simulators on modalities they were not trained for)."""
+    maker = ExampleMaker(pool, config, recipe)
+    rng = np.random.default_rng([seed, 22 if unseen else 21])
+    out = []
+    for modality, sources in maker.by_modality.items():
+        fams = unseen_simulators(modality) if unseen else family_simulators(modality)
+        indices = [i for idx in sources for i in idx]
+        for b in range(per_modality):
+            src = maker.pool[indices[int(rng.integers(len(indices)))]]
+            clean, spacing, _ = ExampleMaker([src], config, recipe).draw_clean(rng)
+            scale = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in spacing)
+            for family, keys in fams.items():
+                key = keys[b % len(keys)]
+                sim = REGISTRY[key]
+                ladder_seed = int(rng.integers(1 << 31))
+                images = [clean]
+                for s in SEVERITIES:
+                    gen = torch.Generator().manual_seed(ladder_seed)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        images.append(torch.nan_to_num(
+                            sim.apply(clean, scale, sim.sample(gen, s), gen).float()))
+                out.append(Ladder(modality, src.anatomy, family, key, src.source, spacing,
+                                  images))
+    return out
+
+
+def example_of(image: torch.Tensor, spacing: tuple[float, float], modality: str, anatomy: str,
+               config: ModelConfig, recipe: BatchRecipe, known: bool = True,
+               quality: float = math.nan) -> Example:
+    """An Example scored as `mediqa score` would (metadata known or removed)."""
+    tokens = tokens_for(image, modality, spacing, recipe, seed=0)
+    prompt = prompt_for(modality, anatomy, config, "expert", not known, not known)
+    return Example(tokens, prompt, np.zeros(len(config.families), np.float32), quality,
+                   config.modalities.index(modality), config.anatomies.index(anatomy), "")
+
+
+def ladder_examples(ladder: Ladder, config: ModelConfig, recipe: BatchRecipe,
+                    known: bool = True) -> list[Example]:
+    return [example_of(im, ladder.spacing, ladder.modality, ladder.anatomy, config, recipe,
+                       known) for im in ladder.images]
+
+
+def ladder_srcc(values: Sequence[float]) -> float:
+    """SRCC of a ladder's values with quality order (clean first, most severe last)."""
+    v = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(v).all():
+        return math.nan
+    return srcc(v, -np.arange(v.size, dtype=np.float64))
+
+
+class LadderSet:
+    """Fixed validation ladders, tokenised once, scored by a model in one batched pass."""
+
+    def __init__(self, pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
+                 per_modality: int, seed: int) -> None:
+        self.ladders = build_ladders(pool, config, recipe, per_modality, seed)
+        # Metadata removed, as the harder and more common case of a bare PNG or NIfTI.
+        self.examples = [e for lad in self.ladders
+                         for e in ladder_examples(lad, config, recipe, known=False)]
+
+    def __len__(self) -> int:
+        return len(self.ladders)
+
+    def score(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        """Mean within-ladder SRCC: over all ladders, and the mean of per-modality means (every
+        modality weighs the same: the selection criterion of pre-training)."""
+        from mediqa_train.pretrain import predict
+
+        was_training = model.training
+        quality = predict(model, self.examples, device)["quality"]
+        model.train(was_training)
+        n = len(SEVERITIES) + 1
+        by_mod: dict[str, list[float]] = defaultdict(list)
+        for i, lad in enumerate(self.ladders):
+            by_mod[lad.modality].append(ladder_srcc(quality[i * n:(i + 1) * n]))
+        per_mod = {m: float(np.nanmean(v)) for m, v in by_mod.items()}
+        every = [v for vals in by_mod.values() for v in vals]
+        return {"val_ladder_srcc": float(np.nanmean(every)),
+                "val_ladder_srcc_modality_mean": float(np.mean(list(per_mod.values()))),
+                **{f"val_ladder_srcc_{m}": v for m, v in sorted(per_mod.items())}}
+
+
+__all__ = [
+    "SEVERITIES",
+    "UNSEEN",
+    "Ladder",
+    "LadderSet",
+    "build_ladders",
+    "example_of",
+    "family_simulators",
+    "ladder_examples",
+    "ladder_srcc",
+    "unseen_simulators",
+]
