@@ -12,10 +12,14 @@ Everything here is drawn from the corpus's test split (sources never seen in pre
    bootstrap intervals, per modality.
 3. The context head with metadata removed: modality and anatomy accuracy.
 4. Clean test images, whole slices as `mediqa score` sees them: score per modality.
-5. A proxy for unseen degradations (NOT the held-out-family experiment, which needs a second
-   training run): ladders of simulators applied to modalities they were never trained on
-   (`UNSEEN`: photographic motion blur and defocus on radiological images, MR k-space ghosting
-   elsewhere), so the artefact's family is known to the model but this look of it is not.
+5. A proxy for unseen degradations: ladders of simulators applied to modalities they were never
+   trained on (`UNSEEN`: photographic motion blur and defocus on radiological images, MR k-space
+   ghosting elsewhere), so the artefact's family is known to the model but this look of it is
+   not. The real held-out-family experiment is `benchmarks/held_out_family.py`.
+
+Every ladder is also scored by the same network untrained ("random init": random features often
+move monotonically with an artefact, so this is the chance level to beat) and by any weights
+given with `--compare NAME=WEIGHTS`.
 
 Images reach the model through the inference path (normalise, patchify, patch selection, pack).
 Usage:

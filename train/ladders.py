@@ -69,7 +69,8 @@ class Ladder:
 def build_ladders(pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
                   per_modality: int, seed: int, unseen: bool = False) -> list[Ladder]:
     """`per_modality` random crops per modality, each laddered with every family its modality
-    has (`unseen`: the `UNSEEN` simulators on modalities they were not trained for)."""
+    has but `recipe.exclude_families` (`unseen`: the `UNSEEN` simulators on modalities they were
+    not trained for)."""
     maker = ExampleMaker(pool, config, recipe)
     rng = np.random.default_rng([seed, 22 if unseen else 21])
     out = []
@@ -81,6 +82,8 @@ def build_ladders(pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
             clean, spacing, _ = ExampleMaker([src], config, recipe).draw_clean(rng)
             scale = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in spacing)
             for family, keys in fams.items():
+                if family in recipe.exclude_families:
+                    continue
                 key = keys[b % len(keys)]
                 sim = REGISTRY[key]
                 ladder_seed = int(rng.integers(1 << 31))
@@ -121,7 +124,10 @@ def ladder_srcc(values: Sequence[float]) -> float:
 
 
 class LadderSet:
-    """Fixed validation ladders, tokenised once, scored by a model in one batched pass."""
+    """Fixed validation ladders, tokenised once, scored by a model in one batched pass.
+
+    Families in `recipe.exclude_families` get no ladder: a held-out-family run must not pick
+    its weights by the family it is tested on."""
 
     def __init__(self, pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
                  per_modality: int, seed: int) -> None:

@@ -45,3 +45,25 @@ def test_ladders_carry_model_other_and_iqm_scores_per_rung(accuracy: ModuleType)
     assert entry["n"] == len(rows)
     assert -1.0 <= entry["random init"] <= 1.0 and -1.0 <= entry["model"] <= 1.0
     assert math.isfinite(entry["physics"]) and entry["physics"] > 0.5
+
+
+def test_held_out_family_table_marks_the_excluded_family(
+    accuracy: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mediqa_train.batches import BatchRecipe
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("held_out_family",
+                                                  SCRIPT.parent / "held_out_family.py")
+    assert spec is not None and spec.loader is not None
+    held = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(held)
+    pool = [Item(*real_image("XR"), "XR", "chest", "test:XR")]
+    config = ModelConfig.tiny()
+    torch.manual_seed(0)
+    model, without = MedIQANet(config).eval(), MedIQANet(config).eval()
+    rows = accuracy.ladders(model, pool, 1, 0, BatchRecipe(crop_min=32, crop_max=64),
+                            others={held.WITHOUT: without})
+    text = held.markdown({"family": "blur", "ladders": accuracy.summarise_ladders(rows)})
+    assert "| **blur** |" in text and "| noise |" in text
+    assert "| XR/blur |" in text

@@ -62,3 +62,9 @@ def test_ladder_set_scores_per_modality_and_is_deterministic(pool: list[Item]) -
     assert -1.0 <= sa["val_ladder_srcc"] <= 1.0
     assert sa["val_ladder_srcc_modality_mean"] == pytest.approx(
         np.mean([sa["val_ladder_srcc_MR"], sa["val_ladder_srcc_XR"]]))
+
+
+def test_excluded_families_get_no_ladder(pool: list[Item]) -> None:
+    recipe = BatchRecipe(crop_min=32, crop_max=64, exclude_families=("blur", "noise"))
+    ladders = build_ladders(pool, ModelConfig.tiny(), recipe, per_modality=1, seed=0)
+    assert ladders and not {lad.family for lad in ladders} & {"blur", "noise"}
