@@ -83,6 +83,8 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        # Weights saved before PatchPhysics existed have no such key and no such tensors.
+        data = {"patch_physics": False, **data}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
     def to_json(self) -> str:

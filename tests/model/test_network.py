@@ -159,3 +159,10 @@ def test_config_json_round_trip_is_strict() -> None:
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown model config keys"):
         ModelConfig.from_dict({**cfg.to_dict(), "widht": 3})
+
+
+def test_configs_saved_before_patch_physics_load_without_it() -> None:
+    old = {k: v for k, v in ModelConfig.tiny().to_dict().items() if k != "patch_physics"}
+    assert ModelConfig.from_dict(old).patch_physics is False
+    assert "physics.stats_fc1.weight" not in MedIQANet(ModelConfig.from_dict(old)).state_dict()
+    assert ModelConfig.from_dict(ModelConfig.tiny().to_dict()).patch_physics is True
