@@ -140,3 +140,34 @@ def test_siemens_mosaic_unpacks_into_a_volume():
     assert any("3 volumes" in note for note in scan.notes)
     middle = scan.read_slice(40)
     assert middle.shape == (152, 150) and middle.std() > 0
+
+
+def test_monochrome1_inverts_around_the_stored_range_so_a_series_stays_consistent(tmp_path: Path):
+    """Two MONOCHROME1 slices with different content ranges: one stored value gives one output
+    value in both (a per-slice min + max inversion would shift them differently)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from mediqa_cli.io.dicom import decode_dicom_slice
+
+    outputs = []
+    for i, top in enumerate((1000, 3000)):
+        ds = pydicom.Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+        ds.Modality = "DX"
+        ds.Rows, ds.Columns = 16, 16
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        pixels = np.linspace(100, top, 256).reshape(16, 16).astype(np.uint16)
+        ds.PixelData = pixels.tobytes()
+        path = tmp_path / f"slice{i}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        out = decode_dicom_slice(str(path))
+        np.testing.assert_allclose(out, 4095.0 - pixels)
+        outputs.append(out.flat[0])
+    assert outputs[0] == outputs[1]  # stored value 100 in both slices

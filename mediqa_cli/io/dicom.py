@@ -472,10 +472,27 @@ def decode_dicom_slice(path: str, frame: int | None = None) -> np.ndarray:
         return pixels.astype(np.float32)
     values = _rescale(ds, pixels, frame)
     if photometric == "MONOCHROME1":
-        finite = values[np.isfinite(values)]
-        if finite.size:
-            values = float(finite.max()) + float(finite.min()) - values
+        values = _monochrome1_pivot(ds, frame, values) - values
     return values
+
+
+def _monochrome1_pivot(ds: Dataset, frame: int | None, values: np.ndarray) -> float:
+    """lo + hi of the stored value range (BitsStored, PixelRepresentation) after rescale.
+
+    Inverting around the stored range maps one stored value to one output value in every slice
+    of a series; a slice's own min + max would shift each slice by a different offset. Without
+    BitsStored (or when the rescale of the range is not finite) the slice's range is the best
+    there is.
+    """
+    bits = ds.get("BitsStored")
+    if isinstance(bits, int) and 1 <= bits <= 32:
+        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+        lo, hi = ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1))
+        ends = _rescale(ds, np.array([lo, hi], dtype=np.int64), frame)
+        if ends.shape == (2,) and np.isfinite(ends).all():
+            return float(ends[0] + ends[1])
+    finite = values[np.isfinite(values)]
+    return float(finite.max() + finite.min()) if finite.size else 0.0
 
 
 def _rescale(ds: Dataset, pixels: np.ndarray, frame: int | None) -> np.ndarray:
