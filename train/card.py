@@ -35,7 +35,7 @@ TRAINING_LOG = "training_log.jsonl"
 METRICS_DIR = "metrics"
 
 
-def publish(run: str | Path, out: str | Path, corpus: str, version: str = "0.1.0",
+def publish(run: str | Path, out: str | Path, corpus: str, version: str = "0.2.0",
             n_check: int = 32) -> Path:
     """Copy run/weights to `out` with a fresh card; verify it loads and scores identically."""
     from mediqa_train.batches import BatchRecipe
@@ -334,11 +334,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mediqa_train.card", description=__doc__.split(
         "\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("publish", help="run folder -> weights folder (float16, verified)")
+    p = sub.add_parser("publish", help="run folder -> weights folder (float32, verified)")
     p.add_argument("--run", required=True)
     p.add_argument("--out", default="weights")
     p.add_argument("--corpus", default="corpus")
-    p.add_argument("--version", default="0.1.0")
+    p.add_argument("--version", default="0.2.0")
     w = sub.add_parser("write", help="(re)write MODEL_CARD.md from the metrics files")
     w.add_argument("--weights", default="weights")
     w.add_argument("--corpus", default=None)
