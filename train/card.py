@@ -250,16 +250,27 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     ladder_rows = [r for r in log_rows if "val_ladder_srcc_modality_mean" in r]
     if ladder_rows:
         chosen = t.get("selected_step", s["steps"])
+        key = "val_ladder_srcc_modality_mean"
         at = next((r for r in ladder_rows if r["step"] == chosen), ladder_rows[-1])
-        peak = max(ladder_rows, key=lambda r: r["val_ladder_srcc_modality_mean"])
+        peak = max(ladder_rows, key=lambda r: r[key])
         lines.append(
             f"- severity ladders on the val sources (metadata removed; mean of per-modality "
-            f"within-ladder SRCC), every {rc['val_every']} steps: "
-            f"{ladder_rows[0]['val_ladder_srcc_modality_mean']:.3f} at step "
-            f"{ladder_rows[0]['step']}, peak {peak['val_ladder_srcc_modality_mean']:.3f} at step "
-            f"{peak['step']}, {ladder_rows[-1]['val_ladder_srcc_modality_mean']:.3f} at the last "
-            f"step. Shipped: step {chosen} ({t.get('selection', 'last step')}; "
-            f"{at['val_ladder_srcc_modality_mean']:.3f})")
+            f"within-ladder SRCC), every {rc['val_every']} steps, live weights: "
+            f"{ladder_rows[0][key]:.3f} at step {ladder_rows[0]['step']}, peak "
+            f"{peak[key]:.3f} at step {peak['step']}, {ladder_rows[-1][key]:.3f} at the last "
+            f"step")
+        ema_rows = [r for r in ladder_rows if f"ema_{key}" in r]
+        if ema_rows:
+            ema_peak = max(ema_rows, key=lambda r: r[f"ema_{key}"])
+            lines[-1] += (
+                f"; moving average of the weights (decay {rc.get('ema_decay')}): peak "
+                f"{ema_peak[f'ema_{key}']:.3f} at step {ema_peak['step']}, "
+                f"{ema_rows[-1][f'ema_{key}']:.3f} at the last step")
+        shipped_ema = str(t.get("selected_weights", "")).startswith("exponential")
+        value = at.get(f"ema_{key}" if shipped_ema else key, math.nan)
+        lines[-1] += (f". Shipped: step {chosen}, "
+                      f"{'moving-average' if shipped_ema else 'live'} weights "
+                      f"({t.get('selection', 'last step')}; {value:.3f})")
     lines.append(f"- full log: `{TRAINING_LOG}` (one JSON row per {rc['log_every']} steps)")
     if "corpus" in card:
         c = card["corpus"]

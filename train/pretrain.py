@@ -101,6 +101,7 @@ class RunConfig:
     val_examples: int = 64
     val_ladders_per_modality: int = 0  # > 0: track within-ladder SRCC on val sources
     select_best: bool = False  # ship the weights of the best val_ladder_srcc, not the last step
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights too
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -199,11 +200,68 @@ def make_optimizer(model: torch.nn.Module, optim: OptimConfig,
     return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas)
 
 
+# --------------------------------------------------------------------------- weight average
+
+class WeightAverage:
+    """Exponential moving average of a model's floating-point state (weights and buffers).
+
+    Why: on a few hundred training slices the weights of any one step carry that step's batch
+    noise, and the validation ladders move by several hundredths between neighbouring
+    evaluations. The average over the last ~1/(1 - decay) steps is a flatter, better-generalising
+    point (Polyak averaging) that costs one fused lerp per step. The decay ramps up as
+    (1 + step) / (10 + step) so early averages do not drag the random initialisation along.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self._float_keys = [k for k, v in self.shadow.items() if v.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1.0 + step) / (10.0 + step))
+        live = model.state_dict()
+        torch._foreach_lerp_([self.shadow[k] for k in self._float_keys],
+                             [live[k].detach() for k in self._float_keys], 1.0 - decay)
+        for k, v in live.items():
+            if k not in self._float_keys:
+                self.shadow[k].copy_(v)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in self.shadow.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for k, v in state.items():
+            self.shadow[k].copy_(v)
+
+    def swapped_into(self, model: torch.nn.Module) -> _Swap:
+        """Context manager: `model` holds the averaged weights inside, its own ones after."""
+        return _Swap(model, self.shadow)
+
+
+class _Swap:
+    def __init__(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+        self.model, self.weights = model, weights
+        self.saved: dict[str, torch.Tensor] = {}
+
+    def __enter__(self) -> torch.nn.Module:
+        self.saved = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.weights)
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.load_state_dict(self.saved)
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 def save_checkpoint(out: Path, model: MedIQANet, opt: torch.optim.Optimizer,
-                    state: dict[str, Any], keep: int = 2) -> Path:
-    """out/checkpoints/step_NNNNNN/{model.safetensors, optimizer.pt, state.json} + latest.json.
+                    state: dict[str, Any], keep: int = 2,
+                    average: WeightAverage | None = None) -> Path:
+    """out/checkpoints/step_NNNNNN/{model.safetensors, optimizer.pt, state.json} + latest.json
+    (+ ema.safetensors when a weight average is kept).
 
     The optimizer state is a torch.save pickle: acceptable in a private checkpoint, never in
     shipped weights (those are safetensors only, written by `save_weights`).
@@ -215,6 +273,8 @@ def save_checkpoint(out: Path, model: MedIQANet, opt: torch.optim.Optimizer,
     tmp.mkdir(parents=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
               str(tmp / "model.safetensors"))
+    if average is not None:
+        save_file(average.state_dict(), str(tmp / "ema.safetensors"))
     torch.save(opt.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
@@ -229,7 +289,8 @@ def save_checkpoint(out: Path, model: MedIQANet, opt: torch.optim.Optimizer,
 
 
 def load_checkpoint(out: Path, model: MedIQANet, opt: torch.optim.Optimizer,
-                    device: torch.device) -> dict[str, Any] | None:
+                    device: torch.device, average: WeightAverage | None = None
+                    ) -> dict[str, Any] | None:
     """Restore the latest checkpoint under out/, returning its state (None when there is none)."""
     latest = out / "checkpoints" / "latest.json"
     if not latest.exists():
@@ -238,6 +299,11 @@ def load_checkpoint(out: Path, model: MedIQANet, opt: torch.optim.Optimizer,
     model.load_state_dict(load_file(str(ckpt / "model.safetensors"), device=str(device)))
     opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device,
                                    weights_only=True))
+    if average is not None:
+        ema = ckpt / "ema.safetensors"
+        # A run resumed with averaging switched on starts its average from the live weights.
+        average.load_state_dict(load_file(str(ema if ema.exists() else
+                                               ckpt / "model.safetensors"), device=str(device)))
     return json.loads((ckpt / "state.json").read_text())
 
 
@@ -347,7 +413,8 @@ def pretrain(
     torch.manual_seed(run.seed)
     model = MedIQANet(run.model).to(dev)
     opt = make_optimizer(model, run.optim)
-    state = load_checkpoint(out_dir, model, opt, dev) if resume else None
+    average = WeightAverage(model, run.ema_decay) if run.ema_decay > 0 else None
+    state = load_checkpoint(out_dir, model, opt, dev, average) if resume else None
     if state is None:
         if (out_dir / "checkpoints").exists() and not resume:
             raise FileExistsError(f"{out_dir} already holds a run; pass --resume or a new --out")
@@ -402,6 +469,8 @@ def pretrain(
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), run.optim.grad_clip)
         opt.step()
+        if average is not None:
+            average.update(model, step)
         t2 = time.perf_counter()
         step += 1
         wait_s += t1 - t0
@@ -427,33 +496,57 @@ def pretrain(
             window, n_window, wait_s, compute_s = {}, 0, 0.0, 0.0
         if val_examples and (step % run.val_every == 0 or progress() >= 1.0):
             metrics = validate(model, val_examples, dev)
+            candidates: list[tuple[str, dict[str, torch.Tensor] | None]] = [("live", None)]
+            if average is not None:
+                candidates.append(("ema", average.shadow))
+                with average.swapped_into(model):
+                    metrics.update({f"ema_{k}": v for k, v in
+                                    validate(model, val_examples, dev).items()})
             if val_ladders is not None:
                 metrics.update(val_ladders.score(model, dev))
-                crit = metrics["val_ladder_srcc_modality_mean"]
-                if math.isfinite(crit) and crit > state.get("best_metric", -math.inf):
-                    state["best_metric"], state["best_step"] = crit, step
-                    save_file({k: v.detach().cpu().contiguous()
-                               for k, v in model.state_dict().items()}, str(best_path))
+                for kind, weights in candidates:
+                    if weights is None:
+                        crit = metrics["val_ladder_srcc_modality_mean"]
+                    else:
+                        with average.swapped_into(model):  # type: ignore[union-attr]
+                            ladders = val_ladders.score(model, dev)
+                        metrics.update({f"ema_{k}": v for k, v in ladders.items()})
+                        crit = ladders["val_ladder_srcc_modality_mean"]
+                    if math.isfinite(crit) and crit > state.get("best_metric", -math.inf):
+                        state["best_metric"], state["best_step"] = crit, step
+                        state["best_kind"] = kind
+                        chosen = model.state_dict() if weights is None else weights
+                        save_file({k: v.detach().cpu().contiguous() for k, v in chosen.items()},
+                                  str(best_path))
             log.write({"step": step, **metrics},
                       f"  val @ {step}: " + " ".join(f"{k[4:]}={v:.3f}"
                                                     for k, v in metrics.items()))
         if step % run.ckpt_every == 0 or progress() >= 1.0:
             state["elapsed_s"] = time.perf_counter() - start
             state["step"] = step
-            save_checkpoint(out_dir, model, opt, {**state, "seed": run.seed})
+            save_checkpoint(out_dir, model, opt, {**state, "seed": run.seed},
+                            average=average)
 
     elapsed = time.perf_counter() - start
-    selected = step
+    selected, selected_kind = step, "live"
     if run.select_best and best_path.exists():
         model.load_state_dict(load_file(str(best_path), device=str(dev)))
         selected = int(state["best_step"])
+        selected_kind = str(state.get("best_kind", "live"))
+    elif average is not None:
+        model.load_state_dict(average.shadow)
+        selected_kind = "ema"
     facts = {
         "task": "physics-informed pre-training (simulated degradations of real slices)",
         "score_meaning": "physics-derived reference quality (SSIM to the clean original, "
                          "0..100), not an expert rating",
         "training": {"steps": step, "selected_step": selected,
+                     "selected_weights": ("exponential moving average (decay "
+                                          f"{run.ema_decay})" if selected_kind == "ema"
+                                          else "live weights"),
                      "selection": ("best mean within-ladder SRCC on the val sources"
-                                   if selected != step else "last step"),
+                                   if run.select_best and best_path.exists()
+                                   else "last step"),
                      "wall_s": round(elapsed, 1), "slices_seen": state["slices"],
                      "tokens_seen": state["tokens"], "threads": torch.get_num_threads(),
                      "device": str(dev), "machine": platform.machine(),

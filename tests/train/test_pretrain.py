@@ -240,3 +240,58 @@ def test_flip_rotate_keeps_pixels_and_swaps_spacing_on_a_quarter_turn() -> None:
         assert spacing == ((0.5, 2.0) if out.shape == (3, 4) else (2.0, 0.5))
         seen_shapes.add(tuple(out.shape))
     assert seen_shapes == {(3, 4), (4, 3)}
+
+
+def test_weight_average_follows_the_live_weights_at_the_ramped_decay() -> None:
+    from mediqa_train.pretrain import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average.update(model, step=0)  # decay min(0.9, 1/10): 90% of the way to the live weights
+    assert torch.allclose(average.shadow["weight"], torch.full((1, 2), 0.9))
+    average.update(model, step=1000)  # decay 0.9 once ramped up: 0.9 * 0.9 + 0.1 * 1
+    assert torch.allclose(average.shadow["weight"], torch.full((1, 2), 0.91))
+    with average.swapped_into(model):
+        assert torch.allclose(model.weight, torch.full((1, 2), 0.91))
+    assert torch.equal(model.weight, torch.ones(1, 2))
+
+
+def test_run_with_weight_average_ships_the_best_of_live_and_average(pool: list[Item],
+                                                                   tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    run = RunConfig.from_dict({**tiny_run().to_dict(), "val_every": 1, "ema_decay": 0.5,
+                               "val_ladders_per_modality": 1, "select_best": True})
+    out = tmp_path / "run"
+    weights = pretrain(run, out, pool, pool, max_steps=4, echo=None)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if "val_ladder_srcc_modality_mean" in r]
+    assert all("ema_val_ladder_srcc_modality_mean" in r for r in val)
+    scored = [(r[f"{prefix}val_ladder_srcc_modality_mean"], r["step"], kind)
+              for r in val for prefix, kind in (("", "live"), ("ema_", "ema"))]
+    best = max(scored, key=lambda t: t[0])  # the first of equals wins, as in the run
+    _, card = load_weights(weights)
+    assert card["training"]["selected_step"] == best[1]
+    assert card["training"]["selected_weights"].startswith(
+        "exponential" if best[2] == "ema" else "live")
+    assert (out / "checkpoints" / "step_000004" / "ema.safetensors").exists()
+    shipped = load_file(str(weights / "model.safetensors"))
+    kept = load_file(str(out / "best_model.safetensors"))
+    assert all(torch.equal(shipped[k], kept[k]) for k in shipped)
+    # Resuming restores the average; training two more steps keeps it finite and separate.
+    pretrain(run, out, pool, pool, max_steps=6, resume=True, echo=None)
+    ema = load_file(str(out / "checkpoints" / "step_000006" / "ema.safetensors"))
+    live = load_file(str(out / "checkpoints" / "step_000006" / "model.safetensors"))
+    assert any(not torch.equal(ema[k], live[k]) for k in live if live[k].is_floating_point())
+
+
+def test_the_shipped_recipe_builds_the_architecture_of_the_shipped_weights() -> None:
+    """The documented reproduce command must train the network that ships: a run config that
+    leaves a model key out gets the loader's default, which once silently dropped PatchPhysics."""
+    shipped = Path(__file__).resolve().parents[2] / "weights" / "config.json"
+    weights_config = ModelConfig.from_dict(json.loads(shipped.read_text(encoding="utf-8")))
+    assert RunConfig.load("shipped").model == weights_config
