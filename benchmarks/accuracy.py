@@ -6,7 +6,10 @@ Everything here is drawn from the corpus's test split (sources never seen in pre
    image plus the same simulated artefact at severities 0.2, 0.4, 0.6, 0.8, 1.0 (one seed per
    ladder, so only the strength changes). Within-ladder SRCC between the score and the severity
    rank (ideal: 1.0), averaged per modality and per family. The same ladders are scored by every
-   classical IQM of `mediqa_cli.iqm` (sign flipped where lower is better) side by side.
+   classical IQM of `mediqa_cli.iqm` (sign flipped where lower is better) side by side, and by
+   the model's own severity output for the ladder's family (the report's `phys_<family>`
+   column, sign flipped): a family the quality target barely moves (SSIM hardly sees a smooth
+   bias field) can still be ranked by its severity head.
 2. Overall agreement with the physics-derived target (SSIM to the clean image, 0..100) on random
    simulator chains at random severities, as in pre-training: SRCC/PLCC (+ KRCC, RMSE) with
    bootstrap intervals, per modality.
@@ -73,7 +76,9 @@ def ladders(model: MedIQANet, pool: Sequence[Any], per_modality: int, seed: int,
     cpu = torch.device("cpu")
     for lad in build_ladders(pool, model.config, recipe, per_modality, seed, unseen):
         examples = ladder_examples(lad, model.config, recipe)
-        scores = predict(model, examples, cpu)["quality"]
+        pred = predict(model, examples, cpu)
+        scores = pred["quality"]
+        family_severity = pred["severities"][:, model.config.families.index(lad.family)]
         other_scores = {name: [round(float(v), 3) for v in predict(net, examples, cpu)["quality"]]
                         for name, net in (others or {}).items()}
         iqms = [iqm_values(im, lad.modality) for im in lad.images]
@@ -82,6 +87,7 @@ def ladders(model: MedIQANet, pool: Sequence[Any], per_modality: int, seed: int,
             "modality": lad.modality, "family": lad.family, "simulator": lad.simulator,
             "source": lad.source, "shape": list(clean.shape[-2:]),
             "scores": [round(float(v), 3) for v in scores],
+            "family_head": [round(-float(v), 4) for v in family_severity],
             "physics": [100.0] + [round(reference_quality(clean, im, lad.modality), 3)
                                   for im in lad.images[1:]],
             "iqms": {k: [d[k] for d in iqms] for k in IQM_DIRECTION},
@@ -93,11 +99,15 @@ def ladders(model: MedIQANet, pool: Sequence[Any], per_modality: int, seed: int,
 def summarise_ladders(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Mean within-ladder SRCC per modality and per (modality, family), model and each IQM."""
     others = sorted({name for r in rows for name in r.get("others", {})})
-    methods = ["model", "physics"] + list(IQM_DIRECTION) + others
+    methods = ["model", "family_head", "physics"] + list(IQM_DIRECTION) + others
 
     def per(row: dict[str, Any], method: str) -> float:
         if method == "model":
             values = row["scores"]
+        elif method == "family_head":
+            if "family_head" not in row:  # rows written before the column existed
+                return math.nan
+            values = row["family_head"]
         elif method == "physics":
             values = row["physics"]
         elif method in IQM_DIRECTION:
@@ -189,9 +199,9 @@ def markdown(results: dict[str, Any]) -> str:
     lad = results["ladders"]
     iqms = list(IQM_DIRECTION)
     others = list(results.get("other_models", {}))
-    head = "| modality | ladders | MedIQA | physics target | " + " | ".join(
-        [k.removeprefix("iqm_") for k in iqms] + others) + " |"
-    n_cols = 4 + len(iqms) + len(others)
+    head = ("| modality | ladders | MedIQA | own phys_* column | physics target | "
+            + " | ".join([k.removeprefix("iqm_") for k in iqms] + others) + " |")
+    n_cols = 5 + len(iqms) + len(others)
     lines = ["### Within-ladder SRCC (clean + 5 severities; 1.0 = perfect order), test sources",
              "", head, "|" + "---|" * n_cols]
 
@@ -201,7 +211,8 @@ def markdown(results: dict[str, Any]) -> str:
     def row(name: str, e: dict[str, Any]) -> str:
         best_iqm = max((e[k] for k in iqms if math.isfinite(e[k])), default=math.nan)
         mark = " (beats every IQM)" if math.isfinite(best_iqm) and e["model"] > best_iqm else ""
-        return (f"| {name} | {e['n']} | **{fmt(e['model'])}**{mark} | {fmt(e['physics'])} | "
+        return (f"| {name} | {e['n']} | **{fmt(e['model'])}**{mark} | "
+                f"{fmt(e.get('family_head', math.nan))} | {fmt(e['physics'])} | "
                 + " | ".join(fmt(e.get(k, math.nan)) for k in iqms + others) + " |")
 
     for mod, e in lad["by_modality"].items():
@@ -212,11 +223,13 @@ def markdown(results: dict[str, Any]) -> str:
         if key.startswith("*/"):
             lines.append(row(key[2:], e))
     lines += ["", "### Within-ladder SRCC per modality and family (MedIQA)", "",
-              "| modality/family | ladders | MedIQA | best IQM (name) |", "|---|---|---|---|"]
+              "| modality/family | ladders | MedIQA | own phys_* column | best IQM (name) |",
+              "|---|---|---|---|---|"]
     for key, e in lad["by_family"].items():
         if not key.startswith("*/"):
             best = max(iqms, key=lambda k: e[k] if math.isfinite(e[k]) else -9)
-            lines.append(f"| {key} | {e['n']} | {fmt(e['model'])} | {fmt(e[best])} "
+            lines.append(f"| {key} | {e['n']} | {fmt(e['model'])} | "
+                         f"{fmt(e.get('family_head', math.nan))} | {fmt(e[best])} "
                          f"({best.removeprefix('iqm_')}) |")
     rc = results["random_chains"]
 

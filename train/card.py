@@ -127,6 +127,17 @@ def _rater_verdict(rater: dict[str, Any]) -> str:
             + "; ".join(parts) + ".")
 
 
+def _run_dir(card: dict[str, Any]) -> str:
+    """The run folder the card's training command wrote (what `publish --run` must read)."""
+    words = str(card.get("training_command", "")).split()
+    for flag, value in zip(words, words[1:]):
+        if flag == "--out":
+            return value
+        if flag.startswith("--out="):
+            return flag.split("=", 1)[1]
+    return "runs/shipped"
+
+
 def _targets(acc: dict[str, Any]) -> list[str]:
     """Plain statements of which issue targets are met and which are not."""
     lines = []
@@ -206,7 +217,8 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         "```bash",
         "mediqa-train corpus --out corpus",
         card.get("training_command", "mediqa-train pretrain --config shipped --out runs/shipped"),
-        "python -m mediqa_train.card publish --run runs/shipped --out weights --corpus corpus",
+        f"python -m mediqa_train.card publish --run {_run_dir(card)} --out weights "
+        "--corpus corpus",
         "python benchmarks/accuracy.py --weights weights --corpus corpus --out weights/metrics",
         "python -m mediqa_train.rater --base weights --corpus corpus --out runs/rater "
         "--metrics weights/metrics",

@@ -39,12 +39,18 @@ def test_ladders_carry_model_other_and_iqm_scores_per_rung(accuracy: ModuleType)
     assert rows and all(r["modality"] == "XR" for r in rows)
     for r in rows:
         assert len(r["scores"]) == len(r["physics"]) == len(r["others"]["random init"]) == 6
+        assert len(r["family_head"]) == 6 and all(-1.0 <= v <= 0.0 for v in r["family_head"])
         assert set(r["iqms"]) == set(accuracy.IQM_DIRECTION)
     table = accuracy.summarise_ladders(rows)
     entry = table["by_modality"]["XR"]
     assert entry["n"] == len(rows)
     assert -1.0 <= entry["random init"] <= 1.0 and -1.0 <= entry["model"] <= 1.0
     assert math.isfinite(entry["physics"]) and entry["physics"] > 0.5
+    assert -1.0 <= entry["family_head"] <= 1.0
+    assert "own phys_* column" in accuracy.markdown({
+        "ladders": table, "random_chains": {"metadata_known": {}, "metadata_removed": {},
+                                            "context_head_metadata_removed": {}},
+        "clean": {}})
 
 
 def test_held_out_family_table_marks_the_excluded_family(

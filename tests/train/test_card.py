@@ -1,0 +1,64 @@
+"""Publishing a run as shipped weights, and the model card written from its logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mediqa_train.card import publish, write_card
+from mediqa_train.corpus import build_corpus
+from mediqa_train.pretrain import RunConfig, load_pool, pretrain
+
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.weights import load_weights, sha256_file
+
+SOURCES = ["pydicom:CT_small", "pydicom:693_UNCR", "pydicom:MR_small", "nibabel:anatomical",
+           "skimage:retina"]
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("card")
+    corpus = root / "corpus"
+    build_corpus(str(corpus), sources=SOURCES, max_side=64, seed=0, log=lambda _: None)
+    run = RunConfig.from_dict({
+        "model": ModelConfig.tiny().to_dict(),
+        "data": {"crop_min": 32, "crop_max": 64, "ct_crop_max": 48, "max_tokens": 256},
+        "optim": {"lr": 1e-3, "warmup_steps": 1, "steps": 4}, "workers": 0, "log_every": 1,
+        "ckpt_every": 2, "val_every": 2, "val_examples": 4, "val_ladders_per_modality": 1,
+        "select_best": True, "ema_decay": 0.5})
+    run_dir = root / "runs" / "tiny"
+    pool = load_pool(str(corpus), "train")
+    pretrain(run, run_dir, pool, load_pool(str(corpus), "val") or pool, echo=None,
+             card={"training_command": f"mediqa-train pretrain --config tiny --out {run_dir}"})
+    weights = publish(run_dir, root / "weights", str(corpus), version="9.9.9", n_check=4)
+    write_card(weights, corpus)
+    return weights, run_dir, corpus
+
+
+def test_published_weights_load_verified_and_carry_the_corpus(
+        published: tuple[Path, Path, Path]) -> None:
+    weights, _, corpus = published
+    _, card = load_weights(weights)
+    assert card["version"] == "9.9.9"
+    assert card["sha256"] == sha256_file(weights / "model.safetensors")
+    assert card["corpus"]["manifest_sha256"] == sha256_file(corpus / "manifest.jsonl")
+    assert card["corpus"]["n_slices"] == json.loads(
+        (corpus / "summary.json").read_text())["n_slices"]
+    assert (weights / "training_log.jsonl").read_text() == \
+        (published[1] / "metrics.jsonl").read_text()
+
+
+def test_card_names_the_run_to_publish_and_the_step_and_weights_shipped(
+        published: tuple[Path, Path, Path]) -> None:
+    weights, run_dir, _ = published
+    text = (weights / "MODEL_CARD.md").read_text()
+    _, card = load_weights(weights)
+    assert f"publish --run {run_dir} --out weights" in text
+    assert card["sha256"] in text
+    chosen = card["training"]["selected_step"]
+    kind = "moving-average" if card["training"]["selected_weights"].startswith(
+        "exponential") else "live"
+    assert f"Shipped: step {chosen}, {kind} weights" in text
+    assert "moving average of the weights (decay 0.5)" in text
