@@ -519,7 +519,7 @@ def pretrain(
                         save_file({k: v.detach().cpu().contiguous() for k, v in chosen.items()},
                                   str(best_path))
             log.write({"step": step, **metrics},
-                      f"  val @ {step}: " + " ".join(f"{k[4:]}={v:.3f}"
+                      f"  val @ {step}: " + " ".join(f"{k.replace('val_', '', 1)}={v:.3f}"
                                                     for k, v in metrics.items()))
         if step % run.ckpt_every == 0 or progress() >= 1.0:
             state["elapsed_s"] = time.perf_counter() - start

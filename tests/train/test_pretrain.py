@@ -289,9 +289,14 @@ def test_run_with_weight_average_ships_the_best_of_live_and_average(pool: list[I
     assert any(not torch.equal(ema[k], live[k]) for k in live if live[k].is_floating_point())
 
 
-def test_the_shipped_recipe_builds_the_architecture_of_the_shipped_weights() -> None:
-    """The documented reproduce command must train the network that ships: a run config that
-    leaves a model key out gets the loader's default, which once silently dropped PatchPhysics."""
-    shipped = Path(__file__).resolve().parents[2] / "weights" / "config.json"
-    weights_config = ModelConfig.from_dict(json.loads(shipped.read_text(encoding="utf-8")))
-    assert RunConfig.load("shipped").model == weights_config
+def test_the_shipped_recipe_is_the_one_that_trained_the_shipped_weights() -> None:
+    """The documented reproduce command must train the network that ships, with the recipe
+    that ships: a run config that leaves a model key out gets the loader's default, which once
+    silently dropped PatchPhysics; a recipe edited after training would not reproduce either."""
+    weights = Path(__file__).resolve().parents[2] / "weights"
+    weights_config = ModelConfig.from_dict(
+        json.loads((weights / "config.json").read_text(encoding="utf-8")))
+    card = json.loads((weights / "model_card.json").read_text(encoding="utf-8"))
+    recipe = RunConfig.load("shipped")
+    assert recipe.model == weights_config
+    assert recipe == RunConfig.from_dict(card["training"]["run_config"])
