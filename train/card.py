@@ -344,6 +344,10 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
               "clean version. Artefacts no simulator models (metal, contrast timing, "
               "positioning, wrong anatomy coverage) are not measured.",
               "- Images that were already degraded when acquired count as 'clean' in training.",
+              "- The target is SSIM, which a smooth intensity non-uniformity (MR bias field, "
+              "uneven illumination) barely moves: such ladders differ by a few points of "
+              "target from clean to worst (`physics` in metrics/accuracy_ladders.jsonl), so "
+              "the score hardly ranks them; read them in the classical IQMs.",
               "- The context head has seen few anatomies per modality; its anatomy guess is "
               "weak, and a prompt from metadata is preferred whenever there is one.",
               "- Not a medical device; do not use for clinical decisions.",
