@@ -126,3 +126,29 @@ def test_plcc_keeps_the_sign_of_a_predictor_that_runs_the_wrong_way() -> None:
     x = np.linspace(0, 1, 40)
     assert plcc(x, 1 + 4 * x) == pytest.approx(1.0, abs=1e-6)
     assert plcc(x, 5 - 4 * x) == pytest.approx(-1.0, abs=1e-6)
+
+
+def test_paired_difference_sees_a_gain_that_separate_intervals_hide() -> None:
+    from mediqa_cli.evaluation import bootstrap, paired_difference
+
+    rng = np.random.default_rng(0)
+    label = rng.normal(size=200)
+    shared = rng.normal(size=200)  # what both models get wrong alike
+    before = label + shared + 0.8 * rng.normal(size=200)
+    after = label + shared  # the same error, less noise of its own
+    a, b = bootstrap(before, label, "srcc"), bootstrap(after, label, "srcc")
+    assert b.low < a.high  # the separate intervals overlap ...
+    gain = paired_difference(before, after, label, "srcc")
+    assert gain.value == pytest.approx(b.value - a.value)
+    assert 0.0 < gain.low < gain.value < gain.high  # ... the paired one excludes zero
+
+
+def test_paired_difference_of_a_model_with_itself_is_exactly_zero() -> None:
+    from mediqa_cli.evaluation import paired_difference
+
+    x = np.arange(10.0)
+    y = np.array([0.0, 2, 1, 3, 5, 4, 6, 8, 7, np.nan])
+    same = paired_difference(x, x, y, "srcc", n_boot=50)
+    assert same.value == same.low == same.high == 0.0
+    with pytest.raises(ValueError):
+        paired_difference(x, x[:5], y, "srcc")

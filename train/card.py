@@ -119,10 +119,16 @@ def _rater_verdict(rater: dict[str, Any]) -> str:
     parts = []
     for n, entry in rater["after"].items():
         after = entry["test"]["all"]["srcc"]
-        clear = after["low"] > before["high"]
-        parts.append(f"{n} labels {after['value']:.3f} ("
-                     + ("interval above the pre-trained one" if clear else
-                        "interval overlaps the pre-trained one: no reliable gain") + ")")
+        gain = entry.get("srcc_gain")
+        if gain is not None:  # paired bootstrap over the same test images
+            verdict = (f"gain {gain['value']:+.3f}, paired 95% interval [{gain['low']:+.3f}, "
+                       f"{gain['high']:+.3f}]: "
+                       + ("a reliable gain" if gain["low"] > 0 else
+                          "a reliable loss" if gain["high"] < 0 else "no reliable change"))
+        else:
+            verdict = ("interval above the pre-trained one" if after["low"] > before["high"]
+                       else "interval overlaps the pre-trained one: no reliable gain")
+        parts.append(f"{n} labels {after['value']:.3f} ({verdict})")
     return (f"Result with these weights: SRCC {before['value']:.3f} before fine-tuning; "
             + "; ".join(parts) + ".")
 
@@ -312,11 +318,13 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
                   "simulators' physical parameters that differs from the pre-training target "
                   "(it minds motion, ghosting, streaks and blur far more than noise). Labels "
                   "are drawn on train/val-split images; SRCC is measured on "
-                  f"{rater['n_test']} held-out test-split images (95% bootstrap intervals). "
+                  f"{rater['n_test']} held-out test-split images (95% bootstrap intervals; "
+                  "the gain of a fine-tuned model over the pre-trained one is bootstrapped "
+                  "paired, over the same images). "
                   "It tests whether fine-tuning learns a rater's taste from few labels; it is "
                   "not clinical validation.", "", _rater_verdict(rater), "",
-                  f"Command: `python -m mediqa_train.rater --base weights --corpus corpus "
-                  f"--out runs/rater` ({rater['seconds']:.0f} s).", "",
+                  f"Command: `{rater.get('command', 'python -m mediqa_train.rater')}` "
+                  f"({rater['seconds']:.0f} s).", "",
                   results_table(rater).rstrip()]
     demo = metrics / "demo_report.csv"
     if demo.exists():

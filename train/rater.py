@@ -165,7 +165,7 @@ def run_experiment(base: str | os.PathLike[str], corpus: str, out: str | os.Path
     from mediqa_train.finetune import finetune, prepare_labelled, score_prepared
     from mediqa_train.pretrain import load_pool
 
-    from mediqa_cli.evaluation import evaluate
+    from mediqa_cli.evaluation import evaluate, paired_difference
     from mediqa_cli.model.weights import load_weights
 
     started = time.perf_counter()
@@ -193,7 +193,7 @@ def run_experiment(base: str | os.PathLike[str], corpus: str, out: str | os.Path
         "rater": SIMULATED_RATER_NAME, "base": str(base), "base_sha256": card.get("sha256"),
         "n_test": len(test_items), "test_sources": sorted({r["source"] for r in test_rows}),
         "physics_target_vs_rater": report(physics),
-        "before": report(score_prepared(model, test_items)),
+        "before": report(before := score_prepared(model, test_items)),
         "after": {},
     }
     echo(f"before fine-tuning: SRCC {results['before']['all']['srcc']['value']:.3f}")
@@ -202,7 +202,11 @@ def run_experiment(base: str | os.PathLike[str], corpus: str, out: str | os.Path
         ft_dir = out_dir / f"finetuned_{n}"
         finetune(fit_csv, base, ft_dir, folds=folds, epochs=epochs, seed=seed, echo=echo)
         tuned, tuned_card = load_weights(ft_dir)
-        results["after"][str(n)] = {"test": report(score_prepared(tuned, test_items)),
+        after = score_prepared(tuned, test_items)
+        # Same test images for both models: the paired interval of the gain is what says
+        # whether fine-tuning helped (separate intervals count the test-set noise twice).
+        gain = paired_difference(before, after, rater, "srcc", n_boot=n_boot, seed=seed)
+        results["after"][str(n)] = {"test": report(after), "srcc_gain": gain.as_dict(),
                                     "cv": tuned_card.get("cross_validation")}
         echo(f"after fine-tuning on {n} labels: SRCC "
              f"{results['after'][str(n)]['test']['all']['srcc']['value']:.3f}")
@@ -219,16 +223,21 @@ def results_table(results: dict[str, Any]) -> str:
         m = entry[metric]
         return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
 
-    lines = ["| model (SIMULATED rater labels) | SRCC vs SIMULATED rater, held-out test | PLCC |",
-             "|---|---|---|",
+    def gain(entry: dict[str, Any]) -> str:
+        g = entry.get("srcc_gain")
+        return "" if g is None else f"{g['value']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]"
+
+    lines = ["| model (SIMULATED rater labels) | SRCC vs SIMULATED rater, held-out test | PLCC "
+             "| SRCC gain over pre-trained (paired) |",
+             "|---|---|---|---|",
              f"| physics target itself (SSIM to clean; an oracle, not a model) | "
              f"{cell(results['physics_target_vs_rater']['all'])} | "
-             f"{cell(results['physics_target_vs_rater']['all'], 'plcc')} |",
+             f"{cell(results['physics_target_vs_rater']['all'], 'plcc')} | |",
              f"| pre-trained, before fine-tuning | {cell(results['before']['all'])} | "
-             f"{cell(results['before']['all'], 'plcc')} |"]
+             f"{cell(results['before']['all'], 'plcc')} | |"]
     for n, entry in results["after"].items():
         lines.append(f"| fine-tuned on {n} labels | {cell(entry['test']['all'])} | "
-                     f"{cell(entry['test']['all'], 'plcc')} |")
+                     f"{cell(entry['test']['all'], 'plcc')} | {gain(entry)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -136,3 +136,26 @@ def test_unfreeze_last_trains_the_last_block_and_nothing_before_it(
     last = f"blocks.{len(model.blocks) - 1}.fc1.weight"
     assert not torch.equal(state[last], after[last])
     assert torch.equal(state["context_blocks.0.fc1.weight"], after["context_blocks.0.fc1.weight"])
+
+
+def test_rater_table_and_card_judge_fine_tuning_by_the_paired_gain() -> None:
+    from mediqa_train.card import _rater_verdict
+    from mediqa_train.rater import results_table
+
+    def est(v: float, lo: float, hi: float) -> dict[str, float]:
+        return {"value": v, "low": lo, "high": hi}
+
+    block = {"all": {"srcc": est(0.35, 0.22, 0.47), "plcc": est(0.4, 0.3, 0.5)}}
+    results = {"physics_target_vs_rater": block, "before": block, "after": {
+        "50": {"test": {"all": {"srcc": est(0.38, 0.25, 0.50), "plcc": est(0.4, 0.3, 0.5)}},
+               "srcc_gain": est(0.03, -0.02, 0.08)},
+        "200": {"test": {"all": {"srcc": est(0.42, 0.29, 0.53), "plcc": est(0.4, 0.3, 0.5)}},
+                "srcc_gain": est(0.07, 0.02, 0.12)}}}
+    table = results_table(results)
+    assert "| fine-tuned on 200 labels | 0.420 [0.290, 0.530] | 0.400 [0.300, 0.500] | " \
+           "+0.070 [+0.020, +0.120] |" in table
+    verdict = _rater_verdict(results)
+    assert "50 labels 0.380 (gain +0.030, paired 95% interval [-0.020, +0.080]: no reliable " \
+           "change)" in verdict
+    assert "200 labels 0.420 (gain +0.070, paired 95% interval [+0.020, +0.120]: a reliable " \
+           "gain)" in verdict
