@@ -207,9 +207,11 @@ class WeightAverage:
 
     Why: on a few hundred training slices the weights of any one step carry that step's batch
     noise, and the validation ladders move by several hundredths between neighbouring
-    evaluations. The average over the last ~1/(1 - decay) steps is a flatter, better-generalising
-    point (Polyak averaging) that costs one fused lerp per step. The decay ramps up as
-    (1 + step) / (10 + step) so early averages do not drag the random initialisation along.
+    evaluations. The average over the last ~1/(1 - decay) steps (Polyak averaging) is usually a
+    flatter point, for one fused lerp per step. The decay ramps up as (1 + step) / (10 + step)
+    so early averages do not drag the random initialisation along. In the one full-budget trial
+    (benchmarks/RESULTS.md) it smoothed the validation curve and raised its peak, but did not
+    beat the live weights on the test sources, so the shipped recipe leaves it off.
     """
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
@@ -242,6 +244,8 @@ class WeightAverage:
 
 
 class _Swap:
+    """Holds a model's own state while other weights are loaded into it for an evaluation."""
+
     def __init__(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
         self.model, self.weights = model, weights
         self.saved: dict[str, torch.Tensor] = {}
