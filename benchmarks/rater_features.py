@@ -1,4 +1,4 @@
-"""How much of the SIMULATED rater's taste do the pre-trained outputs carry? (CPU, ~2 min)
+"""How much of the SIMULATED rater's taste do the pre-trained outputs carry? (CPU, ~35 s)
 
 The rater experiment (`python -m mediqa_train.rater`) fine-tunes prompts and heads and finds no
 reliable gain. This script asks where the limit is. On the same rated sets (train/val-split

@@ -499,29 +499,29 @@ def pretrain(
                            f"(data wait {row['data_wait_s']:.2f}s) t={row['elapsed_s']:.0f}s")
             window, n_window, wait_s, compute_s = {}, 0, 0.0, 0.0
         if val_examples and (step % run.val_every == 0 or progress() >= 1.0):
-            metrics = validate(model, val_examples, dev)
-            candidates: list[tuple[str, dict[str, torch.Tensor] | None]] = [("live", None)]
+            def measure() -> dict[str, float]:
+                out = validate(model, val_examples, dev)
+                if val_ladders is not None:
+                    out.update(val_ladders.score(model, dev))
+                return out
+
+            # (kind, metrics, weights): the live weights first, so they win a tie. The live
+            # state dict aliases the model's tensors: it holds the live values again once
+            # the swap has restored them, before anything is saved below.
+            scored = [("live", measure(), model.state_dict())]
             if average is not None:
-                candidates.append(("ema", average.shadow))
                 with average.swapped_into(model):
-                    metrics.update({f"ema_{k}": v for k, v in
-                                    validate(model, val_examples, dev).items()})
-            if val_ladders is not None:
-                metrics.update(val_ladders.score(model, dev))
-                for kind, weights in candidates:
-                    if weights is None:
-                        crit = metrics["val_ladder_srcc_modality_mean"]
-                    else:
-                        with average.swapped_into(model):  # type: ignore[union-attr]
-                            ladders = val_ladders.score(model, dev)
-                        metrics.update({f"ema_{k}": v for k, v in ladders.items()})
-                        crit = ladders["val_ladder_srcc_modality_mean"]
-                    if math.isfinite(crit) and crit > state.get("best_metric", -math.inf):
-                        state["best_metric"], state["best_step"] = crit, step
-                        state["best_kind"] = kind
-                        chosen = model.state_dict() if weights is None else weights
-                        save_file({k: v.detach().cpu().contiguous() for k, v in chosen.items()},
-                                  str(best_path))
+                    scored.append(("ema", measure(), average.shadow))
+            metrics = dict(scored[0][1])
+            for kind, measured, _ in scored[1:]:
+                metrics.update({f"{kind}_{k}": v for k, v in measured.items()})
+            for kind, measured, weights in scored:
+                crit = measured.get("val_ladder_srcc_modality_mean", math.nan)
+                if math.isfinite(crit) and crit > state.get("best_metric", -math.inf):
+                    state["best_metric"], state["best_step"] = crit, step
+                    state["best_kind"] = kind
+                    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()},
+                              str(best_path))
             log.write({"step": step, **metrics},
                       f"  val @ {step}: " + " ".join(f"{k.replace('val_', '', 1)}={v:.3f}"
                                                     for k, v in metrics.items()))
