@@ -47,7 +47,7 @@ import torch
 from mediqa_train.batches import BatchRecipe, Example, ExampleMaker, to_reader_layout
 from mediqa_train.ladders import build_ladders, example_of, ladder_examples, ladder_srcc
 from mediqa_train.pretrain import load_pool, predict
-from mediqa_train.quality import reference_quality
+from mediqa_train.quality import reference_quality, shading_of
 
 from mediqa_cli.evaluation import evaluate
 from mediqa_cli.iqm import compute_iqms
@@ -88,8 +88,10 @@ def ladders(model: MedIQANet, pool: Sequence[Any], per_modality: int, seed: int,
             "source": lad.source, "shape": list(clean.shape[-2:]),
             "scores": [round(float(v), 3) for v in scores],
             "family_head": [round(-float(v), 4) for v in family_severity],
-            "physics": [100.0] + [round(reference_quality(clean, im, lad.modality), 3)
-                                  for im in lad.images[1:]],
+            "physics": [100.0] + [round(reference_quality(clean, im, lad.modality,
+                                                          shading=shading), 3)
+                                  for im, shading in zip(lad.images[1:], lad.shading[1:],
+                                                         strict=True)],
             "iqms": {k: [d[k] for d in iqms] for k in IQM_DIRECTION},
             "others": other_scores,
         })
@@ -151,8 +153,9 @@ def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
         if rng.random() < recipe.clean_fraction:
             image, q = clean, 100.0
         else:
-            image, _, names = maker.degrade(clean, spacing, src.modality, gen)
-            q = reference_quality(clean, image, src.modality) if names else 100.0
+            image, sev, names = maker.degrade(clean, spacing, src.modality, gen)
+            q = (reference_quality(clean, image, src.modality, shading=shading_of(sev))
+                 if names else 100.0)
         known.append(example_of(image, spacing, src.modality, src.anatomy, cfg, recipe, True, q))
         unknown.append(example_of(image, spacing, src.modality, src.anatomy, cfg, recipe,
                                   False, q))

@@ -83,6 +83,9 @@ class BatchRecipe:
     exclude_families: tuple[str, ...] = ()  # held-out-family experiment: never simulate these
     group_size: int = 1  # > 1: versions of one crop at rising severity (see `ExampleMaker.group`)
     flip_rotate: bool = False  # random 90-degree rotations and flips of the clean crop
+    # What a full-severity bias field costs in the quality target (quality.SHADING_WEIGHT);
+    # 0 keeps the SSIM-only target that weights up to v0.2.0 were trained on.
+    shading_weight: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchRecipe:
@@ -283,7 +286,7 @@ class ExampleMaker:
 
     def example(self, rng: np.random.Generator, gen: torch.Generator) -> Example:
         """One training example: crop, maybe degrade, label, tokenise, prompt."""
-        from mediqa_train.quality import reference_quality
+        from mediqa_train.quality import reference_quality, shading_of
 
         clean, spacing, src = self.draw_clean(rng)
         r = self.recipe
@@ -292,7 +295,9 @@ class ExampleMaker:
             sev = np.zeros(len(PHYSICAL_FAMILIES), np.float32)
         else:
             image, sev, names = self.degrade(clean, spacing, src.modality, gen)
-            quality = 100.0 if not names else reference_quality(clean, image, src.modality)
+            quality = 100.0 if not names else reference_quality(
+                clean, image, src.modality, shading=shading_of(sev),
+                shading_weight=r.shading_weight)
         task = "expert" if rng.random() < r.expert_task_fraction else "physical"
         prompt = prompt_for(src.modality, src.anatomy, self.config, task,
                             bool(rng.random() < r.metadata_dropout),
@@ -313,7 +318,7 @@ class ExampleMaker:
         Liu, van de Weijer & Bagdanov, ICCV 2017), which is what a severity ladder measures.
         """
         from mediqa_train.degrade import REGISTRY, Chain
-        from mediqa_train.quality import foreground_mask, reference_quality
+        from mediqa_train.quality import foreground_mask, reference_quality, shading_of
 
         r = self.recipe
         clean, spacing, src = self.draw_clean(rng)
@@ -344,7 +349,8 @@ class ExampleMaker:
                     image = torch.nan_to_num(chain.apply(
                         clean, scale, torch.Generator().manual_seed(apply_seed)).float())
                 sev = chain.severity_vector().numpy()
-                quality = reference_quality(clean, image, src.modality, mask)
+                quality = reference_quality(clean, image, src.modality, mask, shading_of(sev),
+                                            r.shading_weight)
             tokens = tokens_for(image, src.modality, spacing, r, seed=int(rng.integers(1 << 31)))
             out.append(Example(tokens, prompt, sev.astype(np.float32), float(quality),
                                self.config.modalities.index(src.modality),

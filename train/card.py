@@ -40,12 +40,16 @@ def publish(run: str | Path, out: str | Path, corpus: str, version: str = "0.2.0
     """Copy run/weights to `out` with a fresh card; verify it loads and scores identically."""
     from mediqa_train.batches import BatchRecipe
     from mediqa_train.pretrain import fixed_examples, load_pool, predict
+    from mediqa_train.quality import target_description
 
     run_dir = Path(run)
     model, card = load_weights(run_dir / "weights")
     card = {k: v for k, v in card.items()
             if k not in ("sha256", "parameters", "config", "weights_file", "name", "version")}
     card["corpus"] = corpus_facts(corpus)
+    # From the recipe, so a card never describes another target than the one trained on.
+    card["score_meaning"] = target_description(
+        card["training"]["run_config"]["data"].get("shading_weight", 0.0))
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     save_weights(model, target, name="mediqa", version=version, card=card)
@@ -196,6 +200,7 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     t = card["training"]
     s = card["training_log_summary"]
     rc = t["run_config"]
+    shading = float(rc.get("data", {}).get("shading_weight", 0.0))
     cfg = card["config"]
     lines = [
         f"# MedIQA weights {card['version']}",
@@ -212,7 +217,10 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         "",
         "The score (0-100, higher is better) is the model's estimate of the **physics-derived "
         "reference quality**: SSIM between an image and its clean original after a simulated "
-        "acquisition problem (`mediqa_train.quality`). It is not an expert rating and was "
+        "acquisition problem (`mediqa_train.quality`)"
+        + (f", times 1 - {shading:g} x the severity of any simulated bias field (shading, "
+           "which SSIM cannot see)" if shading else "")
+        + ". It is not an expert rating and was "
         "never fitted to one. The `phys_*` columns are the model's 0-1 severity per physical "
         "family. With the prompt `expert` these weights give the same physics score (they were "
         "pre-trained with both task prompts); `mediqa-train finetune` specialises `expert` "
@@ -352,10 +360,14 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
               "clean version. Artefacts no simulator models (metal, contrast timing, "
               "positioning, wrong anatomy coverage) are not measured.",
               "- Images that were already degraded when acquired count as 'clean' in training.",
-              "- The target is SSIM, which a smooth intensity non-uniformity (MR bias field, "
-              "uneven illumination) barely moves: such ladders differ by a few points of "
-              "target from clean to worst (`physics` in metrics/accuracy_ladders.jsonl), so "
-              "the score hardly ranks them; read them in the classical IQMs.",
+              *(["- The target is SSIM, which a smooth intensity non-uniformity (MR bias "
+                 "field, uneven illumination) barely moves: such ladders differ by a few "
+                 "points of target from clean to worst, so the score hardly ranks them; read "
+                 "them in the classical IQMs."] if not shading else
+                ["- Shading enters the target through the simulator's known field strength, "
+                 "not through a measurement of the images (none separated it from noise and "
+                 "defocus); a real image's shading is judged only as well as the model learned "
+                 "to see it from simulated fields."]),
               "- The context head has seen few anatomies per modality; its anatomy guess is "
               "weak, and a prompt from metadata is preferred whenever there is one.",
               "- Not a medical device; do not use for clinical decisions.",

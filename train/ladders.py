@@ -55,7 +55,8 @@ def unseen_simulators(modality: str) -> dict[str, list[str]]:
 
 @dataclass
 class Ladder:
-    """The clean image first, then the artefact at each of `SEVERITIES` (one random seed)."""
+    """The clean image first, then the artefact at each of `SEVERITIES` (one random seed);
+    `shading`: each image's bias-family severity (the physics target needs it)."""
 
     modality: str
     anatomy: str
@@ -64,6 +65,7 @@ class Ladder:
     source: str
     spacing: tuple[float, float]
     images: list[torch.Tensor]
+    shading: list[float]
 
 
 def build_ladders(pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
@@ -87,15 +89,17 @@ def build_ladders(pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
                 key = keys[b % len(keys)]
                 sim = REGISTRY[key]
                 ladder_seed = int(rng.integers(1 << 31))
-                images = [clean]
+                images, shading = [clean], [0.0]
                 for s in SEVERITIES:
                     gen = torch.Generator().manual_seed(ladder_seed)
+                    params = sim.sample(gen, s)
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         images.append(torch.nan_to_num(
-                            sim.apply(clean, scale, sim.sample(gen, s), gen).float()))
+                            sim.apply(clean, scale, params, gen).float()))
+                    shading.append(sim.severities(params).get("bias", 0.0))
                 out.append(Ladder(modality, src.anatomy, family, key, src.source, spacing,
-                                  images))
+                                  images, shading))
     return out
 
 

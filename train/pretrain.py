@@ -50,6 +50,7 @@ from mediqa_train.batches import (
     TrainBatch,
     collate,
 )
+from mediqa_train.quality import target_description
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
@@ -542,8 +543,7 @@ def pretrain(
         selected_kind = "ema"
     facts = {
         "task": "physics-informed pre-training (simulated degradations of real slices)",
-        "score_meaning": "physics-derived reference quality (SSIM to the clean original, "
-                         "0..100), not an expert rating",
+        "score_meaning": target_description(run.data.shading_weight),
         "training": {"steps": step, "selected_step": selected,
                      "selected_weights": ("exponential moving average (decay "
                                           f"{run.ema_decay})" if selected_kind == "ema"

@@ -23,6 +23,16 @@ brightness or contrast counts as a change):
 - XR, HISTO, OTHER: the whole image (a radiograph and a histology tile are exposed everywhere).
 - FUNDUS: 0..255 scale; mask: the circular retina (brighter than 8 % of range), dilated.
 Colour images: SSIM per channel, averaged (stain fading and colour casts count).
+
+Shading (the bias family: MR coil bias, uneven illumination, ultrasound TGC errors) is the one
+degradation SSIM cannot see: its window is 1.5 px and a field that varies over the whole field of
+view leaves every local mean, contrast and structure nearly unchanged (a full-severity MR bias
+field scored 99.1, below the ranking loss's 2-point margin, so pre-training never learned that
+shading costs quality). An image-based non-uniformity measure (std of the log ratio of heavily
+smoothed images) was tried and rejected: the Rician noise floor and defocus moved it as much as
+the bias fields did. The simulator knows the field it applied, so the target multiplies SSIM by
+1 - SHADING_WEIGHT x the bias-family severity (the field's log range / ln 2.5): a field spanning
+a factor 2.5 costs 35 %, about what the other families cost at full severity.
 """
 
 from __future__ import annotations
@@ -34,9 +44,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
+
 CT_WINDOWS: tuple[tuple[float, float], ...] = ((-1000.0, 1000.0), (-160.0, 240.0))
 _MASK_THRESHOLD = {"MR": 0.10, "NM": 0.10, "US": 0.02, "FUNDUS": 0.08}
 _FULL_FRAME = {"XR", "HISTO", "OTHER"}
+SHADING_WEIGHT = 0.35
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0,
@@ -103,11 +116,15 @@ def foreground_mask(clean: torch.Tensor, modality: str) -> torch.Tensor:
 
 
 def reference_quality(clean: torch.Tensor, degraded: torch.Tensor, modality: str,
-                      mask: torch.Tensor | None = None) -> float:
+                      mask: torch.Tensor | None = None, shading: float = 0.0,
+                      shading_weight: float = SHADING_WEIGHT) -> float:
     """Physics-derived quality target in 0..100 (100 = identical to the clean original).
 
     `clean` and `degraded` are in the reader's physical units, same shape; `mask` (H, W) may be
-    passed to reuse a foreground mask computed once per clean image.
+    passed to reuse a foreground mask computed once per clean image; `shading` is the
+    bias-family severity (0..1) of the simulated field, which SSIM cannot see (module docstring),
+    and `shading_weight` what a full-severity field costs (0: SSIM alone, the target that
+    weights up to v0.2.0 were trained on).
     """
     if clean.shape != degraded.shape:
         raise ValueError(f"shapes differ: {tuple(clean.shape)} vs {tuple(degraded.shape)}")
@@ -118,4 +135,18 @@ def reference_quality(clean: torch.Tensor, degraded: torch.Tensor, modality: str
     for a, b in normalised_views(clean, degraded, modality):
         smap = ssim_map(a, b).mean(0)
         scores.append(float((smap * weight).sum() / weight.sum().clamp_min(1.0)))
-    return 100.0 * max(0.0, min(1.0, sum(scores) / len(scores)))
+    similarity = max(0.0, min(1.0, sum(scores) / len(scores)))
+    return 100.0 * similarity * (1.0 - shading_weight * max(0.0, min(1.0, shading)))
+
+
+def target_description(shading_weight: float) -> str:
+    """What a score trained on this target means, for model cards."""
+    shading = (f", times 1 - {shading_weight:g} x the bias-field severity" if shading_weight
+               else "")
+    return (f"physics-derived reference quality (SSIM to the clean original{shading}, 0..100), "
+            "not an expert rating")
+
+
+def shading_of(severities: np.ndarray | torch.Tensor) -> float:
+    """The bias-family entry of a severity vector in PHYSICAL_FAMILIES order."""
+    return float(severities[PHYSICAL_FAMILIES.index("bias")])

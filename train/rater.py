@@ -112,7 +112,7 @@ def make_rated_set(pool: Sequence[CleanSlice], n: int, out_dir: str | os.PathLik
     same image), modality, anatomy, source. Crops are drawn as in pre-training (random rescale,
     crop or whole slice), chains of 1-3 simulators at random severities.
     """
-    from mediqa_train.quality import reference_quality
+    from mediqa_train.quality import reference_quality, shading_of
 
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,8 @@ def make_rated_set(pool: Sequence[CleanSlice], n: int, out_dir: str | os.PathLik
                 physics = 100.0
             else:
                 image, sev, names = maker.degrade(clean, spacing, src.modality, gen)
-                physics = reference_quality(clean, image, src.modality) if names else 100.0
+                physics = (reference_quality(clean, image, src.modality, shading=shading_of(sev))
+                           if names else 100.0)
             # A chain can saturate a crop to one value; the scorer refuses constant images (an
             # error row), so such an image could never be scored: draw another.
             if float(image.max() - image.min()) > 1e-6 * max(1.0, float(image.abs().max())):

@@ -185,6 +185,30 @@ def test_a_group_is_one_crop_at_rising_severity_with_one_prompt(pool: list[Item]
         assert totals == sorted(totals)
 
 
+@pytest.mark.parametrize("weight", [0.0, 0.35])
+def test_a_shading_group_is_ranked_only_when_the_target_prices_shading(
+        pool: list[Item], weight: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MR bias field at rising strength: the SSIM-only target (weight 0) moves less than the
+    ranking margin, so no pair is ranked; with the shading term most pairs are (levels are
+    random, so two can fall too close to rank)."""
+    from mediqa_train.degrade import REGISTRY, Chain
+
+    mr = [item for item in pool if item.modality == "MR"]
+    maker = ExampleMaker(mr, ModelConfig.tiny(), BatchRecipe(
+        group_size=4, clean_fraction=1.0, crop_min=64, crop_max=64, shading_weight=weight))
+    bias = REGISTRY["mr_bias"]
+    monkeypatch.setattr(maker, "choose_chain", lambda modality, gen, severity=None: Chain(
+        [(bias, bias.sample(gen, 1.0))]))
+    margin = LossWeights().rank_margin
+    ranked = []
+    for g in range(3):
+        quality = [e.quality for e in maker.group(np.random.default_rng(g),
+                                                  torch.Generator().manual_seed(g), g)]
+        assert quality == sorted(quality, reverse=True)
+        ranked += [a - b > margin for i, a in enumerate(quality) for b in quality[i + 1:]]
+    assert (np.mean(ranked) > 0.75) if weight else not any(ranked)
+
+
 def test_ranking_loss_rewards_the_right_order_within_a_group_only() -> None:
     from mediqa_train.pretrain import ranking_loss
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from mediqa_train.degrade import REGISTRY, candidates, combine_severities, draw
 from mediqa_train.degrade.generic import JpegParams
-from mediqa_train.quality import reference_quality
+from mediqa_train.pretrain import LossWeights
+from mediqa_train.quality import SHADING_WEIGHT, reference_quality
 from train_images import real_image
 
 from mediqa_cli.taxonomy import MODALITIES, PHYSICAL_FAMILIES
@@ -53,6 +54,24 @@ def test_reference_quality_falls_monotonically_with_severity_on_a_real_image(key
     assert scores[0] == 100.0
     assert all(b <= a + 0.25 for a, b in zip(scores, scores[1:], strict=False)), scores
     assert scores[4] < scores[2] < scores[0], scores
+
+
+@pytest.mark.parametrize("key", [k for k in KEYS if "bias" in REGISTRY[k].families])
+def test_a_shading_field_costs_what_its_severity_says_in_steps_the_ranking_sees(key):
+    sim = REGISTRY[key]
+    modality = sim.modalities[0]
+    image, spacing = real_image(modality)
+    targets = [100.0]
+    for severity in (0.2, 0.4, 0.6, 0.8, 1.0):
+        rng = torch.Generator().manual_seed(7)
+        params = sim.sample(rng, severity)
+        out = sim.apply(image, spacing, params, rng)
+        shading = sim.severities(params)["bias"]
+        ssim_only = reference_quality(image, out, modality, shading_weight=0.0)
+        targets.append(reference_quality(image, out, modality, shading=shading))
+        assert targets[-1] == pytest.approx(ssim_only * (1 - SHADING_WEIGHT * shading))
+    margin = LossWeights().rank_margin
+    assert all(a - b > margin for a, b in zip(targets, targets[1:], strict=False)), targets
 
 
 @pytest.mark.parametrize("key", KEYS)
