@@ -47,7 +47,7 @@ import torch
 from mediqa_train.batches import BatchRecipe, Example, ExampleMaker, to_reader_layout
 from mediqa_train.ladders import build_ladders, example_of, ladder_examples, ladder_srcc
 from mediqa_train.pretrain import load_pool, predict
-from mediqa_train.quality import reference_quality, shading_of
+from mediqa_train.quality import reference_quality, shading_of, trained_shading_weight
 
 from mediqa_cli.evaluation import evaluate
 from mediqa_cli.iqm import compute_iqms
@@ -88,10 +88,10 @@ def ladders(model: MedIQANet, pool: Sequence[Any], per_modality: int, seed: int,
             "source": lad.source, "shape": list(clean.shape[-2:]),
             "scores": [round(float(v), 3) for v in scores],
             "family_head": [round(-float(v), 4) for v in family_severity],
-            "physics": [100.0] + [round(reference_quality(clean, im, lad.modality,
-                                                          shading=shading), 3)
-                                  for im, shading in zip(lad.images[1:], lad.shading[1:],
-                                                         strict=True)],
+            "physics": [100.0] + [
+                round(reference_quality(clean, im, lad.modality, shading=shading,
+                                        shading_weight=recipe.shading_weight), 3)
+                for im, shading in zip(lad.images[1:], lad.shading[1:], strict=True)],
             "iqms": {k: [d[k] for d in iqms] for k in IQM_DIRECTION},
             "others": other_scores,
         })
@@ -154,7 +154,8 @@ def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
             image, q = clean, 100.0
         else:
             image, sev, names = maker.degrade(clean, spacing, src.modality, gen)
-            q = (reference_quality(clean, image, src.modality, shading=shading_of(sev))
+            q = (reference_quality(clean, image, src.modality, shading=shading_of(sev),
+                                   shading_weight=recipe.shading_weight)
                  if names else 100.0)
         known.append(example_of(image, spacing, src.modality, src.anatomy, cfg, recipe, True, q))
         unknown.append(example_of(image, spacing, src.modality, src.anatomy, cfg, recipe,
@@ -288,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pool = load_pool(args.corpus, "test")
     # Crops as in training, but no larger than the scorer's own budget; ladders on crops or
     # whole slices alike.
-    recipe = BatchRecipe(clean_fraction=0.1)
+    # The physics target is the one these weights were trained on (shading priced or not).
+    recipe = BatchRecipe(clean_fraction=0.1, shading_weight=trained_shading_weight(card))
     # The same network untrained: what the ladders give by chance (random features of an
     # image often move monotonically with an artefact), so the gain of training is visible.
     torch.manual_seed(args.seed)

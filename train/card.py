@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from mediqa_train.quality import target_description, trained_shading_weight
 
 from mediqa_cli.model.weights import CARD_FILE, CARD_MD, load_weights, save_weights
 
@@ -40,7 +41,6 @@ def publish(run: str | Path, out: str | Path, corpus: str, version: str = "0.2.0
     """Copy run/weights to `out` with a fresh card; verify it loads and scores identically."""
     from mediqa_train.batches import BatchRecipe
     from mediqa_train.pretrain import fixed_examples, load_pool, predict
-    from mediqa_train.quality import target_description
 
     run_dir = Path(run)
     model, card = load_weights(run_dir / "weights")
@@ -48,8 +48,7 @@ def publish(run: str | Path, out: str | Path, corpus: str, version: str = "0.2.0
             if k not in ("sha256", "parameters", "config", "weights_file", "name", "version")}
     card["corpus"] = corpus_facts(corpus)
     # From the recipe, so a card never describes another target than the one trained on.
-    card["score_meaning"] = target_description(
-        card["training"]["run_config"]["data"].get("shading_weight", 0.0))
+    card["score_meaning"] = target_description(trained_shading_weight(card))
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     save_weights(model, target, name="mediqa", version=version, card=card)
@@ -200,7 +199,7 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     t = card["training"]
     s = card["training_log_summary"]
     rc = t["run_config"]
-    shading = float(rc.get("data", {}).get("shading_weight", 0.0))
+    shading = trained_shading_weight(card)
     cfg = card["config"]
     lines = [
         f"# MedIQA weights {card['version']}",

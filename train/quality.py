@@ -147,6 +147,13 @@ def target_description(shading_weight: float) -> str:
             "not an expert rating")
 
 
+def trained_shading_weight(card: dict) -> float:
+    """The shading weight of the target a weights folder was pre-trained on (its model card's
+    recipe; 0 for cards without one, e.g. weights from before the key existed)."""
+    recipe = card.get("training", {}).get("run_config", {}).get("data", {})
+    return float(recipe.get("shading_weight", 0.0))
+
+
 def shading_of(severities: np.ndarray | torch.Tensor) -> float:
     """The bias-family entry of a severity vector in PHYSICAL_FAMILIES order."""
     return float(severities[PHYSICAL_FAMILIES.index("bias")])

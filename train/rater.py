@@ -105,8 +105,10 @@ def write_image(image: torch.Tensor, spacing: tuple[float, float], path_stem: Pa
 
 
 def make_rated_set(pool: Sequence[CleanSlice], n: int, out_dir: str | os.PathLike[str],
-                   config: Any, seed: int, clean_fraction: float = 0.1) -> list[dict[str, Any]]:
-    """n degraded real crops rated by the SIMULATED rater, written under out_dir.
+                   config: Any, seed: int, clean_fraction: float = 0.1,
+                   shading_weight: float = 0.0) -> list[dict[str, Any]]:
+    """n degraded real crops rated by the SIMULATED rater, written under out_dir
+    (`shading_weight`: that of the base weights' physics target, for the `physics` column).
 
     Each row: path (relative to out_dir), score (rater), physics (the pre-training target of the
     same image), modality, anatomy, source. Crops are drawn as in pre-training (random rescale,
@@ -130,7 +132,8 @@ def make_rated_set(pool: Sequence[CleanSlice], n: int, out_dir: str | os.PathLik
                 physics = 100.0
             else:
                 image, sev, names = maker.degrade(clean, spacing, src.modality, gen)
-                physics = (reference_quality(clean, image, src.modality, shading=shading_of(sev))
+                physics = (reference_quality(clean, image, src.modality, shading=shading_of(sev),
+                                             shading_weight=shading_weight)
                            if names else 100.0)
             # A chain can saturate a crop to one value; the scorer refuses constant images (an
             # error row), so such an image could never be scored: draw another.
@@ -165,6 +168,7 @@ def run_experiment(base: str | os.PathLike[str], corpus: str, out: str | os.Path
     size) and report SRCC against the rater on held-out TEST-split images, before vs after."""
     from mediqa_train.finetune import finetune, prepare_labelled, score_prepared
     from mediqa_train.pretrain import load_pool
+    from mediqa_train.quality import trained_shading_weight
 
     from mediqa_cli.evaluation import evaluate, paired_difference
     from mediqa_cli.model.weights import load_weights
@@ -177,8 +181,11 @@ def run_experiment(base: str | os.PathLike[str], corpus: str, out: str | os.Path
     test_pool = load_pool(corpus, "test")
     echo(f"SIMULATED rater experiment: {len(fit_pool)} train/val slices to label, "
          f"{len(test_pool)} test slices held out")
-    fit_rows = make_rated_set(fit_pool, max(sizes), out_dir / "fit", model.config, seed)
-    test_rows = make_rated_set(test_pool, n_test, out_dir / "test", model.config, seed + 1)
+    shading = trained_shading_weight(card)
+    fit_rows = make_rated_set(fit_pool, max(sizes), out_dir / "fit", model.config, seed,
+                              shading_weight=shading)
+    test_rows = make_rated_set(test_pool, n_test, out_dir / "test", model.config, seed + 1,
+                               shading_weight=shading)
     test_csv = write_labels(test_rows, out_dir / "test" / "labels.csv",
                             ("path", "score", "physics", "modality", "anatomy", "source"))
     test_items = prepare_labelled(test_csv, model.config, echo=echo)

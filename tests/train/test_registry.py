@@ -9,7 +9,12 @@ import torch
 from mediqa_train.degrade import REGISTRY, candidates, combine_severities, draw
 from mediqa_train.degrade.generic import JpegParams
 from mediqa_train.pretrain import LossWeights
-from mediqa_train.quality import SHADING_WEIGHT, reference_quality
+from mediqa_train.quality import (
+    SHADING_WEIGHT,
+    reference_quality,
+    target_description,
+    trained_shading_weight,
+)
 from train_images import real_image
 
 from mediqa_cli.taxonomy import MODALITIES, PHYSICAL_FAMILIES
@@ -72,6 +77,14 @@ def test_a_shading_field_costs_what_its_severity_says_in_steps_the_ranking_sees(
         assert targets[-1] == pytest.approx(ssim_only * (1 - SHADING_WEIGHT * shading))
     margin = LossWeights().rank_margin
     assert all(a - b > margin for a, b in zip(targets, targets[1:], strict=False)), targets
+
+
+def test_a_weights_folder_is_judged_by_the_target_its_recipe_trained_on():
+    legacy = {"training": {"run_config": {"data": {"crop_min": 64}}}}
+    priced = {"training": {"run_config": {"data": {"shading_weight": 0.35}}}}
+    assert trained_shading_weight({}) == trained_shading_weight(legacy) == 0.0
+    assert trained_shading_weight(priced) == 0.35
+    assert "bias" not in target_description(0.0) and "0.35" in target_description(0.35)
 
 
 @pytest.mark.parametrize("key", KEYS)
