@@ -37,7 +37,7 @@ import math
 import sys
 import time
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,7 @@ def summarise_ladders(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
-                  recipe: BatchRecipe) -> dict[str, Any]:
+                  recipe: BatchRecipe, n_boot: int = 1000) -> dict[str, Any]:
     """Random simulator chains on test images: score vs physics target, and context accuracy
     with metadata removed (the same images)."""
     cfg = model.config
@@ -171,14 +171,17 @@ def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
     context: dict[str, Any] = {}
     for name in ["all", *sorted(set(mods))]:
         keep = np.ones(len(mods), bool) if name == "all" else np.array(mods) == name
+        guessed = p_unknown["modality"][keep]
+        wrong = Counter(cfg.modalities[int(i)] for i in guessed[guessed != true_mod[keep]])
         context[name] = {
             "n": int(keep.sum()),
-            "modality_acc": float((p_unknown["modality"][keep] == true_mod[keep]).mean()),
+            "modality_acc": float((guessed == true_mod[keep]).mean()),
             "anatomy_acc": float((p_unknown["anatomy"][keep] == true_ana[keep]).mean()),
+            "modality_mistaken_for": dict(wrong.most_common()),
         }
     return {
-        "metadata_known": evaluate(p_known["quality"], target, mods, n_boot=1000, seed=seed),
-        "metadata_removed": evaluate(p_unknown["quality"], target, mods, n_boot=1000,
+        "metadata_known": evaluate(p_known["quality"], target, mods, n_boot=n_boot, seed=seed),
+        "metadata_removed": evaluate(p_unknown["quality"], target, mods, n_boot=n_boot,
                                      seed=seed, metrics=("srcc", "plcc")),
         "context_head_metadata_removed": context,
     }
@@ -249,9 +252,12 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {mod} | {e['n']} | {ci(e, 'srcc')} | {ci(e, 'plcc')} | "
                      f"{ci(e, 'krcc')} | {ci(e, 'rmse')} | {ci(u, 'srcc')} |")
     lines += ["", "### Context head with metadata removed (same test images)", "",
-              "| modality | n | modality accuracy | anatomy accuracy |", "|---|---|---|---|"]
+              "| modality | n | modality accuracy | modality mistaken for (count) "
+              "| anatomy accuracy |", "|---|---|---|---|---|"]
     for mod, e in rc["context_head_metadata_removed"].items():
-        lines.append(f"| {mod} | {e['n']} | {e['modality_acc']:.3f} | {e['anatomy_acc']:.3f} |")
+        wrong = ", ".join(f"{k} {v}" for k, v in e.get("modality_mistaken_for", {}).items())
+        lines.append(f"| {mod} | {e['n']} | {e['modality_acc']:.3f} | {wrong or '-'} "
+                     f"| {e['anatomy_acc']:.3f} |")
     if "unseen_ladders" in results:
         lines += ["", "### Proxy for unseen degradations: simulators on modalities they were "
                   "never trained for (within-ladder SRCC)", "",

@@ -73,3 +73,24 @@ def test_held_out_family_table_marks_the_excluded_family(
     text = held.markdown({"family": "blur", "ladders": accuracy.summarise_ladders(rows)})
     assert "| **blur** |" in text and "| noise |" in text
     assert "| XR/blur |" in text
+
+
+def test_random_chains_count_which_modality_a_wrong_guess_named(accuracy: ModuleType) -> None:
+    from mediqa_train.batches import BatchRecipe
+
+    pool = [Item(*real_image(m), m, a, f"test:{m}") for m, a in (("XR", "chest"), ("MR", "head"))]
+    torch.manual_seed(0)
+    model = MedIQANet(ModelConfig.tiny()).eval()
+    out = accuracy.random_chains(model, pool, 12, 0, BatchRecipe(crop_min=32, crop_max=64),
+                                 n_boot=20)
+    context = out["context_head_metadata_removed"]
+    for name in ("XR", "MR"):
+        e = context[name]
+        wrong = e["modality_mistaken_for"]
+        assert name not in wrong
+        assert sum(wrong.values()) == round(e["n"] * (1 - e["modality_acc"]))
+    assert sum(context["all"]["modality_mistaken_for"].values()) == sum(
+        sum(context[m]["modality_mistaken_for"].values()) for m in ("XR", "MR"))
+    assert "mistaken for" in accuracy.markdown({
+        "ladders": {"by_modality": {}, "by_family": {}},
+        "random_chains": {**out}, "clean": {}})
