@@ -154,7 +154,7 @@ def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
             image, q = clean, 100.0
         else:
             image, sev, names = maker.degrade(clean, spacing, src.modality, gen)
-            q = (reference_quality(clean, image, src.modality, shading=shading_of(sev),
+            q = (reference_quality(clean, image, src.modality, shading=shading_of(sev, names),
                                    shading_weight=recipe.shading_weight)
                  if names else 100.0)
         known.append(example_of(image, spacing, src.modality, src.anatomy, cfg, recipe, True, q))

@@ -83,9 +83,13 @@ class BatchRecipe:
     exclude_families: tuple[str, ...] = ()  # held-out-family experiment: never simulate these
     group_size: int = 1  # > 1: versions of one crop at rising severity (see `ExampleMaker.group`)
     flip_rotate: bool = False  # random 90-degree rotations and flips of the clean crop
-    # What a full-severity bias field costs in the quality target (quality.SHADING_WEIGHT);
-    # 0 keeps the SSIM-only target that weights up to v0.2.0 were trained on.
+    # Share of the quality target a full-severity smooth bias field costs (0.35 is
+    # quality.SHADING_WEIGHT); 0 keeps the SSIM-only target of the weights up to v0.2.0.
     shading_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.shading_weight <= 1.0:
+            raise ValueError(f"shading_weight must lie in [0, 1], got {self.shading_weight}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchRecipe:
@@ -296,7 +300,7 @@ class ExampleMaker:
         else:
             image, sev, names = self.degrade(clean, spacing, src.modality, gen)
             quality = 100.0 if not names else reference_quality(
-                clean, image, src.modality, shading=shading_of(sev),
+                clean, image, src.modality, shading=shading_of(sev, names),
                 shading_weight=r.shading_weight)
         task = "expert" if rng.random() < r.expert_task_fraction else "physical"
         prompt = prompt_for(src.modality, src.anatomy, self.config, task,
@@ -349,8 +353,8 @@ class ExampleMaker:
                     image = torch.nan_to_num(chain.apply(
                         clean, scale, torch.Generator().manual_seed(apply_seed)).float())
                 sev = chain.severity_vector().numpy()
-                quality = reference_quality(clean, image, src.modality, mask, shading_of(sev),
-                                            r.shading_weight)
+                quality = reference_quality(clean, image, src.modality, mask,
+                                            shading_of(sev, keys), r.shading_weight)
             tokens = tokens_for(image, src.modality, spacing, r, seed=int(rng.integers(1 << 31)))
             out.append(Example(tokens, prompt, sev.astype(np.float32), float(quality),
                                self.config.modalities.index(src.modality),

@@ -56,7 +56,8 @@ def unseen_simulators(modality: str) -> dict[str, list[str]]:
 @dataclass
 class Ladder:
     """The clean image first, then the artefact at each of `SEVERITIES` (one random seed);
-    `shading`: each image's bias-family severity (the physics target needs it)."""
+    `shading`: each image's smooth-field bias severity (`quality.shading_of`; the physics
+    target needs it)."""
 
     modality: str
     anatomy: str
@@ -97,7 +98,8 @@ def build_ladders(pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
                         warnings.simplefilter("ignore")
                         images.append(torch.nan_to_num(
                             sim.apply(clean, scale, params, gen).float()))
-                    shading.append(sim.severities(params).get("bias", 0.0))
+                    shading.append(sim.severities(params).get("bias", 0.0)
+                                   if sim.smooth_field else 0.0)
                 out.append(Ladder(modality, src.anatomy, family, key, src.source, spacing,
                                   images, shading))
     return out

@@ -24,20 +24,24 @@ brightness or contrast counts as a change):
 - FUNDUS: 0..255 scale; mask: the circular retina (brighter than 8 % of range), dilated.
 Colour images: SSIM per channel, averaged (stain fading and colour casts count).
 
-Shading (the bias family: MR coil bias, uneven illumination, ultrasound TGC errors) is the one
-degradation SSIM cannot see: its window is 1.5 px and a field that varies over the whole field of
-view leaves every local mean, contrast and structure nearly unchanged (a full-severity MR bias
-field scored 99.1, below the ranking loss's 2-point margin, so pre-training never learned that
-shading costs quality). An image-based non-uniformity measure (std of the log ratio of heavily
-smoothed images) was tried and rejected: the Rician noise floor and defocus moved it as much as
-the bias fields did. The simulator knows the field it applied, so the target multiplies SSIM by
-1 - SHADING_WEIGHT x the bias-family severity (the field's log range / ln 2.5): a field spanning
-a factor 2.5 costs 35 %, about what the other families cost at full severity.
+Shading (a smooth multiplicative field: MR coil bias, uneven illumination) is what SSIM cannot
+see: its window is 1.5 px, and a field that varies over the whole field of view leaves every
+local mean, contrast and structure nearly unchanged. On the v0.2.0 test ladders a full-severity
+MR bias field scored 93-97 and uneven illumination 98-99, so a ladder's steps fell below the
+ranking loss's 2-point margin and pre-training never learned that shading costs quality. An
+image-based non-uniformity measure (std of the log ratio of heavily smoothed images) was tried
+and rejected: the Rician noise floor and defocus moved it as much as the fields did. The
+simulator knows the field it applied, so when a recipe sets `data.shading_weight` (w) the target
+is SSIM x (1 - w x the field's bias severity, its log range / ln 2.5); w = SHADING_WEIGHT makes a
+field spanning a factor 2.5 cost 35 %, about what the other families cost at full severity.
+Ultrasound TGC errors (also the bias family) are not priced again: SSIM already sees them.
+w = 0, the default, is the SSIM-only target that weights up to v0.2.0 were trained on.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -117,7 +121,7 @@ def foreground_mask(clean: torch.Tensor, modality: str) -> torch.Tensor:
 
 def reference_quality(clean: torch.Tensor, degraded: torch.Tensor, modality: str,
                       mask: torch.Tensor | None = None, shading: float = 0.0,
-                      shading_weight: float = SHADING_WEIGHT) -> float:
+                      shading_weight: float = 0.0) -> float:
     """Physics-derived quality target in 0..100 (100 = identical to the clean original).
 
     `clean` and `degraded` are in the reader's physical units, same shape; `mask` (H, W) may be
@@ -154,6 +158,18 @@ def trained_shading_weight(card: dict) -> float:
     return float(recipe.get("shading_weight", 0.0))
 
 
-def shading_of(severities: np.ndarray | torch.Tensor) -> float:
-    """The bias-family entry of a severity vector in PHYSICAL_FAMILIES order."""
+def shading_of(severities: np.ndarray | torch.Tensor, simulators: Sequence[str]) -> float:
+    """The bias-family entry of a severity vector (PHYSICAL_FAMILIES order) when one of the
+    `simulators` (registry names) that made the image is a smooth field, else 0.
+
+    Why not every bias: an ultrasound TGC error is a gain ramp in depth on the log-compressed
+    display, which darkens and clips tissue that SSIM already sees (an SSIM-only target of
+    about 66-74 at full severity); pricing it again would count it twice. Each modality has one
+    bias simulator, so the combined bias severity of a chain that holds a smooth field is that
+    field's.
+    """
+    from mediqa_train.degrade import REGISTRY
+
+    if not any(REGISTRY[name].smooth_field for name in simulators):
+        return 0.0
     return float(severities[PHYSICAL_FAMILIES.index("bias")])

@@ -132,7 +132,8 @@ def make_rated_set(pool: Sequence[CleanSlice], n: int, out_dir: str | os.PathLik
                 physics = 100.0
             else:
                 image, sev, names = maker.degrade(clean, spacing, src.modality, gen)
-                physics = (reference_quality(clean, image, src.modality, shading=shading_of(sev),
+                physics = (reference_quality(clean, image, src.modality,
+                                             shading=shading_of(sev, names),
                                              shading_weight=shading_weight)
                            if names else 100.0)
             # A chain can saturate a crop to one value; the scorer refuses constant images (an

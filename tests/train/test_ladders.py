@@ -48,6 +48,13 @@ def test_every_family_of_a_modality_gets_a_ladder_of_rising_damage(pool: list[It
         quality = [reference_quality(lad.images[0], im, lad.modality) for im in lad.images[1:]]
         # The physics target falls (weakly) along the ladder: the strongest is the worst.
         assert quality[-1] <= quality[0] + 1e-6, (lad.simulator, quality)
+        # Each rung carries the severity of a smooth field (what SSIM cannot see), else 0.
+        assert len(lad.shading) == len(lad.images) and lad.shading[0] == 0.0
+        if lad.simulator == "mr_bias":
+            assert lad.shading[1:] == sorted(lad.shading[1:]) and lad.shading[1] > 0.1
+            assert lad.shading[-1] == pytest.approx(1.0)
+        else:
+            assert not any(lad.shading), lad.simulator
 
 
 def test_ladder_set_scores_per_modality_and_is_deterministic(pool: list[Item]) -> None:

@@ -12,6 +12,7 @@ from mediqa_train.pretrain import LossWeights
 from mediqa_train.quality import (
     SHADING_WEIGHT,
     reference_quality,
+    shading_of,
     target_description,
     trained_shading_weight,
 )
@@ -61,7 +62,7 @@ def test_reference_quality_falls_monotonically_with_severity_on_a_real_image(key
     assert scores[4] < scores[2] < scores[0], scores
 
 
-@pytest.mark.parametrize("key", [k for k in KEYS if "bias" in REGISTRY[k].families])
+@pytest.mark.parametrize("key", [k for k in KEYS if REGISTRY[k].smooth_field])
 def test_a_shading_field_costs_what_its_severity_says_in_steps_the_ranking_sees(key):
     sim = REGISTRY[key]
     modality = sim.modalities[0]
@@ -73,10 +74,27 @@ def test_a_shading_field_costs_what_its_severity_says_in_steps_the_ranking_sees(
         out = sim.apply(image, spacing, params, rng)
         shading = sim.severities(params)["bias"]
         ssim_only = reference_quality(image, out, modality, shading_weight=0.0)
-        targets.append(reference_quality(image, out, modality, shading=shading))
+        targets.append(reference_quality(image, out, modality, shading=shading,
+                                         shading_weight=SHADING_WEIGHT))
         assert targets[-1] == pytest.approx(ssim_only * (1 - SHADING_WEIGHT * shading))
+        assert shading_of([severity if f == "bias" else 0.0 for f in PHYSICAL_FAMILIES],
+                          [key]) == pytest.approx(severity)
     margin = LossWeights().rank_margin
     assert all(a - b > margin for a, b in zip(targets, targets[1:], strict=False)), targets
+
+
+def test_ultrasound_gain_errors_are_not_priced_twice():
+    """SSIM sees TGC bands: the shading term is for smooth fields only."""
+    sev = [1.0 if f == "bias" else 0.0 for f in PHYSICAL_FAMILIES]
+    assert shading_of(sev, ["us_gain"]) == 0.0
+    assert shading_of(sev, ["jpeg", "mr_bias"]) == 1.0
+    sim = REGISTRY["us_gain"]
+    image, spacing = real_image("US")
+    rng = torch.Generator().manual_seed(7)
+    params = dataclasses.replace(sim.sample(rng, 1.0), gain_db=0.0)
+    out = sim.apply(image, spacing, params, rng)
+    assert sim.severities(params)["bias"] > 0.9
+    assert reference_quality(image, out, "US") < 90.0
 
 
 def test_a_weights_folder_is_judged_by_the_target_its_recipe_trained_on():

@@ -36,6 +36,10 @@ class Degradation(ABC, Generic[P]):
     modalities: ClassVar[tuple[str, ...]]
     families: ClassVar[tuple[str, ...]]
     stage: ClassVar[int] = ACQUISITION
+    # A multiplicative field smooth over the whole field of view (coil bias, illumination):
+    # SSIM's local window cannot see it, so the quality target prices its bias severity
+    # instead (`mediqa_train.quality.shading_of`).
+    smooth_field: ClassVar[bool] = False
 
     @abstractmethod
     def sample(self, rng: torch.Generator, severity: float | None = None) -> P:

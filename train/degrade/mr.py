@@ -471,6 +471,7 @@ class MRBias(Degradation[MRBiasParams]):
     name = "mr_bias"
     modalities = ("MR",)
     families = ("bias",)
+    smooth_field = True
     LOG_RANGE_MAX = math.log(2.5)
     ORDER = 3
 

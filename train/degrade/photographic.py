@@ -131,6 +131,7 @@ class PhotoIllumination(Degradation[IlluminationParams]):
     name = "photo_illumination"
     modalities = PHOTO
     families = ("bias",)
+    smooth_field = True
     LOG_RANGE_MAX = math.log(2.5)
     ORDER = 2
 
