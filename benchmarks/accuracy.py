@@ -10,7 +10,8 @@ Everything here is drawn from the corpus's test split (sources never seen in pre
    the model's own severity output for the ladder's family (the report's `phys_<family>`
    column, sign flipped): a family the quality target barely moves (SSIM hardly sees a smooth
    bias field) can still be ranked by its severity head.
-2. Overall agreement with the physics-derived target (SSIM to the clean image, 0..100) on random
+2. Overall agreement with the physics-derived target (SSIM to the clean image, times the shading
+   term when the weights' recipe priced smooth bias fields; 0..100) on random
    simulator chains at random severities, as in pre-training: SRCC/PLCC (+ KRCC, RMSE) with
    bootstrap intervals, per modality.
 3. The context head with metadata removed: modality and anatomy accuracy.

@@ -26,6 +26,7 @@ import torch
 from accuracy import IQM_DIRECTION, ladders, summarise_ladders
 from mediqa_train.batches import BatchRecipe
 from mediqa_train.pretrain import load_pool
+from mediqa_train.quality import trained_shading_weight
 
 from mediqa_cli.model.weights import load_weights
 from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
@@ -82,8 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"{args.without} was trained with {args.family} (excluded: {excluded})")
     if card["training"]["run_config"]["data"]["exclude_families"]:
         ap.error(f"{args.with_all} was trained with families excluded")
+    shading = trained_shading_weight(card)
+    if trained_shading_weight(card_without) != shading:
+        ap.error("the two weights were trained on different quality targets (shading_weight)")
     pool = load_pool(args.corpus, "test")
-    rows = ladders(model, pool, args.per_modality, args.seed, BatchRecipe(clean_fraction=0.1),
+    rows = ladders(model, pool, args.per_modality, args.seed,
+                   BatchRecipe(clean_fraction=0.1, shading_weight=shading),
                    others={WITHOUT: without})
     result = {
         "family": args.family,

@@ -5,7 +5,8 @@ reliable gain. This script asks where the limit is. On the same rated sets (trai
 images to fit, test-split images to score, the experiment's seeds) it compares, by SRCC against
 the rater on the test images:
 
-- the physics target itself (SSIM to clean; an oracle no model has at run time);
+- the physics target itself (SSIM to clean, shading priced if the weights' recipe priced it;
+  an oracle no model has at run time);
 - the pre-trained score;
 - read-outs fitted on the fit set over the pre-trained outputs, with no network change: the
   non-negative family mixture `finetune` starts from, and a ridge regression per modality on
@@ -36,6 +37,7 @@ from mediqa_train.finetune import (
     train_scorer,
 )
 from mediqa_train.pretrain import load_pool
+from mediqa_train.quality import trained_shading_weight
 from mediqa_train.rater import make_rated_set, write_labels
 
 from mediqa_cli.evaluation import srcc
@@ -64,14 +66,15 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    model, _ = load_weights(args.weights)
+    model, card = load_weights(args.weights)
     cpu = torch.device("cpu")
     sets = {}
     for name, split, seed in (("fit", ("train", "val"), args.seed),
                               ("test", ("test",), args.seed + 1)):
         pool = [s for sp in split for s in load_pool(args.corpus, sp)]
         folder = Path(args.out) / name
-        rows = make_rated_set(pool, args.n, folder, model.config, seed)
+        rows = make_rated_set(pool, args.n, folder, model.config, seed,
+                              shading_weight=trained_shading_weight(card))
         csv = write_labels(rows, folder / "labels.csv",
                            ("path", "score", "physics", "modality", "anatomy", "source"))
         items = prepare_labelled(csv, model.config)

@@ -13,7 +13,8 @@ physical units:
 3. with probability `clean_fraction` keep it clean (all severities 0, quality 100); otherwise
    apply a random chain of physics simulators for that modality (`mediqa_train.degrade.draw`)
    and label it with the chain's per-family severities and the full-reference quality target
-   (`mediqa_train.quality.reference_quality`, SSIM to the clean crop, 0..100);
+   (`mediqa_train.quality.reference_quality`, SSIM to the clean crop, 0..100, times the
+   shading term when `shading_weight` > 0);
 4. build the prompt with random metadata dropout: modality and anatomy each say "unknown" with
    probability `metadata_dropout`, so the context head learns to stand in for missing tags.
 

@@ -361,8 +361,9 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
               "- Images that were already degraded when acquired count as 'clean' in training.",
               *(["- The target is SSIM, which a smooth intensity non-uniformity (MR bias "
                  "field, uneven illumination) barely moves: such ladders differ by a few "
-                 "points of target from clean to worst, so the score hardly ranks them; read "
-                 "them in the classical IQMs."] if not shading else
+                 "points of target from clean to worst (`physics` in "
+                 "metrics/accuracy_ladders.jsonl), so the score hardly ranks them; read them "
+                 "in the classical IQMs."] if not shading else
                 ["- Shading enters the target through the simulator's known field strength, "
                  "not through a measurement of the images (none separated it from noise and "
                  "defocus); a real image's shading is judged only as well as the model learned "

@@ -4,7 +4,8 @@ Multi-task loss per packed slice (see `multitask_loss`):
 - physical-parameter severities (one sigmoid per family, 0..1): binary cross-entropy against the
   simulator chain's severities (soft targets; clean crops are all zeros);
 - quality (0..100): smooth L1 on quality / 100 against the full-reference physics target
-  (`mediqa_train.quality`, SSIM to the clean crop; 100 for clean crops);
+  (`mediqa_train.quality`, SSIM to the clean crop, times the shading term when
+  `data.shading_weight` > 0; 100 for clean crops);
 - context: cross-entropy of the context head's modality and anatomy logits against the true
   labels, for every slice (the context head runs before the prompt joins, so it must learn to
   name the modality and anatomy from pixels alone; metadata dropout in the batches teaches the

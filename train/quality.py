@@ -153,7 +153,8 @@ def target_description(shading_weight: float) -> str:
 
 def trained_shading_weight(card: dict) -> float:
     """The shading weight of the target a weights folder was pre-trained on (its model card's
-    recipe; 0 for cards without one, e.g. weights from before the key existed)."""
+    recipe; 0 for cards without one: weights from before the key existed, and fine-tuned
+    weights, whose score is an expert's and not this target)."""
     recipe = card.get("training", {}).get("run_config", {}).get("data", {})
     return float(recipe.get("shading_weight", 0.0))
 

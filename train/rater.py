@@ -17,7 +17,8 @@ chain that made it (a MOS-like 1..5, higher is better):
 - per-family thresholds t (a mild artefact goes unnoticed) and exponents g (non-linear);
 - Gaussian rater noise (sd 0.15 on the 1..5 scale) from a seeded generator.
 
-The pre-training target, SSIM to the clean image, weighs every pixel change alike (noise is
+The pre-training target, SSIM to the clean image (times a shading term when the recipe prices
+smooth bias fields), weighs every pixel change alike (noise is
 heavily penalised, a shift of contrast barely): a model that scores well on it need not rank
 images the way this rater does, which is what makes the experiment informative.
 `run_experiment` writes labelled image files and a labels.csv, fine-tunes through the same
@@ -221,7 +222,8 @@ def run_experiment(base: str | os.PathLike[str], corpus: str, out: str | os.Path
              f"{results['after'][str(n)]['test']['all']['srcc']['value']:.3f}")
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["protocol"] = {"sizes": list(sizes), "folds": folds, "epochs": epochs, "seed": seed,
-                           "recipe": asdict(BatchRecipe(clean_fraction=0.1))}
+                           "recipe": asdict(BatchRecipe(clean_fraction=0.1,
+                                                        shading_weight=shading))}
     (out_dir / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     return results
 
@@ -236,10 +238,12 @@ def results_table(results: dict[str, Any]) -> str:
         g = entry.get("srcc_gain")
         return "" if g is None else f"{g['value']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]"
 
+    shading = results.get("protocol", {}).get("recipe", {}).get("shading_weight", 0.0)
+    priced = f", shading priced x{shading:g}" if shading else ""
     lines = ["| model (SIMULATED rater labels) | SRCC vs SIMULATED rater, held-out test | PLCC "
              "| SRCC gain over pre-trained (paired) |",
              "|---|---|---|---|",
-             f"| physics target itself (SSIM to clean; an oracle, not a model) | "
+             f"| physics target itself (SSIM to clean{priced}; an oracle, not a model) | "
              f"{cell(results['physics_target_vs_rater']['all'])} | "
              f"{cell(results['physics_target_vs_rater']['all'], 'plcc')} | |",
              f"| pre-trained, before fine-tuning | {cell(results['before']['all'])} | "

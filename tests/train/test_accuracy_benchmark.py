@@ -87,10 +87,12 @@ def test_random_chains_count_which_modality_a_wrong_guess_named(accuracy: Module
     for name in ("XR", "MR"):
         e = context[name]
         wrong = e["modality_mistaken_for"]
-        assert name not in wrong
+        assert name not in wrong and set(wrong) <= set(model.config.modalities)
         assert sum(wrong.values()) == round(e["n"] * (1 - e["modality_acc"]))
     assert sum(context["all"]["modality_mistaken_for"].values()) == sum(
         sum(context[m]["modality_mistaken_for"].values()) for m in ("XR", "MR"))
-    assert "mistaken for" in accuracy.markdown({
-        "ladders": {"by_modality": {}, "by_family": {}},
-        "random_chains": {**out}, "clean": {}})
+    context["MR"] = {"n": 5, "modality_acc": 0.4, "anatomy_acc": 1.0,
+                     "modality_mistaken_for": {"CT": 2, "XR": 1}}
+    text = accuracy.markdown({"ladders": {"by_modality": {}, "by_family": {}},
+                              "random_chains": out, "clean": {}})
+    assert "| MR | 5 | 0.400 | CT 2, XR 1 | 1.000 |" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pat
     build_corpus(str(corpus), sources=SOURCES, max_side=64, seed=0, log=lambda _: None)
     run = RunConfig.from_dict({
         "model": ModelConfig.tiny().to_dict(),
-        "data": {"crop_min": 32, "crop_max": 64, "ct_crop_max": 48, "max_tokens": 256},
+        "data": {"crop_min": 32, "crop_max": 64, "ct_crop_max": 48, "max_tokens": 256,
+                 "shading_weight": 0.35},
         "optim": {"lr": 1e-3, "warmup_steps": 1, "steps": 4}, "workers": 0, "log_every": 1,
         "ckpt_every": 2, "val_every": 2, "val_examples": 4, "val_ladders_per_modality": 1,
         "select_best": True, "ema_decay": 0.5})
@@ -62,3 +64,20 @@ def test_card_names_the_run_to_publish_and_the_step_and_weights_shipped(
         "exponential") else "live"
     assert f"Shipped: step {chosen}, {kind} weights" in text
     assert "moving average of the weights (decay 0.5)" in text
+
+
+def test_the_card_describes_the_target_its_recipe_trained_on(
+        published: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    weights, _, corpus = published
+    _, card = load_weights(weights)
+    assert "0.35" in card["score_meaning"]
+    text = (weights / "MODEL_CARD.md").read_text()
+    assert "times 1 - 0.35 x the severity of any simulated bias field" in text
+    assert "Shading enters the target" in text and "barely moves" not in text
+    # The same card with the SSIM-only recipe of weights up to v0.2.0.
+    legacy = tmp_path / "legacy"
+    shutil.copytree(weights, legacy)
+    card["training"]["run_config"]["data"]["shading_weight"] = 0.0
+    (legacy / "model_card.json").write_text(json.dumps(card))
+    text = write_card(legacy, corpus).read_text()
+    assert "barely moves" in text and "Shading enters the target" not in text
