@@ -23,7 +23,9 @@ Everything here is drawn from the corpus's test split (sources never seen in pre
 
 Every ladder is also scored by the same network untrained ("random init": random features often
 move monotonically with an artefact, so this is the chance level to beat) and by any weights
-given with `--compare NAME=WEIGHTS`.
+given with `--compare NAME=WEIGHTS`; each of those also gets a "NAME + model (mean)" column: the
+mean of the two networks' scores, what an ensemble of the two independently trained runs would
+rank (one run's per-family cells swing by more than a recipe change moves them).
 
 Images reach the model through the inference path (normalise, patchify, patch selection, pack).
 Usage:
@@ -97,6 +99,14 @@ def ladders(model: MedIQANet, pool: Sequence[Any], per_modality: int, seed: int,
             "others": other_scores,
         })
     return rows
+
+
+def add_mean_scores(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
+    """Add to each row's `others` the mean of the model's scores and each named network's."""
+    for row in rows:
+        for name in names:
+            mean = (np.asarray(row["scores"]) + np.asarray(row["others"][name])) / 2.0
+            row["others"][f"{name} + model (mean)"] = [round(float(v), 3) for v in mean]
 
 
 def summarise_ladders(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -313,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = ladders(model, pool, args.per_modality, args.seed, recipe, others=others)
     unseen_rows = ladders(model, pool, max(1, args.per_modality // 2), args.seed, recipe,
                           unseen=True, others=others)
+    compared = [spec.partition("=")[0] for spec in args.compare]
+    add_mean_scores(rows, compared)
+    add_mean_scores(unseen_rows, compared)
     results = {
         "other_models": other_cards,
         "weights_sha256": card.get("sha256"),

@@ -96,3 +96,15 @@ def test_random_chains_count_which_modality_a_wrong_guess_named(accuracy: Module
     text = accuracy.markdown({"ladders": {"by_modality": {}, "by_family": {}},
                               "random_chains": out, "clean": {}})
     assert "| MR | 5 | 0.400 | CT 2, XR 1 | 1.000 |" in text
+
+
+def test_mean_scores_of_two_networks_are_a_column_of_their_own(accuracy: ModuleType) -> None:
+    rows = [{"modality": "XR", "family": "noise", "scores": [90, 80, 70, 60, 50, 40],
+             "physics": [100, 90, 80, 70, 60, 50], "iqms": {k: [1.0] * 6
+                                                           for k in accuracy.IQM_DIRECTION},
+             "others": {"old": [50, 60, 70, 80, 85, 86]}}]
+    accuracy.add_mean_scores(rows, ["old"])
+    assert rows[0]["others"]["old + model (mean)"] == [70, 70, 70, 70, 67.5, 63]
+    entry = accuracy.summarise_ladders(rows)["by_modality"]["XR"]
+    assert entry["model"] == pytest.approx(1.0) and entry["old"] == pytest.approx(-1.0)
+    assert 0.0 < entry["old + model (mean)"] < 1.0
