@@ -326,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     compared = [spec.partition("=")[0] for spec in args.compare]
     add_mean_scores(rows, compared)
     add_mean_scores(unseen_rows, compared)
+    for name in compared:
+        other_cards[f"{name} + model (mean)"] = {"mean of": [args.weights,
+                                                             other_cards[name]["weights"]]}
     results = {
         "other_models": other_cards,
         "weights_sha256": card.get("sha256"),
