@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from mediqa_train.finetune import (
-    _severities,
     fit_mixture,
     prepare_labelled,
+    scan_severities,
     score_prepared,
     train_scorer,
 )
@@ -83,7 +83,7 @@ def main() -> int:
             "items": items, "y": np.array([it.label for it in items]),
             "mods": np.array([it.modality for it in items]),
             "physics": np.array([physics[it.path] for it in items]),
-            "score": score_prepared(model, items), "sev": _severities(model.eval(), items, cpu)}
+            "score": score_prepared(model, items), "sev": scan_severities(model.eval(), items, cpu)}
     fit, test = sets["fit"], sets["test"]
     y01 = (fit["y"] - fit["y"].min()) / np.ptp(fit["y"])
     mix = fit_mixture(fit["sev"], y01).numpy()

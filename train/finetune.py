@@ -131,8 +131,10 @@ def score_prepared(model: MedIQANet, items: Sequence[LabelledScan], max_tokens: 
 
 
 @torch.no_grad()
-def _severities(model: MedIQANet, items: Sequence[LabelledScan], dev: torch.device,
-                max_tokens: int = 8192) -> np.ndarray:
+def scan_severities(model: MedIQANet, items: Sequence[LabelledScan], dev: torch.device,
+                    max_tokens: int = 8192) -> np.ndarray:
+    """(scans, families) pre-trained severities, scan-aggregated as scoring aggregates them:
+    what the expert mixture is fitted on."""
     out = np.zeros((len(items), len(model.config.families)))
     for group in _batches(items, list(range(len(items))), max_tokens, model.config):
         out[group] = scan_outputs(model, [items[i] for i in group], dev)[1].cpu().numpy()
@@ -175,7 +177,7 @@ def train_scorer(base: dict[str, torch.Tensor], config: ModelConfig,
     model = MedIQANet(config)
     model.load_state_dict(base)
     model.to(dev)
-    mix = fit_mixture(_severities(model.eval(), items, dev), target01)
+    mix = fit_mixture(scan_severities(model.eval(), items, dev), target01)
     model.init_expert_query_from_physical(mix)
     model.freeze_encoder()
     blocks = list(model.blocks)[len(model.blocks) - unfreeze_last:] if unfreeze_last else []
