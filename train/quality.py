@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -151,7 +152,7 @@ def target_description(shading_weight: float) -> str:
             "not an expert rating")
 
 
-def trained_shading_weight(card: dict) -> float:
+def trained_shading_weight(card: dict[str, Any]) -> float:
     """The shading weight of the target a weights folder was pre-trained on (its model card's
     recipe; 0 for cards without one: weights from before the key existed, and fine-tuned
     weights, whose score is an expert's and not this target)."""
@@ -159,7 +160,8 @@ def trained_shading_weight(card: dict) -> float:
     return float(recipe.get("shading_weight", 0.0))
 
 
-def shading_of(severities: np.ndarray | torch.Tensor, simulators: Sequence[str]) -> float:
+def shading_of(severities: Sequence[float] | np.ndarray | torch.Tensor,
+               simulators: Sequence[str]) -> float:
     """The bias-family entry of a severity vector (PHYSICAL_FAMILIES order) when one of the
     `simulators` (registry names) that made the image is a smooth field, else 0.
 
