@@ -217,8 +217,8 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         "The score (0-100, higher is better) is the model's estimate of the **physics-derived "
         "reference quality**: SSIM between an image and its clean original after a simulated "
         "acquisition problem (`mediqa_train.quality`)"
-        + (f", times 1 - {shading:g} x the severity of any simulated bias field (shading, "
-           "which SSIM cannot see)" if shading else "")
+        + (f", times 1 - {shading:g} x the severity of any simulated smooth bias field (MR "
+           "coil bias, uneven illumination: shading, which SSIM cannot see)" if shading else "")
         + ". It is not an expert rating and was "
         "never fitted to one. The `phys_*` columns are the model's 0-1 severity per physical "
         "family. With the prompt `expert` these weights give the same physics score (they were "

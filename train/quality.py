@@ -146,8 +146,8 @@ def reference_quality(clean: torch.Tensor, degraded: torch.Tensor, modality: str
 
 def target_description(shading_weight: float) -> str:
     """What a score trained on this target means, for model cards."""
-    shading = (f", times 1 - {shading_weight:g} x the bias-field severity" if shading_weight
-               else "")
+    shading = (f", times 1 - {shading_weight:g} x the smooth bias-field severity"
+               if shading_weight else "")
     return (f"physics-derived reference quality (SSIM to the clean original{shading}, 0..100), "
             "not an expert rating")
 

@@ -72,7 +72,7 @@ def test_the_card_describes_the_target_its_recipe_trained_on(
     _, card = load_weights(weights)
     assert "0.35" in card["score_meaning"]
     text = (weights / "MODEL_CARD.md").read_text()
-    assert "times 1 - 0.35 x the severity of any simulated bias field" in text
+    assert "times 1 - 0.35 x the severity of any simulated smooth bias field" in text
     assert "Shading enters the target" in text and "barely moves" not in text
     # The same card with the SSIM-only recipe of weights up to v0.2.0.
     legacy = tmp_path / "legacy"
