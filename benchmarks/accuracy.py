@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 from mediqa_train.batches import BatchRecipe, Example, ExampleMaker, to_reader_layout
-from mediqa_train.ladders import build_ladders, example_of, ladder_examples, ladder_srcc
+from mediqa_train.ladders import Ladder, build_ladders, example_of, ladder_examples, ladder_srcc
 from mediqa_train.pretrain import load_pool, predict
 from mediqa_train.quality import reference_quality, shading_of, trained_shading_weight
 
@@ -56,6 +56,7 @@ from mediqa_cli.evaluation import evaluate
 from mediqa_cli.iqm import compute_iqms
 from mediqa_cli.model.network import MedIQANet
 from mediqa_cli.model.weights import load_weights
+from mediqa_cli.views import VIEW_COUNTS, flip_views
 
 # Classical IQMs that measure quality, and whether higher is better (mediqa_cli/iqm.py).
 IQM_DIRECTION = {"iqm_snr": True, "iqm_cnr": True, "iqm_efc": False, "iqm_fber": True,
@@ -69,20 +70,34 @@ def iqm_values(image: torch.Tensor, modality: str) -> dict[str, float]:
     return {k: (v if IQM_DIRECTION[k] else -v) for k, v in values.items() if k in IQM_DIRECTION}
 
 
+def predict_views(model: MedIQANet, lad: Ladder, recipe: BatchRecipe, views: int = 1
+                  ) -> dict[str, np.ndarray]:
+    """Quality and severities of a ladder's images, averaged over `views` mirror views
+    (`mediqa_cli.views`, as `mediqa score --views` averages them)."""
+    cpu = torch.device("cpu")
+    if views == 1:
+        return predict(model, ladder_examples(lad, model.config, recipe), cpu)
+    mirrored = [flip_views(im, views, axes=(-2, -1)) for im in lad.images]
+    preds = [predict(model, [example_of(m[v], lad.spacing, lad.modality, lad.anatomy,
+                                        model.config, recipe) for m in mirrored], cpu)
+             for v in range(views)]
+    return {k: np.mean([p[k] for p in preds], axis=0) for k in ("quality", "severities")}
+
+
 def ladders(model: MedIQANet, pool: Sequence[Any], per_modality: int, seed: int,
             recipe: BatchRecipe, unseen: bool = False,
-            others: dict[str, MedIQANet] | None = None) -> list[dict[str, Any]]:
+            others: dict[str, MedIQANet] | None = None, views: int = 1) -> list[dict[str, Any]]:
     """Score severity ladders by the model, the `others` (name -> network: the same network
     untrained, a model trained without one family) and the classical IQMs (see module
-    docstring); `unseen`: use the `UNSEEN` simulators on modalities they were not trained for."""
+    docstring); `unseen`: use the `UNSEEN` simulators on modalities they were not trained for;
+    `views`: networks' outputs averaged over that many mirror views."""
     rows = []
-    cpu = torch.device("cpu")
     for lad in build_ladders(pool, model.config, recipe, per_modality, seed, unseen):
-        examples = ladder_examples(lad, model.config, recipe)
-        pred = predict(model, examples, cpu)
+        pred = predict_views(model, lad, recipe, views)
         scores = pred["quality"]
         family_severity = pred["severities"][:, model.config.families.index(lad.family)]
-        other_scores = {name: [round(float(v), 3) for v in predict(net, examples, cpu)["quality"]]
+        other_scores = {name: [round(float(v), 3)
+                               for v in predict_views(net, lad, recipe, views)["quality"]]
                         for name, net in (others or {}).items()}
         iqms = [iqm_values(im, lad.modality) for im in lad.images]
         clean = lad.images[0]
@@ -298,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--compare", action="append", default=[], metavar="NAME=WEIGHTS",
                     help="also score the ladders with these weights (a column each)")
+    ap.add_argument("--views", type=int, default=1, choices=VIEW_COUNTS,
+                    help="networks score the ladders averaged over this many mirror views, as "
+                         "`mediqa score --views` (random chains and clean scores: one view)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -320,9 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"--compare wants NAME=WEIGHTS, got {spec!r}")
         others[name], card_other = load_weights(path)
         other_cards[name] = {"weights": path, "sha256": card_other.get("sha256")}
-    rows = ladders(model, pool, args.per_modality, args.seed, recipe, others=others)
+    rows = ladders(model, pool, args.per_modality, args.seed, recipe, others=others,
+                   views=args.views)
     unseen_rows = ladders(model, pool, max(1, args.per_modality // 2), args.seed, recipe,
-                          unseen=True, others=others)
+                          unseen=True, others=others, views=args.views)
     compared = [spec.partition("=")[0] for spec in args.compare]
     add_mean_scores(rows, compared)
     add_mean_scores(unseen_rows, compared)
@@ -332,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {
         "other_models": other_cards,
         "weights_sha256": card.get("sha256"),
+        "ladder_views": args.views,
         "command": "python benchmarks/accuracy.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),
         "test_sources": sorted({p.source for p in pool}),

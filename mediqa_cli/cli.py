@@ -68,6 +68,14 @@ def _check_choice(value: str | None, allowed: tuple[str, ...], name: str) -> str
     raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=name)
 
 
+def _check_views(value: int) -> int:
+    from mediqa_cli.views import VIEW_COUNTS
+
+    if value not in VIEW_COUNTS:
+        raise typer.BadParameter(f"{value} is not one of {VIEW_COUNTS}", param_hint="--views")
+    return value
+
+
 @app.command()
 def score(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to scan (recursively).")],
@@ -90,6 +98,13 @@ def score(
     ] = None,
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
     backend: Annotated[Backend, typer.Option(help="Model execution backend.")] = Backend.eager,
+    views: Annotated[
+        int,
+        typer.Option(
+            help="Mirror views per slice whose outputs are averaged (1, 2 or 4): steadier "
+            "ranking at 2x or 4x the model's compute.",
+        ),
+    ] = 1,
     resume: Annotated[
         bool, typer.Option(help="Keep rows of unchanged scans from an earlier (or killed) run.")
     ] = False,
@@ -123,6 +138,7 @@ def score(
         workers=-1 if workers is None else workers,
         device=device.value,
         backend=backend.value,
+        views=_check_views(views),
         resume=resume,
         fail_under=fail_under,
         modality=_check_choice(modality, MODALITIES, "--modality"),

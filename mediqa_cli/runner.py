@@ -50,6 +50,7 @@ class ScoreRequest:
     workers: int = -1
     device: str = "auto"
     backend: str = "eager"
+    views: int = 1
     resume: bool = False
     fail_under: float | None = None
     modality: str | None = None
@@ -181,7 +182,7 @@ def load_scorer(request: ScoreRequest) -> Scorer | None:
     """The learned scorer if weights are installed; None (IQMs only) otherwise."""
     from mediqa_cli.scoring import load_default_scorer
 
-    return load_default_scorer(request.device, request.backend)
+    return load_default_scorer(request.device, request.backend, request.views)
 
 
 def describe_weights() -> list[tuple[str, str]]:

@@ -24,6 +24,7 @@ from mediqa_cli.model.prompts import PromptRequest, request_for_scan, resolve_pr
 from mediqa_cli.preprocess import DEFAULT_MAX_PATCHES, SliceTokens, preprocess_slice
 from mediqa_cli.reports import DETAIL_KEY
 from mediqa_cli.saliency import SliceSelection, select_patches
+from mediqa_cli.views import average_views, flip_views
 
 log = logging.getLogger("mediqa")
 
@@ -48,19 +49,22 @@ class SlicePreparer:
     max_patches: int = DEFAULT_MAX_PATCHES
     keep_patches: int = 256
     background_fraction: float = 0.25
+    views: int = 1  # mirror views per slice, averaged by the scorer (mediqa_cli.views)
 
     def prepare(
         self, scan: Scan, slices: dict[int, np.ndarray], selection: SliceSelection
     ) -> tuple[list[SliceTokens], PromptRequest]:
+        """Tokens of each selected slice, `views` consecutive sets per slice."""
         indices = [int(i) for i in selection.indices]
         spacing = (scan.spacing[1], scan.spacing[2])
-        tokens = [
-            preprocess_slice(slices[i], scan.modality, spacing, self.max_patches,
-                             selection.value_range)
-            for i in indices
-        ]
+        tokens, seeds = [], []
+        for i in indices:
+            for view in flip_views(slices[i], self.views):
+                tokens.append(preprocess_slice(view, scan.modality, spacing, self.max_patches,
+                                               selection.value_range))
+                seeds.append(i)
         keep = select_patches(tokens, keep=self.keep_patches,
-                              background_fraction=self.background_fraction, seeds=indices)
+                              background_fraction=self.background_fraction, seeds=seeds)
         tokens = [t.take(k.indices) for t, k in zip(tokens, keep)]
         return tokens, request_for_scan(scan, self.config)
 
@@ -94,7 +98,8 @@ class ModelScorer:
             per_scan.setdefault(scan_index, []).append(out)
         for scan_index, prepared in enumerate(batch):
             _, request = prepared.model_inputs
-            self._aggregate(prepared, per_scan.get(scan_index, []), request)
+            slices = average_views(per_scan.get(scan_index, []), self.preparer.views)
+            self._aggregate(prepared, slices, request)
 
     def _forward(self, packed: PackedBatch) -> list[SliceOutput]:
         args = packed.to(self.device).args()
@@ -142,8 +147,10 @@ class ModelScorer:
         detail["slice_severities"] = severities.round(4).tolist()
 
 
-def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager") -> ModelScorer:
-    """Load verified weights and wrap the network in the requested backend."""
+def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
+                views: int = 1) -> ModelScorer:
+    """Load verified weights and wrap the network in the requested backend; `views` mirror
+    views per slice are averaged (the version says so, so --resume never mixes the two)."""
     from mediqa_cli.model.weights import load_weights
 
     if backend not in BACKENDS:
@@ -152,7 +159,7 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager")
     model, card = load_weights(weights_dir, target)
     config: ModelConfig = model.config
     version = str(card.get("version") or card.get("name") or "unknown")
-    preparer = SlicePreparer(config)
+    preparer = SlicePreparer(config, views=views)
     fixed = None
     runnable: Any = model
     if backend == "compile":
@@ -166,8 +173,11 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager")
 
         fixed = preparer.max_patches
         runnable = export_model(model, fixed).module()
-    return ModelScorer(runnable, config, f"{version}+{backend}" if backend != "eager" else version,
-                       preparer, target, fixed_max_seqlen=fixed)
+    if backend != "eager":
+        version = f"{version}+{backend}"
+    if views > 1:
+        version = f"{version}+views{views}"
+    return ModelScorer(runnable, config, version, preparer, target, fixed_max_seqlen=fixed)
 
 
 def _pick_device(device: str) -> torch.device:
@@ -178,7 +188,8 @@ def _pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_default_scorer(device: str = "auto", backend: str = "eager") -> ModelScorer | None:
+def load_default_scorer(device: str = "auto", backend: str = "eager",
+                        views: int = 1) -> ModelScorer | None:
     """The installed weights' scorer, or None (with a clear log line) when none are installed."""
     from mediqa_cli.model.weights import find_installed_weights
 
@@ -186,7 +197,7 @@ def load_default_scorer(device: str = "auto", backend: str = "eager") -> ModelSc
     if found is None:
         log.warning("no weights installed: the score column stays empty (classical IQMs only)")
         return None
-    scorer = load_scorer(found, device, backend)
+    scorer = load_scorer(found, device, backend, views)
     log.info("model %s from %s on %s (%s)", scorer.version, found, scorer.device, backend)
     return scorer
 

@@ -117,3 +117,28 @@ def test_resume_rescores_rows_from_another_model_version(
     monkeypatch.setenv("MEDIQA_WEIGHTS", str(newer))
     second = _run(archive, out, resume=True)
     assert {r["model_version"] for r in second} == {"t1"}
+
+
+def test_mirror_views_average_into_one_row_per_scan_and_name_themselves(
+    weights_dir: Path, archive: Path, tmp_path: Path
+):
+    plain = {r["scan_id"]: r for r in _run(archive, tmp_path / "v1.csv")}
+    mirrored = _run(archive, tmp_path / "v4.csv", views=4)
+    assert len(mirrored) == len(plain) and all(r["status"] == "ok" for r in mirrored)
+    moved = 0
+    for row in mirrored:
+        assert row["model_version"] == "t0+views4"  # --resume never mixes the two
+        assert 0 <= float(row["score"]) <= 100
+        assert row["salient_slices"] == plain[row["scan_id"]]["salient_slices"]
+        moved += abs(float(row["score"]) - float(plain[row["scan_id"]]["score"])) > 1e-3
+    assert moved  # a random network is not mirror-invariant: the views were really scored
+
+
+def test_views_outside_1_2_4_are_refused(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from mediqa_cli.cli import app
+
+    result = CliRunner().invoke(app, ["score", str(tmp_path), "--out", str(tmp_path / "r.csv"),
+                                      "--views", "3"])
+    assert result.exit_code != 0 and "--views" in result.output

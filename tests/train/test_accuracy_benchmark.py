@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,3 +109,24 @@ def test_mean_scores_of_two_networks_are_a_column_of_their_own(accuracy: ModuleT
     entry = accuracy.summarise_ladders(rows)["by_modality"]["XR"]
     assert entry["model"] == pytest.approx(1.0) and entry["old"] == pytest.approx(-1.0)
     assert 0.0 < entry["old + model (mean)"] < 1.0
+
+
+def test_ladders_scored_over_mirror_views_average_the_views(accuracy: ModuleType) -> None:
+    from mediqa_train.batches import BatchRecipe
+    from mediqa_train.ladders import build_ladders, example_of
+    from mediqa_train.pretrain import predict
+
+    from mediqa_cli.views import flip_views
+
+    pool = [Item(*real_image("XR"), "XR", "chest", "test:XR")]
+    torch.manual_seed(0)
+    model = MedIQANet(ModelConfig.tiny()).eval()
+    recipe = BatchRecipe(crop_min=32, crop_max=64)
+    lad = build_ladders(pool, model.config, recipe, 1, 0)[0]
+    two = accuracy.predict_views(model, lad, recipe, views=2)["quality"]
+    one = accuracy.predict_views(model, lad, recipe, views=1)["quality"]
+    mirrored = [example_of(flip_views(im, 2, axes=(-2, -1))[1], lad.spacing, lad.modality,
+                           lad.anatomy, model.config, recipe) for im in lad.images]
+    flipped = predict(model, mirrored, torch.device("cpu"))["quality"]
+    assert np.allclose(two, (one + flipped) / 2, atol=1e-4)
+    assert not np.allclose(one, flipped)
