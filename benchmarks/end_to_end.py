@@ -2,7 +2,8 @@
 
 Prints ratios, because the machines are shared and absolute times drift:
 1. scoring vs the I/O floor (discover + decode every slice once) on the demo archive and on a
-   3D DICOM series written from a real volume (goal on CPU: scoring < 1.5x decoding);
+   3D DICOM series written from a real volume (goal on CPU: scoring < 1.5x decoding); and the
+   demo archive with `--views 2` and `4` (mirror views) against one view;
 2. our model vs the paper's design (MANIQA-style ViT-B/8 at 224x224 on 7 fixed slices, random
    init: a cost comparison only) per volume, with per-slice FLOPs;
 3. backends: eager vs torch.compile vs TorchScript vs torch.export on the same packed batch.
@@ -58,9 +59,10 @@ def decode_all(root: Path) -> tuple[int, int]:
     return scans, slices
 
 
-def score_tree(root: Path, out: Path, workers: int, backend: str = "eager") -> None:
+def score_tree(root: Path, out: Path, workers: int, backend: str = "eager",
+               views: int = 1) -> None:
     code = run_score(ScoreRequest(paths=[str(root)], out=str(out), workers=workers, quiet=True,
-                                  backend=backend))
+                                  backend=backend, views=views))
     if code not in (0, 1):
         raise SystemExit(f"mediqa score failed with exit code {code}")
 
@@ -164,6 +166,12 @@ def main() -> None:
         alone = timed(lambda: score_tree(demo, work / "q.csv", workers=0), repeats)
         print(f"demo with 1 decoding worker vs in-process: {alone / pooled:.2f}x "
               "(>1: decoding overlaps the model)")
+    one_view = timed(lambda: score_tree(demo, work / "v1.csv", workers=0), repeats)
+    for views in (2, 4):
+        more = timed(lambda views=views: score_tree(demo, work / f"v{views}.csv", workers=0,
+                                                    views=views), repeats)
+        print(f"demo with --views {views} vs 1: {more / one_view:.2f}x the time "
+              "(mirror views multiply the model's share, not decoding's)")
 
     print("\n== 2. our model vs the paper's ViT-B/8 design (per volume) ==")
     from mediqa_cli.model.packing import example_batch
