@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 from mediqa_train.batches import BatchRecipe, Example, ExampleMaker, to_reader_layout
-from mediqa_train.ladders import Ladder, build_ladders, example_of, ladder_examples, ladder_srcc
+from mediqa_train.ladders import Ladder, build_ladders, example_of, ladder_srcc
 from mediqa_train.pretrain import load_pool, predict
 from mediqa_train.quality import reference_quality, shading_of, trained_shading_weight
 
@@ -70,18 +70,33 @@ def iqm_values(image: torch.Tensor, modality: str) -> dict[str, float]:
     return {k: (v if IQM_DIRECTION[k] else -v) for k, v in values.items() if k in IQM_DIRECTION}
 
 
+def predict_images(model: MedIQANet, images: Sequence[torch.Tensor],
+                   spacings: Sequence[tuple[float, float]], modalities: Sequence[str],
+                   anatomies: Sequence[str], recipe: BatchRecipe, known: bool = True,
+                   views: int = 1) -> dict[str, np.ndarray]:
+    """Outputs for images scored as `mediqa score --views` scores them: quality, severities and
+    context logits averaged over `views` mirror views (`mediqa_cli.views`), ids from the mean
+    logits."""
+    preds = []
+    for v in range(views):
+        examples = [example_of(flip_views(im, views, axes=(-2, -1))[v], sp, mod, ana,
+                               model.config, recipe, known)
+                    for im, sp, mod, ana in zip(images, spacings, modalities, anatomies,
+                                                strict=True)]
+        preds.append(predict(model, examples, torch.device("cpu")))
+    keys = ("quality", "severities", "modality_logits", "anatomy_logits")
+    out = {k: np.mean([p[k] for p in preds], axis=0) for k in keys}
+    out["modality"] = out["modality_logits"].argmax(1)
+    out["anatomy"] = out["anatomy_logits"].argmax(1)
+    return out
+
+
 def predict_views(model: MedIQANet, lad: Ladder, recipe: BatchRecipe, views: int = 1
                   ) -> dict[str, np.ndarray]:
-    """Quality and severities of a ladder's images, averaged over `views` mirror views
-    (`mediqa_cli.views`, as `mediqa score --views` averages them)."""
-    cpu = torch.device("cpu")
-    if views == 1:
-        return predict(model, ladder_examples(lad, model.config, recipe), cpu)
-    mirrored = [flip_views(im, views, axes=(-2, -1)) for im in lad.images]
-    preds = [predict(model, [example_of(m[v], lad.spacing, lad.modality, lad.anatomy,
-                                        model.config, recipe) for m in mirrored], cpu)
-             for v in range(views)]
-    return {k: np.mean([p[k] for p in preds], axis=0) for k in ("quality", "severities")}
+    """A ladder's outputs over `views` mirror views (`predict_images`)."""
+    n = len(lad.images)
+    return predict_images(model, lad.images, [lad.spacing] * n, [lad.modality] * n,
+                          [lad.anatomy] * n, recipe, views=views)
 
 
 def ladders(model: MedIQANet, pool: Sequence[Any], per_modality: int, seed: int,
@@ -166,14 +181,14 @@ def summarise_ladders(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
-                  recipe: BatchRecipe, n_boot: int = 1000) -> dict[str, Any]:
+                  recipe: BatchRecipe, n_boot: int = 1000, views: int = 1) -> dict[str, Any]:
     """Random simulator chains on test images: score vs physics target, and context accuracy
-    with metadata removed (the same images)."""
+    with metadata removed (the same images); `views`: outputs averaged over mirror views."""
     cfg = model.config
     maker = ExampleMaker(pool, cfg, recipe)
     rng = np.random.default_rng([seed, 31])
     gen = torch.Generator().manual_seed(seed + 31)
-    known, unknown, mods, anats = [], [], [], []
+    images, spacings, targets, mods, anats = [], [], [], [], []
     for _ in range(n):
         clean, spacing, src = maker.draw_clean(rng)
         if rng.random() < recipe.clean_fraction:
@@ -183,15 +198,14 @@ def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
             q = (reference_quality(clean, image, src.modality, shading=shading_of(sev, names),
                                    shading_weight=recipe.shading_weight)
                  if names else 100.0)
-        known.append(example_of(image, spacing, src.modality, src.anatomy, cfg, recipe, True, q))
-        unknown.append(example_of(image, spacing, src.modality, src.anatomy, cfg, recipe,
-                                  False, q))
+        images.append(image)
+        spacings.append(spacing)
+        targets.append(q)
         mods.append(src.modality)
         anats.append(src.anatomy)
-    dev = torch.device("cpu")
-    p_known = predict(model, known, dev)
-    p_unknown = predict(model, unknown, dev)
-    target = np.array([e.quality for e in known])
+    p_known = predict_images(model, images, spacings, mods, anats, recipe, True, views)
+    p_unknown = predict_images(model, images, spacings, mods, anats, recipe, False, views)
+    target = np.array(targets)
     true_mod = np.array([cfg.modalities.index(m) for m in mods])
     true_ana = np.array([cfg.anatomies.index(a) for a in anats])
     context: dict[str, Any] = {}
@@ -314,8 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--compare", action="append", default=[], metavar="NAME=WEIGHTS",
                     help="also score the ladders with these weights (a column each)")
     ap.add_argument("--views", type=int, default=1, choices=VIEW_COUNTS,
-                    help="networks score the ladders averaged over this many mirror views, as "
-                         "`mediqa score --views` (random chains and clean scores: one view)")
+                    help="networks score ladders and random chains averaged over this many "
+                         "mirror views, as `mediqa score --views` (clean slices: one view)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -357,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "test_sources": sorted({p.source for p in pool}),
         "ladders": summarise_ladders(rows),
         "unseen_ladders": summarise_ladders(unseen_rows),
-        "random_chains": random_chains(model, pool, args.chains, args.seed, recipe),
+        "random_chains": random_chains(model, pool, args.chains, args.seed, recipe,
+                                       views=args.views),
         "clean": clean_scores(model, pool, recipe),
     }
     results["seconds"] = round(time.perf_counter() - started, 1)

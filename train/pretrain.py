@@ -329,7 +329,8 @@ def fixed_examples(pool: Sequence[CleanSlice], config: ModelConfig, recipe: Batc
 @torch.no_grad()
 def predict(model: MedIQANet, examples: Sequence[Example], device: torch.device,
             max_tokens: int = 4096) -> dict[str, np.ndarray]:
-    """Model outputs for examples, batched by tokens: quality, severities, predicted ids."""
+    """Model outputs for examples, batched by tokens: quality, severities, predicted ids and
+    the context logits behind them."""
     model.eval()
     quality, sev, mod, ana = [], [], [], []
     i = 0
@@ -343,10 +344,12 @@ def predict(model: MedIQANet, examples: Sequence[Example], device: torch.device,
         out = model(*b.packed.args())
         sev.append(out[0].float().cpu().numpy())
         quality.append(out[1].float().cpu().numpy())
-        mod.append(out[2].argmax(1).cpu().numpy())
-        ana.append(out[3].argmax(1).cpu().numpy())
+        mod.append(out[2].float().cpu().numpy())
+        ana.append(out[3].float().cpu().numpy())
+    mod_logits, ana_logits = np.concatenate(mod), np.concatenate(ana)
     return {"quality": np.concatenate(quality), "severities": np.concatenate(sev),
-            "modality": np.concatenate(mod), "anatomy": np.concatenate(ana)}
+            "modality": mod_logits.argmax(1), "anatomy": ana_logits.argmax(1),
+            "modality_logits": mod_logits, "anatomy_logits": ana_logits}
 
 
 def validate(model: MedIQANet, examples: Sequence[Example], device: torch.device

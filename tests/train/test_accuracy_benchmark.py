@@ -130,3 +130,23 @@ def test_ladders_scored_over_mirror_views_average_the_views(accuracy: ModuleType
     flipped = predict(model, mirrored, torch.device("cpu"))["quality"]
     assert np.allclose(two, (one + flipped) / 2, atol=1e-4)
     assert not np.allclose(one, flipped)
+
+
+def test_one_view_is_the_plain_prediction_and_ids_follow_the_mean_logits(
+        accuracy: ModuleType) -> None:
+    from mediqa_train.batches import BatchRecipe
+    from mediqa_train.ladders import build_ladders, ladder_examples
+    from mediqa_train.pretrain import predict
+
+    pool = [Item(*real_image("MR"), "MR", "head", "test:MR")]
+    torch.manual_seed(0)
+    model = MedIQANet(ModelConfig.tiny()).eval()
+    recipe = BatchRecipe(crop_min=32, crop_max=64)
+    lad = build_ladders(pool, model.config, recipe, 1, 0)[0]
+    plain = predict(model, ladder_examples(lad, model.config, recipe), torch.device("cpu"))
+    one = accuracy.predict_views(model, lad, recipe, views=1)
+    for key in ("quality", "severities", "modality_logits", "modality"):
+        assert np.allclose(one[key], plain[key])
+    four = accuracy.predict_views(model, lad, recipe, views=4)
+    assert np.array_equal(four["modality"], four["modality_logits"].argmax(1))
+    assert np.array_equal(four["anatomy"], four["anatomy_logits"].argmax(1))
