@@ -77,12 +77,12 @@ def predict_images(model: MedIQANet, images: Sequence[torch.Tensor],
     """Outputs for images scored as `mediqa score --views` scores them: quality, severities and
     context logits averaged over `views` mirror views (`mediqa_cli.views`), ids from the mean
     logits."""
+    mirrored = [flip_views(im, views, axes=(-2, -1)) for im in images]
     preds = []
     for v in range(views):
-        examples = [example_of(flip_views(im, views, axes=(-2, -1))[v], sp, mod, ana,
-                               model.config, recipe, known)
-                    for im, sp, mod, ana in zip(images, spacings, modalities, anatomies,
-                                                strict=True)]
+        examples = [example_of(m[v], sp, mod, ana, model.config, recipe, known)
+                    for m, sp, mod, ana in zip(mirrored, spacings, modalities, anatomies,
+                                               strict=True)]
         preds.append(predict(model, examples, torch.device("cpu")))
     keys = ("quality", "severities", "modality_logits", "anatomy_logits")
     out = {k: np.mean([p[k] for p in preds], axis=0) for k in keys}
