@@ -70,20 +70,23 @@ def iqm_values(image: torch.Tensor, modality: str) -> dict[str, float]:
     return {k: (v if IQM_DIRECTION[k] else -v) for k, v in values.items() if k in IQM_DIRECTION}
 
 
-def predict_images(model: MedIQANet, images: Sequence[torch.Tensor],
-                   spacings: Sequence[tuple[float, float]], modalities: Sequence[str],
-                   anatomies: Sequence[str], recipe: BatchRecipe, known: bool = True,
-                   views: int = 1) -> dict[str, np.ndarray]:
-    """Outputs for images scored as `mediqa score --views` scores them: quality, severities and
-    context logits averaged over `views` mirror views (`mediqa_cli.views`), ids from the mean
-    logits."""
+def view_examples(images: Sequence[torch.Tensor], spacings: Sequence[tuple[float, float]],
+                  modalities: Sequence[str], anatomies: Sequence[str], config: Any,
+                  recipe: BatchRecipe, known: bool = True, views: int = 1
+                  ) -> list[list[Example]]:
+    """The images as `mediqa score --views` feeds them: one example list per mirror view
+    (`mediqa_cli.views`), tokenised once and shared by every network scored on them."""
     mirrored = [flip_views(im, views, axes=(-2, -1)) for im in images]
-    preds = []
-    for v in range(views):
-        examples = [example_of(m[v], sp, mod, ana, model.config, recipe, known)
-                    for m, sp, mod, ana in zip(mirrored, spacings, modalities, anatomies,
-                                               strict=True)]
-        preds.append(predict(model, examples, torch.device("cpu")))
+    return [[example_of(m[v], sp, mod, ana, config, recipe, known)
+             for m, sp, mod, ana in zip(mirrored, spacings, modalities, anatomies, strict=True)]
+            for v in range(views)]
+
+
+def predict_averaged(model: MedIQANet, view_sets: Sequence[Sequence[Example]]
+                     ) -> dict[str, np.ndarray]:
+    """Quality, severities and context logits averaged over the view sets; ids from the mean
+    logits."""
+    preds = [predict(model, examples, torch.device("cpu")) for examples in view_sets]
     keys = ("quality", "severities", "modality_logits", "anatomy_logits")
     out = {k: np.mean([p[k] for p in preds], axis=0) for k in keys}
     out["modality"] = out["modality_logits"].argmax(1)
@@ -91,12 +94,12 @@ def predict_images(model: MedIQANet, images: Sequence[torch.Tensor],
     return out
 
 
-def predict_views(model: MedIQANet, lad: Ladder, recipe: BatchRecipe, views: int = 1
-                  ) -> dict[str, np.ndarray]:
-    """A ladder's outputs over `views` mirror views (`predict_images`)."""
+def ladder_view_examples(lad: Ladder, config: Any, recipe: BatchRecipe, views: int = 1
+                         ) -> list[list[Example]]:
+    """A ladder's images as `view_examples` (metadata known)."""
     n = len(lad.images)
-    return predict_images(model, lad.images, [lad.spacing] * n, [lad.modality] * n,
-                          [lad.anatomy] * n, recipe, views=views)
+    return view_examples(lad.images, [lad.spacing] * n, [lad.modality] * n, [lad.anatomy] * n,
+                         config, recipe, views=views)
 
 
 def ladders(model: MedIQANet, pool: Sequence[Any], per_modality: int, seed: int,
@@ -108,11 +111,12 @@ def ladders(model: MedIQANet, pool: Sequence[Any], per_modality: int, seed: int,
     `views`: networks' outputs averaged over that many mirror views."""
     rows = []
     for lad in build_ladders(pool, model.config, recipe, per_modality, seed, unseen):
-        pred = predict_views(model, lad, recipe, views)
+        view_sets = ladder_view_examples(lad, model.config, recipe, views)
+        pred = predict_averaged(model, view_sets)
         scores = pred["quality"]
         family_severity = pred["severities"][:, model.config.families.index(lad.family)]
         other_scores = {name: [round(float(v), 3)
-                               for v in predict_views(net, lad, recipe, views)["quality"]]
+                               for v in predict_averaged(net, view_sets)["quality"]]
                         for name, net in (others or {}).items()}
         iqms = [iqm_values(im, lad.modality) for im in lad.images]
         clean = lad.images[0]
@@ -203,8 +207,10 @@ def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
         targets.append(q)
         mods.append(src.modality)
         anats.append(src.anatomy)
-    p_known = predict_images(model, images, spacings, mods, anats, recipe, True, views)
-    p_unknown = predict_images(model, images, spacings, mods, anats, recipe, False, views)
+    p_known = predict_averaged(model, view_examples(images, spacings, mods, anats, cfg,
+                                                    recipe, True, views))
+    p_unknown = predict_averaged(model, view_examples(images, spacings, mods, anats, cfg,
+                                                      recipe, False, views))
     target = np.array(targets)
     true_mod = np.array([cfg.modalities.index(m) for m in mods])
     true_ana = np.array([cfg.anatomies.index(a) for a in anats])

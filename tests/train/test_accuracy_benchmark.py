@@ -123,8 +123,10 @@ def test_ladders_scored_over_mirror_views_average_the_views(accuracy: ModuleType
     model = MedIQANet(ModelConfig.tiny()).eval()
     recipe = BatchRecipe(crop_min=32, crop_max=64)
     lad = build_ladders(pool, model.config, recipe, 1, 0)[0]
-    two = accuracy.predict_views(model, lad, recipe, views=2)["quality"]
-    one = accuracy.predict_views(model, lad, recipe, views=1)["quality"]
+    two = accuracy.predict_averaged(
+        model, accuracy.ladder_view_examples(lad, model.config, recipe, 2))["quality"]
+    one = accuracy.predict_averaged(
+        model, accuracy.ladder_view_examples(lad, model.config, recipe, 1))["quality"]
     mirrored = [example_of(flip_views(im, 2, axes=(-2, -1))[1], lad.spacing, lad.modality,
                            lad.anatomy, model.config, recipe) for im in lad.images]
     flipped = predict(model, mirrored, torch.device("cpu"))["quality"]
@@ -144,9 +146,11 @@ def test_one_view_is_the_plain_prediction_and_ids_follow_the_mean_logits(
     recipe = BatchRecipe(crop_min=32, crop_max=64)
     lad = build_ladders(pool, model.config, recipe, 1, 0)[0]
     plain = predict(model, ladder_examples(lad, model.config, recipe), torch.device("cpu"))
-    one = accuracy.predict_views(model, lad, recipe, views=1)
+    one = accuracy.predict_averaged(model, accuracy.ladder_view_examples(lad, model.config,
+                                                                         recipe, 1))
     for key in ("quality", "severities", "modality_logits", "modality"):
         assert np.allclose(one[key], plain[key])
-    four = accuracy.predict_views(model, lad, recipe, views=4)
+    four = accuracy.predict_averaged(model, accuracy.ladder_view_examples(lad, model.config,
+                                                                          recipe, 4))
     assert np.array_equal(four["modality"], four["modality_logits"].argmax(1))
     assert np.array_equal(four["anatomy"], four["anatomy_logits"].argmax(1))
