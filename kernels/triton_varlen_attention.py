@@ -20,9 +20,13 @@ arithmetic wrongly, so under TRITON_INTERPRET=1 bf16 tiles are upcast to fp32 ri
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
 from ._backend import interpreting
 
@@ -253,18 +257,61 @@ def _varlen_bwd_dq_kernel(
     )
 
 
-def _blocks(head_dim: int) -> tuple[int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, num_warps, num_stages) for a head dim.
+def _block_ladder(head_dim: int, itemsize: int) -> tuple[tuple[int, int, int, int], ...]:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages) configs for a head dim, fastest first.
 
-    One config, no autotuning: the interpreter cannot time configs, and the kernels are
-    memory-light enough that these FlashAttention-2 defaults are close on A100/H100. Under the
-    interpreter the blocks shrink to 16 so tests stay fast and tail masks get exercised.
+    No autotuning: the interpreter cannot time configs, and the kernels are memory-light enough
+    that FlashAttention-2 style defaults are close on A100/H100. Later entries need less shared
+    memory: fp32 tiles are twice as big as fp16 ones, and GPUs with ~100 KB of shared memory per
+    block (consumer Ampere/Ada) cannot hold the first config's pipelined tiles, so a launch that
+    runs out of resources falls down the ladder (``_launch``). Under the interpreter the blocks
+    shrink to 16 so tests stay fast and tail masks get exercised.
     """
     if interpreting():
-        return 16, 16, 4, 1
-    if head_dim <= 64:
-        return 128, 64, 4, 3
-    return 128, 32, 8, 2
+        return ((16, 16, 4, 1),)
+    if head_dim <= 64 and itemsize <= 2:
+        first = (128, 64, 4, 3)
+    elif head_dim <= 64:
+        first = (64, 64, 4, 2)
+    elif itemsize <= 2:
+        first = (128, 32, 8, 2)
+    else:
+        first = (64, 32, 4, 2)
+    return (first, (64, 32, 4, 2), (32, 32, 4, 1), (16, 16, 4, 1))
+
+
+# (kernel name, head_dim, dtype, device index) -> the first config of the ladder that compiled.
+_WORKING_CONFIG: dict[tuple[str, int, torch.dtype, int], tuple[int, int, int, int]] = {}
+
+
+def _launch(
+    kernel: Any,
+    grid_for: Callable[[int, int], tuple[int, int, int]],
+    args: tuple[Any, ...],
+    q: torch.Tensor,
+    **constants: Any,
+) -> None:
+    """Launch kernel with the first config of the ladder that fits this GPU, and remember it.
+
+    grid_for maps (BLOCK_M, BLOCK_N) to the launch grid.
+    """
+    head_dim = q.shape[-1]
+    key = (kernel.fn.__name__, head_dim, q.dtype, q.device.index or 0)
+    ladder = _block_ladder(head_dim, q.element_size())
+    if key in _WORKING_CONFIG:
+        ladder = (_WORKING_CONFIG[key],)
+    for position, (block_m, block_n, warps, stages) in enumerate(ladder):
+        try:
+            kernel[grid_for(block_m, block_n)](
+                *args, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
+                num_warps=warps, num_stages=stages, **constants,
+            )  # fmt: skip
+        except OutOfResources:
+            if position == len(ladder) - 1:
+                raise
+            continue
+        _WORKING_CONFIG[key] = (block_m, block_n, warps, stages)
+        return
 
 
 def _dot_settings(dtype: torch.dtype) -> tuple[bool, str]:
@@ -298,17 +345,15 @@ def forward(
     if total == 0 or batch == 0 or max_seqlen == 0:
         return out, lse
     _check_grid(batch, heads)
-    block_m, block_n, warps, stages = _blocks(head_dim)
     upcast, precision = _dot_settings(q.dtype)
-    grid = (triton.cdiv(max_seqlen, block_m), batch, heads)
-    _varlen_fwd_kernel[grid](
-        q, k, v, out, lse, cu_seqlens,
-        softmax_scale * _LOG2E, total,
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        out.stride(0), out.stride(1),
-        HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
-        UPCAST=upcast, DOT_PRECISION=precision,
-        num_warps=warps, num_stages=stages,
+    _launch(
+        _varlen_fwd_kernel,
+        lambda block_m, _block_n: (triton.cdiv(max_seqlen, block_m), batch, heads),
+        (q, k, v, out, lse, cu_seqlens,
+         softmax_scale * _LOG2E, total,
+         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+         out.stride(0), out.stride(1)),
+        q, UPCAST=upcast, DOT_PRECISION=precision,
     )  # fmt: skip
     return out, lse
 
@@ -337,26 +382,25 @@ def backward(
     lse = lse.contiguous()
     # delta_i = sum_d dO_id * O_id: one fused elementwise+reduce, (heads, total) fp32.
     delta = (dout.float() * out.float()).sum(dim=-1).t().contiguous()
-    block_m, block_n, warps, stages = _blocks(head_dim)
     upcast, precision = _dot_settings(q.dtype)
-    common = dict(
-        HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
-        UPCAST=upcast, DOT_PRECISION=precision, num_warps=warps, num_stages=stages,
-    )  # fmt: skip
     scale_log2 = softmax_scale * _LOG2E
-    _varlen_bwd_dkdv_kernel[(triton.cdiv(max_seqlen, block_n), batch, heads)](
-        q, k, v, dout, lse, delta, dk, dv, cu_seqlens,
-        softmax_scale, scale_log2, total,
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        dout.stride(0), dout.stride(1), dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1),
-        **common,
+    _launch(
+        _varlen_bwd_dkdv_kernel,
+        lambda _block_m, block_n: (triton.cdiv(max_seqlen, block_n), batch, heads),
+        (q, k, v, dout, lse, delta, dk, dv, cu_seqlens,
+         softmax_scale, scale_log2, total,
+         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+         dout.stride(0), dout.stride(1), dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1)),
+        q, UPCAST=upcast, DOT_PRECISION=precision,
     )  # fmt: skip
-    _varlen_bwd_dq_kernel[(triton.cdiv(max_seqlen, block_m), batch, heads)](
-        q, k, v, dout, lse, delta, dq, cu_seqlens,
-        softmax_scale, scale_log2, total,
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        dout.stride(0), dout.stride(1), dq.stride(0), dq.stride(1),
-        **common,
+    _launch(
+        _varlen_bwd_dq_kernel,
+        lambda block_m, _block_n: (triton.cdiv(max_seqlen, block_m), batch, heads),
+        (q, k, v, dout, lse, delta, dq, cu_seqlens,
+         softmax_scale, scale_log2, total,
+         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+         dout.stride(0), dout.stride(1), dq.stride(0), dq.stride(1)),
+        q, UPCAST=upcast, DOT_PRECISION=precision,
     )  # fmt: skip
     return dq, dk, dv
 
