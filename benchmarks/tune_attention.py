@@ -8,7 +8,7 @@ every config's output is checked against the current default's before it may win
 one fwd+bwd call at the benchmark's sizes into kernels, launch path and op dispatch.
 
 Usage (CUDA only): python benchmarks/tune_attention.py [--head-dims 32 64] [--kernels dkdv dq]
-                   [--budget-s SECONDS]
+                   [--budget-s SECONDS] [--split-only]
 """
 
 from __future__ import annotations
@@ -159,6 +159,8 @@ def main() -> int:
     parser.add_argument("--head-dims", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--kernels", nargs="+", default=["dkdv", "dq"], choices=list(KERNELS))
     parser.add_argument("--budget-s", type=float, default=None, help="stop sweeping after this")
+    parser.add_argument("--split-only", action="store_true",
+                        help="only split fwd+bwd into dispatch, launches and kernels; no sweep")
     args = parser.parse_args()
     if args.budget_s:
         DEADLINE[0] = time.perf_counter() + args.budget_s
@@ -175,6 +177,9 @@ def main() -> int:
     }
     for head_dim in args.head_dims:
         heads = 6 if head_dim == 32 else 4
+        if args.split_only:
+            dispatch_split(head_dim, heads)
+            continue
         start = time.perf_counter()
         best: dict[str, tuple[int, int, int, int] | None] = {}
         for kernel in args.kernels:

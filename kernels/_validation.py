@@ -10,6 +10,8 @@ Checks that need only metadata (shapes, dtypes, strides, devices) also run under
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -114,8 +116,28 @@ def check_attention_meta(
         raise ValueError(f"{name}: softmax_scale must be > 0, got {softmax_scale!r}")
 
 
+# The last cu_seqlens that passed check_attention_values: (weak reference to the tensor, its
+# in-place version counter, total, max_seqlen, bounds). A model passes one cu_seqlens to every
+# layer, forward and backward; reading it to the host each time is a device sync per call, which
+# costs more than the kernels themselves at inference batch sizes (benchmarks/RESULTS.md, GPU).
+_LAST_CHECKED: tuple[weakref.ref[torch.Tensor], int, int, int, list[int]] | None = None
+
+
 def check_attention_values(cu_seqlens: torch.Tensor, total: int, max_seqlen: int) -> list[int]:
-    """cu_seqlens values, plus max_seqlen >= the longest sequence (else rows go unwritten)."""
+    """cu_seqlens values, plus max_seqlen >= the longest sequence (else rows go unwritten).
+
+    Returns the bounds as a list. The same tensor object, unmodified since (its version counter
+    unchanged), with the same total and max_seqlen, is not read again: one host copy per batch
+    instead of one per layer and pass.
+    """
+    global _LAST_CHECKED
+    # Inference tensors keep no version counter, so an in-place change would go unseen: always
+    # read those.
+    version = None if cu_seqlens.is_inference() else cu_seqlens._version
+    last = _LAST_CHECKED
+    if (version is not None and last is not None and last[0]() is cu_seqlens
+            and last[1:4] == (version, total, max_seqlen)):
+        return list(last[4])
     bounds = check_cu_seqlens_values(cu_seqlens, total, "varlen_attention")
     longest = max((hi - lo for lo, hi in zip(bounds[:-1], bounds[1:])), default=0)
     if longest > max_seqlen:
@@ -123,6 +145,8 @@ def check_attention_values(cu_seqlens: torch.Tensor, total: int, max_seqlen: int
             f"varlen_attention: max_seqlen={max_seqlen} is smaller than the longest sequence "
             f"({longest})"
         )
+    if version is not None:
+        _LAST_CHECKED = (weakref.ref(cu_seqlens), version, total, max_seqlen, list(bounds))
     return bounds
 
 

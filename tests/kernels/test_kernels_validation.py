@@ -132,3 +132,51 @@ def test_saliency_topk_rejects_bad_input_with_a_clear_error(case: str) -> None:
     build, error, match = SALIENCY_CASES[case]
     with pytest.raises(error, match=match):
         mediqa_kernels.saliency_topk(*build())
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from mediqa_kernels import _validation
+
+    reads: list[int] = []
+    original = _validation.check_cu_seqlens_values
+
+    def counting(*args: object) -> list[int]:
+        reads.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(_validation, "check_cu_seqlens_values", counting)
+    monkeypatch.setattr(_validation, "_LAST_CHECKED", None)
+    return reads
+
+
+def test_one_cu_seqlens_is_read_once_across_layers_and_passes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = _count_reads(monkeypatch)
+    q, k, v, cu, max_len = packed_qkv([3, 5, 2], requires_grad=True)
+    out = q
+    for _ in range(3):  # three "layers" sharing one cu_seqlens, then their backward
+        out = mediqa_kernels.varlen_attention(out, k, v, cu, max_len)
+    out.sum().backward()
+    assert len(reads) == 1
+    mediqa_kernels.varlen_attention(q, k, v, cu.clone(), max_len)  # another tensor: read again
+    assert len(reads) == 2
+
+
+def test_cu_seqlens_changed_in_place_is_checked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = _count_reads(monkeypatch)
+    q, k, v, cu, max_len = packed_qkv([3, 5])
+    mediqa_kernels.varlen_attention(q, k, v, cu, max_len)
+    cu[1] = 7  # now a 7-token sequence, longer than max_seqlen=5
+    with pytest.raises(ValueError, match="max_seqlen=5 is smaller than the longest sequence"):
+        mediqa_kernels.varlen_attention(q, k, v, cu, max_len)
+    assert len(reads) == 2
+
+
+def test_inference_tensors_are_read_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = _count_reads(monkeypatch)
+    q, k, v, _, max_len = packed_qkv([3, 5])
+    with torch.inference_mode():
+        cu = cu_from_lengths([3, 5])
+        for _ in range(2):
+            mediqa_kernels.varlen_attention(q, k, v, cu, max_len)
+    assert len(reads) == 2
