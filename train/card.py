@@ -30,29 +30,42 @@ import numpy as np
 import torch
 from mediqa_train.quality import target_description, trained_shading_weight
 
+from mediqa_cli.model.ensemble import assemble
 from mediqa_cli.model.weights import CARD_FILE, CARD_MD, load_weights, save_weights
 
 TRAINING_LOG = "training_log.jsonl"
 METRICS_DIR = "metrics"
 
 
-def publish(run: str | Path, out: str | Path, corpus: str, version: str = "0.2.0",
-            n_check: int = 32) -> Path:
-    """Copy run/weights to `out` with a fresh card; verify it loads and scores identically."""
+def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str,
+            version: str = "0.2.0", n_check: int = 32) -> Path:
+    """Copy run/weights to `out` with a fresh card; verify it loads and scores identically.
+
+    Several runs (of one model config) are published as one ensemble (model/ensemble.py): the
+    card's training facts are the first run's, and "ensemble_members" lists every run's.
+    """
     from mediqa_train.batches import BatchRecipe
     from mediqa_train.pretrain import fixed_examples, load_pool, predict
 
-    run_dir = Path(run)
-    model, card = load_weights(run_dir / "weights")
-    card = {k: v for k, v in card.items()
-            if k not in ("sha256", "parameters", "config", "weights_file", "name", "version")}
+    run_dirs = [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
+    loaded = [load_weights(d / "weights") for d in run_dirs]
+    model = assemble([m for m, _ in loaded])
+    card = {k: v for k, v in loaded[0][1].items()
+            if k not in ("sha256", "parameters", "config", "weights_file", "name", "version",
+                         "members")}
+    if len(run_dirs) > 1:
+        card["ensemble_members"] = [_member_facts(d, c) for d, (_, c) in zip(run_dirs, loaded)]
     card["corpus"] = corpus_facts(corpus)
     # From the recipe, so a card never describes another target than the one trained on.
-    card["score_meaning"] = target_description(trained_shading_weight(card))
+    targets = {target_description(trained_shading_weight(c)) for _, c in loaded}
+    if len(targets) > 1:
+        raise ValueError(f"the runs were trained on different quality targets: {targets}")
+    card["score_meaning"] = targets.pop()
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     save_weights(model, target, name="mediqa", version=version, card=card)
-    shutil.copyfile(run_dir / "metrics.jsonl", target / TRAINING_LOG)
+    for index, run_dir in enumerate(run_dirs):
+        shutil.copyfile(run_dir / "metrics.jsonl", target / member_log(index))
     copy, _ = load_weights(target)
     examples = fixed_examples(load_pool(corpus, "test"), model.config, BatchRecipe(), n_check,
                               seed=123)
@@ -61,6 +74,20 @@ def publish(run: str | Path, out: str | Path, corpus: str, version: str = "0.2.0
     if not np.array_equal(a, b):
         raise RuntimeError(f"published weights score differently from the run's ({target})")
     return target
+
+
+def member_log(index: int) -> str:
+    """The training-log file of ensemble member `index` (member 0's is TRAINING_LOG)."""
+    return TRAINING_LOG if index == 0 else f"training_log.member{index}.jsonl"
+
+
+def _member_facts(run_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
+    t = card.get("training", {})
+    return {"run": str(run_dir), "training_command": card.get("training_command"),
+            "seed": t.get("run_config", {}).get("seed"), "steps": t.get("steps"),
+            "selected_step": t.get("selected_step"), "wall_s": t.get("wall_s"),
+            "threads": t.get("threads"), "device": t.get("device"),
+            "weights_sha256": card.get("sha256")}
 
 
 def corpus_facts(corpus: str | Path) -> dict[str, Any]:
@@ -197,6 +224,7 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     (root / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
 
     t = card["training"]
+    members = card.get("ensemble_members", [])
     s = card["training_log_summary"]
     rc = t["run_config"]
     shading = trained_shading_weight(card)
@@ -204,7 +232,10 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     lines = [
         f"# MedIQA weights {card['version']}",
         "",
-        "Pre-trained MedIQA scorer shipped with this repository (`mediqa score` finds it).",
+        "Pre-trained MedIQA scorer shipped with this repository (`mediqa score` finds it)."
+        + (f" An ensemble of {len(members)} networks pre-trained independently with one recipe"
+           f" (seeds {', '.join(str(m['seed']) for m in members)}): every output is the "
+           "members' mean, so scoring costs the sum of their times." if members else ""),
         "",
         f"- file: `{card['weights_file']}` (float32 safetensors, "
         f"{(root / card['weights_file']).stat().st_size / 1e6:.1f} MB)",
@@ -229,9 +260,13 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         "",
         "```bash",
         "mediqa-train corpus --out corpus",
-        card.get("training_command", "mediqa-train pretrain --config shipped --out runs/shipped"),
-        f"python -m mediqa_train.card publish --run {_run_dir(card)} --out weights "
-        "--corpus corpus",
+        *([m["training_command"] for m in members] if members else
+          [card.get("training_command",
+                    "mediqa-train pretrain --config shipped --out runs/shipped")]),
+        "python -m mediqa_train.card publish "
+        + " ".join(f"--run {r}" for r in ([m["run"] for m in members] if members
+                                          else [_run_dir(card)]))
+        + " --out weights --corpus corpus",
         "python benchmarks/accuracy.py --weights weights --corpus corpus --out weights/metrics",
         "python -m mediqa_train.rater --base weights --corpus corpus --out runs/rater "
         "--metrics weights/metrics",
@@ -297,6 +332,12 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
                       f"{'moving-average' if shipped_ema else 'live'} weights "
                       f"({t.get('selection', 'last step')}; {value:.3f})")
     lines.append(f"- full log: `{TRAINING_LOG}` (one JSON row per {rc['log_every']} steps)")
+    for index, m in enumerate(members[1:], start=1):
+        lines.append(
+            f"- ensemble member {index}: the same recipe with seed {m['seed']}, {m['steps']} steps"
+            f" in {m['wall_s'] / 60:.1f} min on {m['threads']} CPU thread(s), shipped step "
+            f"{m['selected_step']} (log `{member_log(index)}`); the lines above describe member "
+            "0")
     if "corpus" in card:
         c = card["corpus"]
         lines += ["", "## Data", "",
@@ -382,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("publish", help="run folder -> weights folder (float32, verified)")
-    p.add_argument("--run", required=True)
+    p.add_argument("--run", required=True, action="append",
+                   help="pre-training run folder; repeat to publish an ensemble of runs")
     p.add_argument("--out", default="weights")
     p.add_argument("--corpus", default="corpus")
     p.add_argument("--version", default="0.2.0")

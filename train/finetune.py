@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from mediqa_cli.labels import read_labels
 from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.ensemble import assemble, members_of
 from mediqa_cli.model.network import MedIQANet
 from mediqa_cli.model.packing import pack, plan_batches
 from mediqa_cli.model.prompts import PromptRequest
@@ -101,7 +102,7 @@ def _batches(items: Sequence[LabelledScan], order: Sequence[int], max_tokens: in
     return [[order[j] for j in group] for group in plan_batches(counts, max_tokens, config)]
 
 
-def scan_outputs(model: MedIQANet, items: Sequence[LabelledScan], device: torch.device
+def scan_outputs(model: torch.nn.Module, items: Sequence[LabelledScan], device: torch.device
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores (N,), severities (N, F)) per scan: saliency-weighted means over its slices."""
     tokens = [t for it in items for t in it.tokens]
@@ -119,7 +120,7 @@ def scan_outputs(model: MedIQANet, items: Sequence[LabelledScan], device: torch.
 
 
 @torch.no_grad()
-def score_prepared(model: MedIQANet, items: Sequence[LabelledScan], max_tokens: int = 8192,
+def score_prepared(model: torch.nn.Module, items: Sequence[LabelledScan], max_tokens: int = 8192,
                    device: str | torch.device = "cpu") -> np.ndarray:
     """Scan scores (0..100) of prepared items, in order."""
     dev = torch.device(device)
@@ -131,7 +132,7 @@ def score_prepared(model: MedIQANet, items: Sequence[LabelledScan], max_tokens: 
 
 
 @torch.no_grad()
-def scan_severities(model: MedIQANet, items: Sequence[LabelledScan], dev: torch.device,
+def scan_severities(model: torch.nn.Module, items: Sequence[LabelledScan], dev: torch.device,
                     max_tokens: int = 8192) -> np.ndarray:
     """(scans, families) pre-trained severities, scan-aggregated as scoring aggregates them:
     what the expert mixture is fitted on."""
@@ -240,7 +241,10 @@ def finetune(labels: str | os.PathLike[str], base: str | os.PathLike[str],
     started = time.perf_counter()
     model, base_card = load_weights(base)
     config = model.config
-    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    # An ensemble base is fine-tuned member by member on the same labels and folds; the
+    # ensemble of the tuned members is what is cross-validated and written.
+    base_states = [{k: v.clone() for k, v in member.state_dict().items()}
+                   for member in members_of(model)]
     items = prepare_labelled(labels, config, echo=echo)
     if len(items) < 4:
         raise ValueError(f"{labels}: only {len(items)} usable labelled files; need at least 4")
@@ -254,7 +258,8 @@ def finetune(labels: str | os.PathLike[str], base: str | os.PathLike[str],
         oof = np.zeros(len(items))
         for k, held in enumerate(folds_of(len(items), folds, seed)):
             fit = np.setdiff1d(np.arange(len(items)), held)
-            tuned = train_scorer(base_state, config, [items[i] for i in fit], target[fit], **kw)
+            tuned = assemble([train_scorer(state, config, [items[i] for i in fit], target[fit],
+                                           **kw) for state in base_states])
             oof[held] = score_prepared(tuned, [items[i] for i in held], device=device)
             if echo:
                 echo(f"fold {k + 1}/{folds}: trained on {len(fit)}, scored {len(held)}")
@@ -264,7 +269,7 @@ def finetune(labels: str | os.PathLike[str], base: str | os.PathLike[str],
         if echo:
             echo(f"{folds}-fold CV: SRCC {cv['all']['srcc']['value']:.3f} "
                  f"PLCC {cv['all']['plcc']['value']:.3f} on {len(items)} labels")
-    final = train_scorer(base_state, config, items, target, **kw)
+    final = assemble([train_scorer(state, config, items, target, **kw) for state in base_states])
     card = {
         "task": "expert-label fine-tuning of the quality score (prompts, queries and heads"
                 + (f", last {unfreeze_last} blocks" if unfreeze_last else "") + ")",
@@ -283,6 +288,9 @@ def finetune(labels: str | os.PathLike[str], base: str | os.PathLike[str],
         "wall_s": round(time.perf_counter() - started, 1),
         "score_meaning": "fine-tuned expert score (see labels.score_map), task prompt 'expert'",
     }
+    if len(base_states) > 1:
+        card["recipe"]["ensemble"] = (f"{len(base_states)} members, each fine-tuned alone on the "
+                                      "same labels and folds")
     path = save_weights(final, out, name="mediqa-finetuned",
                         version=f"{base_card.get('version', '0')}+ft", card=card)
     if echo:

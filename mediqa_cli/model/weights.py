@@ -3,8 +3,13 @@
 A weights directory holds exactly:
   model.safetensors   tensors only (never a pickle)
   config.json         ModelConfig.to_dict()
-  model_card.json     {"name", "version", "sha256", "parameters", "config", ...training facts}
+  model_card.json     {"name", "version", "sha256", "parameters", "config", "members",
+                       ...training facts}
   MODEL_CARD.md       the same, for people
+
+An ensemble (model/ensemble.py) is the same folder: its tensors are `members.<i>.<name>`, the
+card's "members" says how many (1, or absent, for one network), and config.json is the one
+config every member shares.
 
 Loading checks the checksum before reading a tensor and checks every tensor's name and shape
 against the config, so a corrupted download, a stray file or a config from another model is
@@ -25,8 +30,10 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch import nn
 
 from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.ensemble import MedIQAEnsemble, members_of
 from mediqa_cli.model.network import MedIQANet, count_parameters
 
 WEIGHTS_FILE = "model.safetensors"
@@ -62,7 +69,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def save_weights(
-    model: MedIQANet,
+    model: nn.Module,
     directory: str | os.PathLike[str],
     name: str = "mediqa",
     version: str = "0",
@@ -84,6 +91,12 @@ def save_weights(
     facts = dict(card or {})
     facts.update(name=name, version=version, sha256=sha256_file(out / WEIGHTS_FILE),
                  weights_file=WEIGHTS_FILE, parameters=count_parameters(model), config=config)
+    # Only an ensemble says so: a one-network folder stays as every earlier version wrote it.
+    n_members = len(members_of(model))
+    if n_members > 1:
+        facts["members"] = n_members
+    else:
+        facts.pop("members", None)
     _write_text(out / CARD_FILE, json.dumps(facts, indent=2, sort_keys=True) + "\n")
     _write_text(out / CARD_MD, _card_markdown(facts))
     return out
@@ -118,9 +131,13 @@ def read_card(directory: str | os.PathLike[str]) -> dict[str, Any]:
         raise WeightsError(f"{path}: model card is not valid JSON ({exc})") from exc
 
 
+def _build(config: ModelConfig, n_members: int) -> nn.Module:
+    return MedIQANet(config) if n_members == 1 else MedIQAEnsemble(config, n_members)
+
+
 def load_weights(
     directory: str | os.PathLike[str], device: str | torch.device = "cpu"
-) -> tuple[MedIQANet, dict[str, Any]]:
+) -> tuple[Any, dict[str, Any]]:
     """Build the model from config.json and load model.safetensors, verified; returns (model, card).
 
     Refuses (WeightsError) a sha256 that differs from the model card, a config.json that differs
@@ -149,15 +166,23 @@ def load_weights(
         raise WeightsError(f"{root / CONFIG_FILE}: invalid config ({exc})") from exc
     if "config" in card and card["config"] != config_data:
         raise WeightsError(f"{root / CONFIG_FILE} differs from the config in {CARD_FILE}")
+    n_members = card.get("members", 1)
+    if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
+        raise WeightsError(f"{root / CARD_FILE}: members must be a positive integer, "
+                           f"got {n_members!r}")
     # Built on the meta device: random initialisation would be thrown away by the load anyway,
     # and on CPU it costs more than reading the weights.
     with torch.device("meta"):
-        model = MedIQANet(config)
+        model = _build(config, n_members)
     wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     tensors: dict[str, torch.Tensor] = {}
     with safe_open(str(weights_path), framework="pt", device="cpu") as fh:
         for key in fh.keys():  # noqa: SIM118  (safe_open is not a mapping)
             tensors[key] = fh.get_tensor(key)
+    in_file = len({k.split(".")[1] for k in tensors if k.startswith("members.")}) or 1
+    if in_file != n_members:
+        raise WeightsError(f"{weights_path} holds {in_file} network(s) but {root / CARD_FILE} "
+                           f"says members={n_members}")
     problems = [f"missing {k}" for k in sorted(set(wanted) - set(tensors))]
     problems += [f"unexpected {k}" for k in sorted(set(tensors) - set(wanted))]
     problems += [
@@ -170,7 +195,7 @@ def load_weights(
         raise WeightsError(f"{weights_path} does not match {root / CONFIG_FILE}: {shown}")
     model.load_state_dict(tensors, strict=True, assign=True)
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
-        model = MedIQANet(config)  # a non-persistent buffer needs the real constructor
+        model = _build(config, n_members)  # a non-persistent buffer needs the real constructor
         model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), card
 

@@ -81,3 +81,32 @@ def test_the_card_describes_the_target_its_recipe_trained_on(
     (legacy / "model_card.json").write_text(json.dumps(card))
     text = write_card(legacy, corpus).read_text()
     assert "barely moves" in text and "Shading enters the target" not in text
+
+
+def test_two_runs_publish_as_one_ensemble_with_both_runs_on_the_card(
+        published: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from mediqa_cli.model.ensemble import MedIQAEnsemble
+
+    _, run_dir, corpus = published
+    # A second "run": the first one's folder with the other checkpoint's weights, so the two
+    # members differ without a second pre-training.
+    second = tmp_path / "tiny_seed1"
+    shutil.copytree(run_dir, second)
+    card_path = second / "weights" / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["training"]["run_config"]["seed"] = 1
+    card["training_command"] = f"mediqa-train pretrain --config tiny --out {second} --seed 1"
+    card_path.write_text(json.dumps(card))
+    weights = publish([run_dir, second], tmp_path / "ens", str(corpus), version="9.9.9-e",
+                      n_check=4)
+    model, ens_card = load_weights(weights)
+    assert isinstance(model, MedIQAEnsemble) and ens_card["members"] == 2
+    assert [m["seed"] for m in ens_card["ensemble_members"]] == [0, 1]
+    assert (weights / "training_log.member1.jsonl").read_text() == \
+        (second / "metrics.jsonl").read_text()
+    write_card(weights, corpus)
+    text = (weights / "MODEL_CARD.md").read_text()
+    assert f"publish --run {run_dir} --run {second} --out weights" in text
+    assert f"--out {second} --seed 1" in text
+    assert "An ensemble of 2 networks" in text and "ensemble member 1: the same recipe with " \
+        "seed 1" in text

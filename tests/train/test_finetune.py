@@ -159,3 +159,25 @@ def test_rater_table_and_card_judge_fine_tuning_by_the_paired_gain() -> None:
            "change)" in verdict
     assert "200 labels 0.420 (gain +0.070, paired 95% interval [+0.020, +0.120]: a reliable " \
            "gain)" in verdict
+
+
+def test_an_ensemble_base_is_fine_tuned_member_by_member(
+    labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from mediqa_cli.model.ensemble import MedIQAEnsemble
+
+    _, labels = labelled
+    torch.manual_seed(1)
+    members = [MedIQANet(ModelConfig.tiny()).eval() for _ in range(2)]
+    base = save_weights(MedIQAEnsemble.of(members), tmp_path / "ens", card={"version": "e"})
+    out = finetune(labels, base, tmp_path / "tuned", folds=0, epochs=1, echo=None)
+    tuned, card = load_weights(out)
+    assert isinstance(tuned, MedIQAEnsemble) and card["members"] == 2
+    assert card["recipe"]["ensemble"].startswith("2 members")
+    for before, after in zip(members, tuned.members):
+        b, a = before.state_dict(), after.state_dict()
+        assert torch.equal(b["blocks.0.attn.qkv.weight"], a["blocks.0.attn.qkv.weight"])
+        assert not torch.equal(b["quality_head.weight"], a["quality_head.weight"])
+    # Each member was tuned from its own base, so the tuned members still differ.
+    assert not torch.equal(tuned.members[0].state_dict()["quality_head.weight"],
+                           tuned.members[1].state_dict()["quality_head.weight"])
