@@ -222,8 +222,11 @@ def describe_installed_weights() -> list[tuple[str, str]]:
     digest = sha256_file(Path(found) / files[0]) if files else "missing"
     expected = str(card.get("sha256", ""))
     state = "verified" if digest == expected else f"MISMATCH (card says {expected[:12]}...)"
-    return [
+    lines = [
         ("weights", str(found)),
         ("weights version", str(card.get("version", "unknown"))),
         ("weights sha256", f"{digest} ({state})"),
     ]
+    if int(card.get("members", 1)) > 1:
+        lines.append(("weights members", f"{card['members']} networks, outputs averaged"))
+    return lines

@@ -52,7 +52,8 @@ def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str
     model = assemble([m for m, _ in loaded])
     card = {k: v for k, v in loaded[0][1].items()
             if k not in ("sha256", "parameters", "config", "weights_file", "name", "version",
-                         "members")}
+                         "members", "ensemble_members", "accuracy_summary",
+                         "simulated_rater_summary", "training_log_summary")}
     if len(run_dirs) > 1:
         card["ensemble_members"] = [_member_facts(d, c) for d, (_, c) in zip(run_dirs, loaded)]
     card["corpus"] = corpus_facts(corpus)
