@@ -1,0 +1,52 @@
+"""benchmarks/compare_ladders.py: paired within-ladder SRCC differences between two runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "compare_ladders.py"
+
+
+@pytest.fixture(scope="module")
+def compare() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("compare_ladders", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(modality: str, source: str, scores: list[float], mean_of: list[float]) -> dict:
+    return {"modality": modality, "family": "noise", "simulator": "x", "source": source,
+            "shape": [8, 8], "scores": scores, "others": {"b + model (mean)": mean_of}}
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+GOOD = [100, 90, 80, 70, 60, 50]  # falls with severity: SRCC 1
+BAD = [50, 60, 70, 80, 90, 100]  # rises: SRCC -1
+
+
+def test_paired_difference_per_group_and_column_choice(
+        compare: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [_row("CT", "s1", BAD, GOOD), _row("CT", "s2", GOOD, GOOD), _row("MR", "s3", BAD, BAD)]
+    a = _write(tmp_path / "a.jsonl", rows)
+    assert compare.main([str(a), f"{a}:b + model (mean)", "--n-boot", "200"]) == 0
+    table = capsys.readouterr().out
+    assert "| CT | 2 | 0.000 | 1.000 | +1.000 | [+0.000, +2.000] |" in table
+    assert "| MR | 1 | -1.000 | -1.000 | +0.000 | [+0.000, +0.000] |" in table
+    assert "| all | 3 | -0.333 | 0.333 | +0.667 |" in table
+
+
+def test_files_with_different_ladders_are_refused(compare: ModuleType, tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.jsonl", [_row("CT", "s1", GOOD, GOOD)])
+    b = _write(tmp_path / "b.jsonl", [_row("CT", "other", GOOD, GOOD)])
+    assert compare.main([str(a), str(b)]) == 2
