@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 from types import ModuleType
@@ -13,6 +12,7 @@ import torch
 
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.network import MedIQANet
+from tests.benchmark_scripts import load_benchmark
 from tests.train.train_images import CorpusLikeItem as Item
 from tests.train.train_images import real_image
 
@@ -21,11 +21,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy.py"
 
 @pytest.fixture(scope="module")
 def accuracy() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("accuracy_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("accuracy")
 
 
 def test_ladders_carry_model_other_and_iqm_scores_per_rung(accuracy: ModuleType) -> None:
@@ -60,11 +56,7 @@ def test_held_out_family_table_marks_the_excluded_family(
     from mediqa_train.batches import BatchRecipe
 
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("held_out_family",
-                                                  SCRIPT.parent / "held_out_family.py")
-    assert spec is not None and spec.loader is not None
-    held = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(held)
+    held = load_benchmark("held_out_family")
     pool = [Item(*real_image("XR"), "XR", "chest", "test:XR")]
     config = ModelConfig.tiny()
     torch.manual_seed(0)
