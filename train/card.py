@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from mediqa_train.quality import target_description, trained_shading_weight
 
-from mediqa_cli.model.ensemble import assemble
+from mediqa_cli.model.ensemble import assemble, members_of
 from mediqa_cli.model.weights import CARD_FILE, CARD_MD, load_weights, save_weights
 
 TRAINING_LOG = "training_log.jsonl"
@@ -49,7 +49,7 @@ def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str
 
     run_dirs = [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
     loaded = [load_weights(d / "weights") for d in run_dirs]
-    model = assemble([m for m, _ in loaded])
+    model = assemble([net for m, _ in loaded for net in members_of(m)])
     card = {k: v for k, v in loaded[0][1].items()
             if k not in ("sha256", "parameters", "config", "weights_file", "name", "version",
                          "members", "ensemble_members", "accuracy_summary",
