@@ -26,6 +26,8 @@ fi
 timeout 200 python3 -m pytest -q -p no:cacheprovider -rfE tests/kernels/test_kernels_cuda.py \
     2>&1 | tee "$out/cuda_tests.log"
 timeout 120 python3 benchmarks/kernels.py --device cuda 2>&1 | tee "$out/kernels_bench.log"
+timeout 60 python3 benchmarks/tune_attention.py --split-only --head-dims 64 32 \
+    2>&1 | tee "$out/attention_split.log"
 demo=()
 if [ $# -ge 1 ]; then demo=(--demo "$1"); fi
 timeout 210 python3 benchmarks/gpu.py "${demo[@]}" --corpus corpus --train-steps 400 \
