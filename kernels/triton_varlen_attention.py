@@ -277,7 +277,7 @@ def _block_ladder(head_dim: int, itemsize: int) -> tuple[tuple[int, int, int, in
         first = (128, 32, 8, 2)
     else:
         first = (64, 32, 4, 2)
-    return (first, (64, 32, 4, 2), (32, 32, 4, 1), (16, 16, 4, 1))
+    return tuple(dict.fromkeys((first, (64, 32, 4, 2), (32, 32, 4, 1), (16, 16, 4, 1))))
 
 
 # (kernel name, head_dim, dtype, device index) -> the first config of the ladder that compiled.

@@ -69,3 +69,10 @@ def test_fp32_and_wide_heads_start_with_smaller_tiles() -> None:
 def test_out_of_resources_on_every_config_is_raised() -> None:
     with pytest.raises(OutOfResources):
         _launch(ShrinkingGpu(max_block=8), torch.zeros(4, 3, 32))
+
+
+def test_the_ladder_never_tries_one_config_twice() -> None:
+    for head_dim in (32, 64, 128):
+        for itemsize in (2, 4):
+            ladder = tva._block_ladder(head_dim, itemsize)
+            assert len(set(ladder)) == len(ladder) and ladder[-1] == (16, 16, 4, 1)
