@@ -31,17 +31,17 @@ import numpy as np
 import torch
 from mediqa_train.finetune import (
     fit_mixture,
+    member_states,
     prepare_labelled,
     scan_severities,
     score_prepared,
-    train_scorer,
+    tune_members,
 )
 from mediqa_train.pretrain import load_pool
 from mediqa_train.quality import trained_shading_weight
 from mediqa_train.rater import make_rated_set, write_labels
 
 from mediqa_cli.evaluation import srcc
-from mediqa_cli.model.ensemble import assemble, members_of
 from mediqa_cli.model.weights import load_weights
 
 
@@ -90,9 +90,7 @@ def main() -> int:
     mix = fit_mixture(fit["sev"], y01).numpy()
     feats = {k: np.c_[s["sev"], s["score"] / 100.0] for k, s in sets.items()}
     ridge = ridge_per_modality(feats["fit"], fit["y"], fit["mods"], feats["test"], test["mods"])
-    tuned = assemble([train_scorer({k: v.clone() for k, v in member.state_dict().items()},
-                                   model.config, fit["items"], y01, seed=args.seed)
-                      for member in members_of(model)])
+    tuned = tune_members(member_states(model), model.config, fit["items"], y01, seed=args.seed)
     tuned_test = score_prepared(tuned, test["items"])
     tuned_fit = score_prepared(tuned, fit["items"])
     columns = {

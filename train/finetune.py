@@ -215,6 +215,20 @@ def train_scorer(base: dict[str, torch.Tensor], config: ModelConfig,
     return model.eval()
 
 
+def member_states(model: torch.nn.Module) -> list[dict[str, torch.Tensor]]:
+    """A copy of each network's weights: one for a single network, one per ensemble member."""
+    return [{k: v.clone() for k, v in member.state_dict().items()}
+            for member in members_of(model)]
+
+
+def tune_members(base_states: Sequence[dict[str, torch.Tensor]], config: ModelConfig,
+                 items: Sequence[LabelledScan], target01: np.ndarray,
+                 **kw: Any) -> torch.nn.Module:
+    """`train_scorer` on each base network alone, same labels; one network or their ensemble."""
+    return assemble([train_scorer(state, config, items, target01, **kw)
+                     for state in base_states])
+
+
 def label_map(labels: np.ndarray, lower_is_better: bool) -> tuple[float, float]:
     """(label at score 0, label at score 100): the linear map from the rater's scale."""
     lo, hi = float(labels.min()), float(labels.max())
@@ -243,8 +257,7 @@ def finetune(labels: str | os.PathLike[str], base: str | os.PathLike[str],
     config = model.config
     # An ensemble base is fine-tuned member by member on the same labels and folds; the
     # ensemble of the tuned members is what is cross-validated and written.
-    base_states = [{k: v.clone() for k, v in member.state_dict().items()}
-                   for member in members_of(model)]
+    base_states = member_states(model)
     items = prepare_labelled(labels, config, echo=echo)
     if len(items) < 4:
         raise ValueError(f"{labels}: only {len(items)} usable labelled files; need at least 4")
@@ -258,8 +271,7 @@ def finetune(labels: str | os.PathLike[str], base: str | os.PathLike[str],
         oof = np.zeros(len(items))
         for k, held in enumerate(folds_of(len(items), folds, seed)):
             fit = np.setdiff1d(np.arange(len(items)), held)
-            tuned = assemble([train_scorer(state, config, [items[i] for i in fit], target[fit],
-                                           **kw) for state in base_states])
+            tuned = tune_members(base_states, config, [items[i] for i in fit], target[fit], **kw)
             oof[held] = score_prepared(tuned, [items[i] for i in held], device=device)
             if echo:
                 echo(f"fold {k + 1}/{folds}: trained on {len(fit)}, scored {len(held)}")
@@ -269,7 +281,7 @@ def finetune(labels: str | os.PathLike[str], base: str | os.PathLike[str],
         if echo:
             echo(f"{folds}-fold CV: SRCC {cv['all']['srcc']['value']:.3f} "
                  f"PLCC {cv['all']['plcc']['value']:.3f} on {len(items)} labels")
-    final = assemble([train_scorer(state, config, items, target, **kw) for state in base_states])
+    final = tune_members(base_states, config, items, target, **kw)
     card = {
         "task": "expert-label fine-tuning of the quality score (prompts, queries and heads"
                 + (f", last {unfreeze_last} blocks" if unfreeze_last else "") + ")",

@@ -118,12 +118,8 @@ class MedIQANet(nn.Module):
         ctx = self.context_norm(x[query_pos.view(n_seq, n_q)[:, 0]])
         modality_logits = self.modality_head(ctx)
         anatomy_logits = self.anatomy_head(ctx)
-        modality_used = torch.where(
-            modality >= self.unknown_modality, modality_logits.argmax(dim=1), modality
-        )
-        anatomy_used = torch.where(
-            anatomy >= self.unknown_anatomy, anatomy_logits.argmax(dim=1), anatomy
-        )
+        modality_used = context_used(modality, modality_logits, self.unknown_modality)
+        anatomy_used = context_used(anatomy, anatomy_logits, self.unknown_anatomy)
         prompt = self.prompts(modality_used, anatomy_used, task)
         x = x + prompt.to(x.dtype)[seq_of_token]
 
@@ -176,6 +172,12 @@ class MedIQANet(nn.Module):
             p.requires_grad_(id(p) in keep)
 
 
+def context_used(requested: Tensor, scores: Tensor, unknown: int) -> Tensor:
+    """The prompt id each slice runs with: its request, or the context guess (argmax of scores)
+    where the request is the "unknown" row (or beyond)."""
+    return torch.where(requested >= unknown, scores.argmax(dim=1), requested)
+
+
 def _init_linear(module: nn.Module) -> None:
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
@@ -187,4 +189,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MedIQANet", "count_parameters"]
+__all__ = ["MedIQANet", "context_used", "count_parameters"]
