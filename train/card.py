@@ -228,6 +228,7 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     members = card.get("ensemble_members", [])
     s = card["training_log_summary"]
     rc = t["run_config"]
+    cycles = int(rc["optim"].get("cycles", 1))
     shading = trained_shading_weight(card)
     cfg = card["config"]
     lines = [
@@ -236,7 +237,11 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         "Pre-trained MedIQA scorer shipped with this repository (`mediqa score` finds it)."
         + (f" An ensemble of {len(members)} networks pre-trained independently with one recipe"
            f" (seeds {', '.join(str(m['seed']) for m in members)}): every output is the "
-           "members' mean, so scoring costs the sum of their times." if members else ""),
+           "members' mean, so scoring costs the sum of their times." if members else "")
+        + (f" A snapshot ensemble: the {card['members']} networks one run left at the ends of "
+           f"its {rc['optim'].get('cycles', 1)} cosine learning-rate cycles; every output is "
+           "the members' mean, so scoring costs the sum of their times."
+           if rc.get("snapshot_ensemble") and not members else ""),
         "",
         f"- file: `{card['weights_file']}` (float32 safetensors, "
         f"{(root / card['weights_file']).stat().st_size / 1e6:.1f} MB)",
@@ -277,8 +282,12 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         "## Training",
         "",
         f"- recipe: `train/configs/shipped.json`: AdamW (lr {rc['optim']['lr']}, weight decay "
-        f"{rc['optim']['weight_decay']}, warmup {rc['optim']['warmup_steps']} steps, cosine to "
-        f"{rc['optim']['min_lr_ratio']} x lr at the end of the time budget), batches of at most "
+        f"{rc['optim']['weight_decay']}, warmup {rc['optim']['warmup_steps']} steps, "
+        + (f"{cycles} equal cosine cycles (restarts at the full lr), each down to "
+           f"{rc['optim']['min_lr_ratio']} x lr, over the time budget), "
+           if cycles > 1 else
+           f"cosine to {rc['optim']['min_lr_ratio']} x lr at the end of the time budget), ")
+        + "batches of at most "
         f"{rc['data']['max_tokens']} tokens packed like inference, crops "
         f"{rc['data']['crop_min']}-{rc['data']['crop_max']} px (CT <= "
         f"{rc['data']['ct_crop_max']}) or whole slices ({rc['data']['full_image_fraction']:.0%}),"
@@ -308,7 +317,9 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
             f"{v1['step']}: quality SRCC {v0['val_quality_srcc']} -> {v1['val_quality_srcc']}, "
             f"quality MAE {v0['val_quality_mae']} -> {v1['val_quality_mae']}, modality accuracy "
             f"{v0['val_modality_acc']} -> {v1['val_modality_acc']}")
-    ladder_rows = [r for r in log_rows if "val_ladder_srcc_modality_mean" in r]
+    ladder_rows = [r for r in log_rows
+                   if "val_ladder_srcc_modality_mean" in r and "snapshot" not in r]
+    snapshot_rows = [r for r in log_rows if "snapshot" in r]
     if ladder_rows:
         chosen = t.get("selected_step", s["steps"])
         key = "val_ladder_srcc_modality_mean"
@@ -329,9 +340,13 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
                 f"{ema_rows[-1][f'ema_{key}']:.3f} at the last step")
         shipped_ema = str(t.get("selected_weights", "")).startswith("exponential")
         value = at.get(f"ema_{key}" if shipped_ema else key, math.nan)
-        lines[-1] += (f". Shipped: step {chosen}, "
-                      f"{'moving-average' if shipped_ema else 'live'} weights "
-                      f"({t.get('selection', 'last step')}; {value:.3f})")
+        if snapshot_rows:
+            lines[-1] += (". Shipped: " + t.get("selected_weights", "the cycle ends") + ", "
+                          + ", ".join(f"step {r['step']} ({r[key]:.3f})" for r in snapshot_rows))
+        else:
+            lines[-1] += (f". Shipped: step {chosen}, "
+                          f"{'moving-average' if shipped_ema else 'live'} weights "
+                          f"({t.get('selection', 'last step')}; {value:.3f})")
     lines.append(f"- full log: `{TRAINING_LOG}` (one JSON row per {rc['log_every']} steps)")
     for index, m in enumerate(members[1:], start=1):
         lines.append(

@@ -74,6 +74,7 @@ class OptimConfig:
     warmup_steps: int = 100
     steps: int = 2000
     grad_clip: float = 1.0
+    cycles: int = 1  # > 1: the cosine restarts this many times (warm restarts, snapshots)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,15 @@ class RunConfig:
     val_ladders_per_modality: int = 0  # > 0: track within-ladder SRCC on val sources
     select_best: bool = False  # ship the weights of the best val_ladder_srcc, not the last step
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights too
+    snapshot_ensemble: bool = False  # ship the weights at every cycle's end as one ensemble
+
+    def __post_init__(self) -> None:
+        if self.optim.cycles < 1:
+            raise ValueError(f"optim.cycles must be >= 1, got {self.optim.cycles}")
+        if self.snapshot_ensemble and self.optim.cycles < 2:
+            raise ValueError("snapshot_ensemble needs optim.cycles >= 2 (one snapshot per cycle)")
+        if self.snapshot_ensemble and self.select_best:
+            raise ValueError("snapshot_ensemble ships the cycle ends; it excludes select_best")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -181,10 +191,19 @@ def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
 
 
 def lr_factor(step: int, progress: float, optim: OptimConfig) -> float:
-    """Linear warmup over `warmup_steps`, then cosine from 1 to `min_lr_ratio` over progress."""
+    """Linear warmup over `warmup_steps`, then cosine from 1 to `min_lr_ratio` over progress;
+    with `cycles` > 1, that many equal cosines back to back (restarts without warmup: the
+    optimizer state is warm)."""
     warm = min(1.0, (step + 1) / max(1, optim.warmup_steps))
-    cos = 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+    p = min(1.0, max(0.0, progress)) * optim.cycles
+    within = p - min(int(p), optim.cycles - 1)
+    cos = 0.5 * (1.0 + math.cos(math.pi * within))
     return warm * (optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cos)
+
+
+def cycles_done(progress: float, cycles: int) -> int:
+    """How many of the schedule's cosine cycles have ended at this progress."""
+    return min(cycles, int(max(0.0, progress) * cycles + 1e-9))
 
 
 def make_optimizer(model: torch.nn.Module, optim: OptimConfig,
@@ -530,15 +549,45 @@ def pretrain(
             log.write({"step": step, **metrics},
                       f"  val @ {step}: " + " ".join(f"{k.replace('val_', '', 1)}={v:.3f}"
                                                     for k, v in metrics.items()))
-        if step % run.ckpt_every == 0 or progress() >= 1.0:
+        snapshot = False
+        if run.optim.cycles > 1 and cycles_done(progress(), run.optim.cycles) > state.get(
+                "snapshots", 0):
+            snapshot = True
+            state["snapshots"] = cycles_done(progress(), run.optim.cycles)
+            weights = average.shadow if average is not None else model.state_dict()
+            path = snapshot_path(out_dir, state["snapshots"])
+            path.parent.mkdir(exist_ok=True)
+            save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(path))
+            state.setdefault("snapshot_steps", []).append(step)
+            if val_ladders is not None:
+                with _Swap(model, weights) as snap:
+                    measured = val_ladders.score(snap, dev)
+                log.write({"step": step, "snapshot": state["snapshots"], **measured},
+                          f"  snapshot {state['snapshots']} @ {step}: ladder srcc "
+                          f"{measured['val_ladder_srcc_modality_mean']:.3f}")
+        if snapshot or step % run.ckpt_every == 0 or progress() >= 1.0:
             state["elapsed_s"] = time.perf_counter() - start
             state["step"] = step
             save_checkpoint(out_dir, model, opt, {**state, "seed": run.seed},
                             average=average)
 
     elapsed = time.perf_counter() - start
-    selected, selected_kind = step, "live"
-    if run.select_best and best_path.exists():
+    selected: int | list[int] = step
+    selected_kind = "live"
+    shipped: torch.nn.Module = model
+    if run.snapshot_ensemble:
+        from mediqa_cli.model.ensemble import MedIQAEnsemble
+
+        snaps = [MedIQANet(run.model) for _ in range(int(state.get("snapshots", 0)))]
+        for i, net in enumerate(snaps, start=1):
+            net.load_state_dict(load_file(str(snapshot_path(out_dir, i))))
+        if len(snaps) < 2:
+            raise RuntimeError(f"{out_dir}: the run ended with {len(snaps)} snapshot(s); a "
+                               "snapshot ensemble needs at least 2")
+        shipped = MedIQAEnsemble.of(snaps).to(dev)
+        selected = [int(s) for s in state["snapshot_steps"]]
+        selected_kind = "snapshots"
+    elif run.select_best and best_path.exists():
         model.load_state_dict(load_file(str(best_path), device=str(dev)))
         selected = int(state["best_step"])
         selected_kind = str(state.get("best_kind", "live"))
@@ -549,10 +598,9 @@ def pretrain(
         "task": "physics-informed pre-training (simulated degradations of real slices)",
         "score_meaning": target_description(run.data.shading_weight),
         "training": {"steps": step, "selected_step": selected,
-                     "selected_weights": ("exponential moving average (decay "
-                                          f"{run.ema_decay})" if selected_kind == "ema"
-                                          else "live weights"),
-                     "selection": ("best mean within-ladder SRCC on the val sources"
+                     "selected_weights": _selected_words(selected_kind, run),
+                     "selection": ("the end of every cosine cycle" if run.snapshot_ensemble
+                                   else "best mean within-ladder SRCC on the val sources"
                                    if run.select_best and best_path.exists()
                                    else "last step"),
                      "wall_s": round(elapsed, 1), "slices_seen": state["slices"],
@@ -561,13 +609,26 @@ def pretrain(
                      "run_config": run.to_dict()},
     }
     if val_examples:
-        facts["validation"] = validate(model, val_examples, dev)
+        facts["validation"] = validate(shipped, val_examples, dev)
     facts.update(card or {})
-    weights = save_weights(model.cpu(), out_dir / "weights", name="mediqa",
+    weights = save_weights(shipped.cpu(), out_dir / "weights", name="mediqa",
                            version=str((card or {}).get("version", "0.1.0")), card=facts)
     if echo:
         echo(f"pretrain done: {step} steps in {elapsed / 60:.1f} min -> {weights}")
     return weights
+
+
+def snapshot_path(out: Path, index: int) -> Path:
+    """Where a run keeps the weights of its index-th cycle end (1-based)."""
+    return out / "snapshots" / f"cycle_{index}.safetensors"
+
+
+def _selected_words(kind: str, run: RunConfig) -> str:
+    average = f"exponential moving average (decay {run.ema_decay})"
+    if kind == "snapshots":
+        what = average if run.ema_decay > 0 else "live weights"
+        return f"ensemble of the {run.optim.cycles} cycle ends ({what})"
+    return average if kind == "ema" else "live weights"
 
 
 def _sha256(path: Path) -> str:

@@ -110,3 +110,32 @@ def test_two_runs_publish_as_one_ensemble_with_both_runs_on_the_card(
     assert f"--out {second} --seed 1" in text
     assert "An ensemble of 2 networks" in text and "ensemble member 1: the same recipe with " \
         "seed 1" in text
+
+
+def test_a_snapshot_run_publishes_as_the_ensemble_of_its_cycle_ends(
+        published: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from mediqa_cli.model.ensemble import MedIQAEnsemble
+
+    _, _, corpus = published
+    run = RunConfig.from_dict({
+        "model": ModelConfig.tiny().to_dict(),
+        "data": {"crop_min": 32, "crop_max": 64, "ct_crop_max": 48, "max_tokens": 256},
+        "optim": {"lr": 1e-3, "warmup_steps": 1, "steps": 4, "cycles": 2}, "workers": 0,
+        "log_every": 1, "ckpt_every": 2, "val_every": 1, "val_examples": 4,
+        "val_ladders_per_modality": 1, "snapshot_ensemble": True})
+    run_dir = tmp_path / "runs" / "snap"
+    pool = load_pool(str(corpus), "train")
+    pretrain(run, run_dir, pool, load_pool(str(corpus), "val") or pool, echo=None,
+             card={"training_command": f"mediqa-train pretrain --config snap --out {run_dir}"})
+    weights = publish(run_dir, tmp_path / "weights", str(corpus), version="9.9.9-s", n_check=4)
+    model, card = load_weights(weights)
+    assert isinstance(model, MedIQAEnsemble) and card["members"] == 2
+    assert "ensemble_members" not in card  # one run: its snapshots, not several runs
+    text = write_card(weights, corpus).read_text()
+    assert "A snapshot ensemble: the 2 networks one run left at the ends of its 2 cosine" in text
+    assert "2 equal cosine cycles" in text and f"publish --run {run_dir} --out weights" in text
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    snaps = [r for r in rows if "snapshot" in r]
+    assert [r["step"] for r in snaps] == [2, 4]
+    assert ("Shipped: ensemble of the 2 cycle ends (live weights), " + ", ".join(
+        f"step {r['step']} ({r['val_ladder_srcc_modality_mean']:.3f})" for r in snaps)) in text

@@ -5,6 +5,7 @@ The smoke run (tiny config, a few steps, real packaged images) runs end to end i
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from mediqa_train.pretrain import (
     LossWeights,
     OptimConfig,
     RunConfig,
+    cycles_done,
     lr_factor,
     multitask_loss,
     pretrain,
@@ -133,6 +135,70 @@ def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
     assert lr_factor(9, 0.0, optim) == pytest.approx(1.0)
     assert lr_factor(500, 0.5, optim) == pytest.approx(0.55)
     assert lr_factor(1000, 1.0, optim) == pytest.approx(0.1)
+
+
+def test_cosine_cycles_restart_at_the_peak_and_each_end_at_the_floor() -> None:
+    cyclic = OptimConfig(warmup_steps=1, min_lr_ratio=0.1, cycles=3)
+    assert lr_factor(100, 0.0, cyclic) == pytest.approx(1.0)
+    assert lr_factor(100, 1 / 6, cyclic) == pytest.approx(0.55)
+    assert lr_factor(100, 1 / 3 - 1e-9, cyclic) == pytest.approx(0.1)
+    assert lr_factor(100, 1 / 3 + 1e-9, cyclic) == pytest.approx(1.0)
+    assert lr_factor(100, 5 / 6, cyclic) == pytest.approx(0.55)
+    assert lr_factor(100, 1.0, cyclic) == pytest.approx(0.1)
+    one = OptimConfig(warmup_steps=1, min_lr_ratio=0.1)
+    for p in (0.0, 0.3, 0.7, 1.0):  # one cycle is the plain cosine
+        assert lr_factor(100, p, one) == pytest.approx(0.1 + 0.45 * (1 + np.cos(np.pi * p)))
+    assert [cycles_done(p, 3) for p in (0.0, 0.33, 1 / 3, 0.5, 0.99, 1.0, 1.2)] == [
+        0, 0, 1, 1, 2, 3, 3]
+
+
+def test_snapshot_ensembles_need_cycles_and_exclude_best_step_selection() -> None:
+    base = tiny_run().to_dict()
+    with pytest.raises(ValueError, match="cycles >= 2"):
+        RunConfig.from_dict({**base, "snapshot_ensemble": True})
+    with pytest.raises(ValueError, match="select_best"):
+        RunConfig.from_dict({**base, "snapshot_ensemble": True, "select_best": True,
+                             "optim": {**base["optim"], "cycles": 2}})
+    with pytest.raises(ValueError, match="cycles must be"):
+        RunConfig.from_dict({**base, "optim": {**base["optim"], "cycles": 0}})
+
+
+def test_a_snapshot_run_ships_every_cycle_end_as_one_ensemble_and_resumes(
+    pool: list[Item], tmp_path: Path
+) -> None:
+    from mediqa_train.pretrain import snapshot_path
+    from safetensors.torch import load_file
+
+    from mediqa_cli.model.ensemble import MedIQAEnsemble
+
+    base = tiny_run().to_dict()
+    run = RunConfig.from_dict({**base, "snapshot_ensemble": True, "ckpt_every": 1,
+                               "val_every": 100, "val_ladders_per_modality": 1,
+                               "optim": {**base["optim"], "cycles": 3}})
+    out = tmp_path / "run"
+    pretrain(run, out, pool, pool, max_steps=6, echo=None)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["snapshot"], r["step"]) for r in rows if "snapshot" in r] == [
+        (1, 2), (2, 4), (3, 6)]
+    # Lose the last step and its snapshot, as a run cut off at step 5 would; resume.
+    ckpts = out / "checkpoints"
+    for gone in (ckpts / "step_000006", snapshot_path(out, 3), out / "weights"):
+        if gone.is_dir():
+            shutil.rmtree(gone)
+        else:
+            gone.unlink()
+    (ckpts / "latest.json").write_text(json.dumps({"path": "step_000005"}))
+    assert json.loads((ckpts / "step_000005" / "state.json").read_text())["snapshots"] == 2
+    weights = pretrain(run, out, pool, pool, max_steps=6, resume=True, echo=None)
+    model, card = load_weights(weights)
+    assert isinstance(model, MedIQAEnsemble) and len(model.members) == 3
+    assert card["members"] == 3 and card["training"]["selected_step"] == [2, 4, 6]
+    assert card["training"]["selected_weights"].startswith("ensemble of the 3 cycle ends")
+    for i, member in enumerate(model.members, start=1):
+        saved = load_file(str(snapshot_path(out, i)))
+        assert all(torch.equal(member.state_dict()[k], saved[k]) for k in saved)
+    first, last = (load_file(str(snapshot_path(out, i))) for i in (1, 3))
+    assert any(not torch.equal(first[k], last[k]) for k in first)
 
 
 def test_run_config_refuses_unknown_keys() -> None:
