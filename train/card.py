@@ -38,22 +38,33 @@ METRICS_DIR = "metrics"
 
 
 def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str,
-            version: str = "0.2.0", n_check: int = 32) -> Path:
+            version: str = "0.2.0", n_check: int = 32,
+            members: Sequence[int] | None = None) -> Path:
     """Copy run/weights to `out` with a fresh card; verify it loads and scores identically.
 
     Several runs (of one model config) are published as one ensemble (model/ensemble.py): the
     card's training facts are the first run's, and "ensemble_members" lists every run's.
+    `members` keeps only these networks (0-based, over all runs' networks in order), e.g. one
+    cycle end of a snapshot run, to measure it alone.
     """
     from mediqa_train.batches import BatchRecipe
     from mediqa_train.pretrain import fixed_examples, load_pool, predict
 
     run_dirs = [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
     loaded = [load_weights(d / "weights") for d in run_dirs]
-    model = assemble([net for m, _ in loaded for net in members_of(m)])
+    nets = [net for m, _ in loaded for net in members_of(m)]
+    if members is not None:
+        if not members or any(not 0 <= i < len(nets) for i in members):
+            raise ValueError(f"--member must name networks 0..{len(nets) - 1}, got {members}")
+        nets = [nets[i] for i in members]
+    model = assemble(nets)
     card = {k: v for k, v in loaded[0][1].items()
             if k not in ("sha256", "parameters", "config", "weights_file", "name", "version",
-                         "members", "ensemble_members", "accuracy_summary",
+                         "members", "ensemble_members", "published_members",
+                         "accuracy_summary",
                          "simulated_rater_summary", "training_log_summary")}
+    if members is not None:
+        card["published_members"] = list(members)
     if len(run_dirs) > 1:
         card["ensemble_members"] = [_member_facts(d, c) for d, (_, c) in zip(run_dirs, loaded)]
     card["corpus"] = corpus_facts(corpus)
@@ -241,7 +252,10 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         + (f" A snapshot ensemble: the {card['members']} networks one run left at the ends of "
            f"its {rc['optim'].get('cycles', 1)} cosine learning-rate cycles; every output is "
            "the members' mean, so scoring costs the sum of their times."
-           if rc.get("snapshot_ensemble") and not members else ""),
+           if rc.get("snapshot_ensemble") and card.get("members") and not members else "")
+        + (" Published from the runs' networks "
+           + ", ".join(str(i) for i in card["published_members"]) + " only (0-based)."
+           if "published_members" in card else ""),
         "",
         f"- file: `{card['weights_file']}` (float32 safetensors, "
         f"{(root / card['weights_file']).stat().st_size / 1e6:.1f} MB)",
@@ -444,12 +458,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="weights")
     p.add_argument("--corpus", default="corpus")
     p.add_argument("--version", default="0.2.0")
+    p.add_argument("--member", type=int, action="append", default=None,
+                   help="publish only this network of the runs' ensemble (0-based); repeatable")
     w = sub.add_parser("write", help="(re)write MODEL_CARD.md from the metrics files")
     w.add_argument("--weights", default="weights")
     w.add_argument("--corpus", default=None)
     args = ap.parse_args(argv)
     if args.cmd == "publish":
-        print(publish(args.run, args.out, args.corpus, args.version))
+        print(publish(args.run, args.out, args.corpus, args.version, members=args.member))
     else:
         print(write_card(args.weights, args.corpus))
     return 0

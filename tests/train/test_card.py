@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from mediqa_train.card import publish, write_card
 from mediqa_train.corpus import build_corpus
 from mediqa_train.pretrain import RunConfig, load_pool, pretrain
@@ -139,3 +140,12 @@ def test_a_snapshot_run_publishes_as_the_ensemble_of_its_cycle_ends(
     assert [r["step"] for r in snaps] == [2, 4]
     assert ("Shipped: ensemble of the 2 cycle ends (live weights), " + ", ".join(
         f"step {r['step']} ({r['val_ladder_srcc_modality_mean']:.3f})" for r in snaps)) in text
+    last = publish(run_dir, tmp_path / "last", str(corpus), version="9.9.9-l", n_check=4,
+                   members=[1])
+    alone, alone_card = load_weights(last)
+    assert not isinstance(alone, MedIQAEnsemble) and "members" not in alone_card
+    assert all(torch.equal(v, model.members[1].state_dict()[k])
+               for k, v in alone.state_dict().items())
+    assert "Published from the runs' networks 1 only" in write_card(last, corpus).read_text()
+    with pytest.raises(ValueError, match="--member"):
+        publish(run_dir, tmp_path / "bad", str(corpus), n_check=4, members=[2])
