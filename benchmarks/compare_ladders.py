@@ -7,10 +7,13 @@ is a claim about these ladders, not about two separate noisy means. Both files m
 matched one to one and refused if they differ.
 
 Usage:
-    python benchmarks/compare_ladders.py A.jsonl[:COLUMN] B.jsonl[:COLUMN] [--n-boot 2000]
+    python benchmarks/compare_ladders.py A.jsonl[:COLUMN] B.jsonl[:COLUMN] [B2.jsonl[:COLUMN] ...]
+        [--n-boot 2000]
 
 COLUMN is `model` (the run's own weights; the default) or a name from the rows' `others`
-(e.g. `seed1 + model (mean)` from `accuracy.py --compare seed1=...`).
+(e.g. `seed1 + model (mean)` from `accuracy.py --compare seed1=...`). Several B specs make B
+the mean of their scores, ladder by ladder: what an ensemble of those networks would score
+(the ensemble's score is its members' mean), without publishing and re-scoring it.
 """
 
 from __future__ import annotations
@@ -37,9 +40,16 @@ def load_side(spec: str) -> tuple[str, list[dict[str, Any]], str]:
     return f"{path}:{column}", rows, column
 
 
-def side_srcc(rows: Sequence[dict[str, Any]], column: str) -> np.ndarray:
-    values = [row["scores"] if column == "model" else row["others"][column] for row in rows]
-    return np.array([ladder_srcc(v) for v in values], dtype=float)
+def side_scores(rows: Sequence[dict[str, Any]], column: str) -> list[list[float]]:
+    return [row["scores"] if column == "model" else row["others"][column] for row in rows]
+
+
+def srcc_of(scores: Sequence[Sequence[float]]) -> np.ndarray:
+    return np.array([ladder_srcc(v) for v in scores], dtype=float)
+
+
+def ladder_keys(rows: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
+    return [tuple(json.dumps(r[k]) for k in LADDER_KEYS) for r in rows]
 
 
 def paired_table(a: np.ndarray, b: np.ndarray, groups: dict[str, list[int]], n_boot: int,
@@ -62,18 +72,20 @@ def paired_table(a: np.ndarray, b: np.ndarray, groups: dict[str, list[int]], n_b
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("a", help="baseline: accuracy_ladders.jsonl[:column]")
-    ap.add_argument("b", help="candidate: accuracy_ladders.jsonl[:column]")
+    ap.add_argument("b", nargs="+",
+                    help="candidate: accuracy_ladders.jsonl[:column]; several: their mean")
     ap.add_argument("--n-boot", type=int, default=2000)
     args = ap.parse_args(argv)
     name_a, rows_a, col_a = load_side(args.a)
-    name_b, rows_b, col_b = load_side(args.b)
-    keys_a = [tuple(json.dumps(r[k]) for k in LADDER_KEYS) for r in rows_a]
-    keys_b = [tuple(json.dumps(r[k]) for k in LADDER_KEYS) for r in rows_b]
-    if keys_a != keys_b:
-        print("the two files hold different ladders (corpus, seed or count differ)",
-              file=sys.stderr)
+    sides_b = [load_side(spec) for spec in args.b]
+    if any(ladder_keys(rows) != ladder_keys(rows_a) for _, rows, _ in sides_b):
+        print("the files hold different ladders (corpus, seed or count differ)", file=sys.stderr)
         return 2
-    a, b = side_srcc(rows_a, col_a), side_srcc(rows_b, col_b)
+    name_b = " + ".join(name for name, _, _ in sides_b) + (
+        f" (mean of {len(sides_b)})" if len(sides_b) > 1 else "")
+    a = srcc_of(side_scores(rows_a, col_a))
+    b = srcc_of(np.mean([np.asarray(side_scores(rows, col), dtype=float)
+                         for _, rows, col in sides_b], axis=0))
     groups: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows_a):
         groups["all"].append(i)

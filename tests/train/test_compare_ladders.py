@@ -45,3 +45,20 @@ def test_files_with_different_ladders_are_refused(compare: ModuleType, tmp_path:
     a = _write(tmp_path / "a.jsonl", [_row("CT", "s1", GOOD, GOOD)])
     b = _write(tmp_path / "b.jsonl", [_row("CT", "other", GOOD, GOOD)])
     assert compare.main([str(a), str(b)]) == 2
+
+
+def test_several_candidates_are_scored_as_the_mean_of_their_scores(
+        compare: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Alone each candidate ranks the ladder backwards at one step; their mean ranks it right.
+    left = [100, 90, 70, 80, 60, 50]
+    right = [100, 80, 90, 60, 70, 50]
+    a = _write(tmp_path / "a.jsonl", [_row("CT", "s1", BAD, GOOD)])
+    b1 = _write(tmp_path / "b1.jsonl", [_row("CT", "s1", left, GOOD)])
+    b2 = _write(tmp_path / "b2.jsonl", [_row("CT", "s1", right, GOOD)])
+    assert compare.main([str(a), str(b1), "--n-boot", "50"]) == 0
+    assert "| CT | 1 | -1.000 | 0.943 | +1.943 |" in capsys.readouterr().out
+    assert compare.main([str(a), str(b1), str(b2), "--n-boot", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "(mean of 2)" in out and "| CT | 1 | -1.000 | 1.000 | +2.000 |" in out
+    other = _write(tmp_path / "c.jsonl", [_row("CT", "elsewhere", GOOD, GOOD)])
+    assert compare.main([str(a), str(b1), str(other)]) == 2
