@@ -16,9 +16,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from mediqa_train.corpus import open_corpus
+from mediqa_train.degrade.base import robust_max
 from mediqa_train.degrade.xray import XRExposure, XRExposureParams
 
 EXPOSURE_ERRORS = (0.6, 1.2, 3.0, -1.2, -3.0)  # stops; severity = |ev| / 3
+SATURATION = 1.2  # what XRExposure.sample always uses
+
+
+def clipped_fraction(clean: torch.Tensor, out: torch.Tensor, params: XRExposureParams) -> float:
+    """Fraction of pixels at the detector's saturation level (the simulator's clip value)."""
+    full = params.saturation * float(robust_max(clean))
+    return float((out >= full * (1 - 1e-6)).float().mean())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,10 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             p1, p50, p99 = np.percentile(image.numpy(), [1, 50, 99])
             cells = []
             for ev in EXPOSURE_ERRORS:
-                out = sim.apply(image, item.spacing, XRExposureParams(ev, 1.2, 12),
-                                torch.Generator().manual_seed(0))
-                clipped = float((out >= out.max()).float().mean()) if ev > 0 else 0.0
-                cells.append(f"{clipped:.2f} ({out.unique().numel()})")
+                params = XRExposureParams(ev, SATURATION, 12)
+                out = sim.apply(image, item.spacing, params, torch.Generator().manual_seed(0))
+                cells.append(f"{clipped_fraction(image, out, params):.2f} "
+                             f"({out.unique().numel()})")
             print(f"| {split} | {item.source} | {p1:.0f} / {p50:.0f} / {p99:.0f} | "
                   + " | ".join(cells) + " |")
     return 0

@@ -39,13 +39,14 @@ METRICS_DIR = "metrics"
 
 def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str,
             version: str = "0.2.0", n_check: int = 32,
-            members: Sequence[int] | None = None) -> Path:
+            member_indices: Sequence[int] | None = None) -> Path:
     """Copy run/weights to `out` with a fresh card; verify it loads and scores identically.
 
     Several runs (of one model config) are published as one ensemble (model/ensemble.py): the
     card's training facts are the first run's, and "ensemble_members" lists every run's.
-    `members` keeps only these networks (0-based, over all runs' networks in order), e.g. one
-    cycle end of a snapshot run, to measure it alone.
+    `member_indices` keeps only these networks (0-based, over all runs' networks in order),
+    e.g. one cycle end of a snapshot run, to measure it alone; the card then names only the
+    runs and cycle ends that were kept.
     """
     from mediqa_train.batches import BatchRecipe
     from mediqa_train.pretrain import fixed_examples, load_pool, predict
@@ -53,18 +54,28 @@ def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str
     run_dirs = [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
     loaded = [load_weights(d / "weights") for d in run_dirs]
     nets = [net for m, _ in loaded for net in members_of(m)]
-    if members is not None:
-        if not members or any(not 0 <= i < len(nets) for i in members):
-            raise ValueError(f"--member must name networks 0..{len(nets) - 1}, got {members}")
-        nets = [nets[i] for i in members]
-    model = assemble(nets)
+    owner = [(r, j) for r, (m, _) in enumerate(loaded) for j in range(len(members_of(m)))]
+    chosen = list(range(len(nets))) if member_indices is None else list(member_indices)
+    if not chosen or any(not 0 <= i < len(nets) for i in chosen):
+        raise ValueError(f"--member must name networks 0..{len(nets) - 1}, got {chosen}")
+    model = assemble([nets[i] for i in chosen])
+    kept = sorted({owner[i][0] for i in chosen})
+    run_dirs, loaded = [run_dirs[r] for r in kept], [loaded[r] for r in kept]
     card = {k: v for k, v in loaded[0][1].items()
             if k not in ("sha256", "parameters", "config", "weights_file", "name", "version",
                          "members", "ensemble_members", "published_members",
                          "accuracy_summary",
                          "simulated_rater_summary", "training_log_summary")}
-    if members is not None:
-        card["published_members"] = list(members)
+    if member_indices is not None:
+        card["published_members"] = chosen
+        card.pop("validation", None)  # measured on all of the run's networks
+        t = card.get("training", {})
+        if len(kept) == 1 and t.get("snapshot_steps"):
+            cycle_ends = [owner[i][1] for i in chosen]
+            card["training"] = {
+                **t, "snapshot_steps": [t["snapshot_steps"][j] for j in cycle_ends],
+                "selected_weights": "cycle end(s) " + ", ".join(str(j + 1) for j in cycle_ends)
+                + " of a snapshot run, published alone"}
     if len(run_dirs) > 1:
         card["ensemble_members"] = [_member_facts(d, c) for d, (_, c) in zip(run_dirs, loaded)]
     card["corpus"] = corpus_facts(corpus)
@@ -250,7 +261,7 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
            f" (seeds {', '.join(str(m['seed']) for m in members)}): every output is the "
            "members' mean, so scoring costs the sum of their times." if members else "")
         + (f" A snapshot ensemble: the {card['members']} networks one run left at the ends of "
-           f"its {rc['optim'].get('cycles', 1)} cosine learning-rate cycles; every output is "
+           f"its {cycles} cosine learning-rate cycles; every output is "
            "the members' mean, so scoring costs the sum of their times."
            if rc.get("snapshot_ensemble") and card.get("members") and not members else "")
         + (" Published from the runs' networks "
@@ -333,7 +344,10 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
             f"{v0['val_modality_acc']} -> {v1['val_modality_acc']}")
     ladder_rows = [r for r in log_rows
                    if "val_ladder_srcc_modality_mean" in r and "snapshot" not in r]
-    snapshot_rows = [r for r in log_rows if "snapshot" in r]
+    # The last row per cycle end (a resumed run may log one twice), for the ends shipped.
+    snapshot_rows = sorted({r["snapshot"]: r for r in log_rows if "snapshot" in r}.values(),
+                           key=lambda r: r["step"])
+    snapshot_rows = [r for r in snapshot_rows if r["step"] in t.get("snapshot_steps", [])]
     if ladder_rows:
         chosen = t.get("selected_step", s["steps"])
         key = "val_ladder_srcc_modality_mean"
@@ -465,7 +479,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.add_argument("--corpus", default=None)
     args = ap.parse_args(argv)
     if args.cmd == "publish":
-        print(publish(args.run, args.out, args.corpus, args.version, members=args.member))
+        print(publish(args.run, args.out, args.corpus, args.version,
+                      member_indices=args.member))
     else:
         print(write_card(args.weights, args.corpus))
     return 0

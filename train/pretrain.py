@@ -22,6 +22,11 @@ to the end of its budget instead of stopping mid-schedule. Checkpoints (safetens
 `torch.save` optimizer state + JSON step state) every `ckpt_every` steps and at the end make the
 run resumable; the final weights are written with `save_weights` (safetensors + model card).
 Metrics go to `metrics.jsonl` and stdout.
+
+With `optim.cycles` = N > 1 the cosine runs N times over the budget (N - 1 restarts at the full
+rate) and the weights at each cycle's end are kept in `RUN/snapshots/` (the moving average's,
+when `ema_decay` > 0; it is not reset at a restart). `snapshot_ensemble` ships those N networks
+as one ensemble (`mediqa_cli/model/ensemble.py`): several networks for the price of one run.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ class OptimConfig:
     warmup_steps: int = 100
     steps: int = 2000
     grad_clip: float = 1.0
-    cycles: int = 1  # > 1: the cosine restarts this many times (warm restarts, snapshots)
+    cycles: int = 1  # > 1: this many cosines back to back (warm restarts, snapshots)
 
 
 @dataclass(frozen=True)
@@ -463,6 +468,16 @@ def pretrain(
                                 run.seed)
     best_path = out_dir / "best_model.safetensors"
 
+    if state.get("cycles") != run.optim.cycles:  # a new run, or a checkpoint of another schedule
+        resumed_at = state["step"] / max(1, total_steps)
+        if budget_s:
+            resumed_at = max(resumed_at, state["elapsed_s"] / budget_s)
+        if run.snapshot_ensemble and cycles_done(resumed_at, run.optim.cycles) > 0:
+            raise ValueError(f"{out_dir}: resuming past a cycle end whose snapshot was never "
+                             "kept; a snapshot ensemble needs every cycle end")
+        state["cycles"] = run.optim.cycles
+        state["snapshots"] = cycles_done(resumed_at, run.optim.cycles)
+        state["snapshot_steps"] = []
     stream = BatchStream(pool, run.model, run.data, seed=run.seed * 1_000_003 + state["step"])
     loader = DataLoader(stream, batch_size=None, num_workers=run.workers,
                         prefetch_factor=4 if run.workers else None,
@@ -549,22 +564,13 @@ def pretrain(
             log.write({"step": step, **metrics},
                       f"  val @ {step}: " + " ".join(f"{k.replace('val_', '', 1)}={v:.3f}"
                                                     for k, v in metrics.items()))
-        snapshot = False
-        if run.optim.cycles > 1 and cycles_done(progress(), run.optim.cycles) > state.get(
-                "snapshots", 0):
-            snapshot = True
+        snapshot = (run.optim.cycles > 1
+                    and cycles_done(progress(), run.optim.cycles) > state["snapshots"])
+        if snapshot:
             state["snapshots"] = cycles_done(progress(), run.optim.cycles)
-            weights = average.shadow if average is not None else model.state_dict()
-            path = snapshot_path(out_dir, state["snapshots"])
-            path.parent.mkdir(exist_ok=True)
-            save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(path))
-            state.setdefault("snapshot_steps", []).append(step)
-            if val_ladders is not None:
-                with _Swap(model, weights) as snap:
-                    measured = val_ladders.score(snap, dev)
-                log.write({"step": step, "snapshot": state["snapshots"], **measured},
-                          f"  snapshot {state['snapshots']} @ {step}: ladder srcc "
-                          f"{measured['val_ladder_srcc_modality_mean']:.3f}")
+            state["snapshot_steps"].append(step)
+            _save_snapshot(out_dir, state["snapshots"], model, average, val_ladders, dev, log,
+                           step)
         if snapshot or step % run.ckpt_every == 0 or progress() >= 1.0:
             state["elapsed_s"] = time.perf_counter() - start
             state["step"] = step
@@ -572,8 +578,7 @@ def pretrain(
                             average=average)
 
     elapsed = time.perf_counter() - start
-    selected: int | list[int] = step
-    selected_kind = "live"
+    selected, selected_kind = step, "live"
     shipped: torch.nn.Module = model
     if run.snapshot_ensemble:
         from mediqa_cli.model.ensemble import MedIQAEnsemble
@@ -585,7 +590,6 @@ def pretrain(
             raise RuntimeError(f"{out_dir}: the run ended with {len(snaps)} snapshot(s); a "
                                "snapshot ensemble needs at least 2")
         shipped = MedIQAEnsemble.of(snaps).to(dev)
-        selected = [int(s) for s in state["snapshot_steps"]]
         selected_kind = "snapshots"
     elif run.select_best and best_path.exists():
         model.load_state_dict(load_file(str(best_path), device=str(dev)))
@@ -598,6 +602,8 @@ def pretrain(
         "task": "physics-informed pre-training (simulated degradations of real slices)",
         "score_meaning": target_description(run.data.shading_weight),
         "training": {"steps": step, "selected_step": selected,
+                     **({"snapshot_steps": [int(s) for s in state["snapshot_steps"]]}
+                        if state["snapshot_steps"] else {}),
                      "selected_weights": _selected_words(selected_kind, run),
                      "selection": ("the end of every cosine cycle" if run.snapshot_ensemble
                                    else "best mean within-ladder SRCC on the val sources"
@@ -623,7 +629,24 @@ def snapshot_path(out: Path, index: int) -> Path:
     return out / "snapshots" / f"cycle_{index}.safetensors"
 
 
+def _save_snapshot(out: Path, index: int, model: MedIQANet, average: WeightAverage | None,
+                   val_ladders: Any, device: torch.device, log: JsonlLog, step: int) -> None:
+    """Keep the weights of a cycle's end (the average's, if one is kept) and log how they rank
+    the val ladders, so the card can show every member of a snapshot ensemble."""
+    weights = average.shadow if average is not None else model.state_dict()
+    path = snapshot_path(out, index)
+    path.parent.mkdir(exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(path))
+    if val_ladders is not None:
+        with _Swap(model, weights) as snap:
+            measured = val_ladders.score(snap, device)
+        log.write({"step": step, "snapshot": index, **measured},
+                  f"  snapshot {index} @ {step}: ladder srcc "
+                  f"{measured['val_ladder_srcc_modality_mean']:.3f}")
+
+
 def _selected_words(kind: str, run: RunConfig) -> str:
+    """The card's words for which weights a run shipped."""
     average = f"exponential moving average (decay {run.ema_decay})"
     if kind == "snapshots":
         what = average if run.ema_decay > 0 else "live weights"

@@ -111,6 +111,15 @@ def test_two_runs_publish_as_one_ensemble_with_both_runs_on_the_card(
     assert f"--out {second} --seed 1" in text
     assert "An ensemble of 2 networks" in text and "ensemble member 1: the same recipe with " \
         "seed 1" in text
+    # One network of the two runs: a plain folder naming only the run it came from.
+    alone = publish([run_dir, second], tmp_path / "alone", str(corpus), version="9.9.9-a",
+                    n_check=4, member_indices=[1])
+    model, alone_card = load_weights(alone)
+    assert not isinstance(model, MedIQAEnsemble) and "ensemble_members" not in alone_card
+    assert alone_card["training"]["run_config"]["seed"] == 1
+    assert (alone / "training_log.jsonl").read_text() == (second / "metrics.jsonl").read_text()
+    assert not (alone / "training_log.member1.jsonl").exists()
+    assert "An ensemble of" not in write_card(alone, corpus).read_text()
 
 
 def test_a_snapshot_run_publishes_as_the_ensemble_of_its_cycle_ends(
@@ -141,11 +150,14 @@ def test_a_snapshot_run_publishes_as_the_ensemble_of_its_cycle_ends(
     assert ("Shipped: ensemble of the 2 cycle ends (live weights), " + ", ".join(
         f"step {r['step']} ({r['val_ladder_srcc_modality_mean']:.3f})" for r in snaps)) in text
     last = publish(run_dir, tmp_path / "last", str(corpus), version="9.9.9-l", n_check=4,
-                   members=[1])
+                   member_indices=[1])
     alone, alone_card = load_weights(last)
     assert not isinstance(alone, MedIQAEnsemble) and "members" not in alone_card
     assert all(torch.equal(v, model.members[1].state_dict()[k])
                for k, v in alone.state_dict().items())
-    assert "Published from the runs' networks 1 only" in write_card(last, corpus).read_text()
+    text = write_card(last, corpus).read_text()
+    assert "Published from the runs' networks 1 only" in text and "ensemble of the" not in text
+    assert alone_card["training"]["snapshot_steps"] == [4] and "validation" not in alone_card
+    assert "Shipped: cycle end(s) 2 of a snapshot run, published alone, step 4 (" in text
     with pytest.raises(ValueError, match="--member"):
-        publish(run_dir, tmp_path / "bad", str(corpus), n_check=4, members=[2])
+        publish(run_dir, tmp_path / "bad", str(corpus), n_check=4, member_indices=[2])

@@ -192,13 +192,19 @@ def test_a_snapshot_run_ships_every_cycle_end_as_one_ensemble_and_resumes(
     weights = pretrain(run, out, pool, pool, max_steps=6, resume=True, echo=None)
     model, card = load_weights(weights)
     assert isinstance(model, MedIQAEnsemble) and len(model.members) == 3
-    assert card["members"] == 3 and card["training"]["selected_step"] == [2, 4, 6]
+    assert card["members"] == 3 and card["training"]["snapshot_steps"] == [2, 4, 6]
+    assert card["training"]["selected_step"] == 6
     assert card["training"]["selected_weights"].startswith("ensemble of the 3 cycle ends")
     for i, member in enumerate(model.members, start=1):
         saved = load_file(str(snapshot_path(out, i)))
         assert all(torch.equal(member.state_dict()[k], saved[k]) for k in saved)
     first, last = (load_file(str(snapshot_path(out, i))) for i in (1, 3))
     assert any(not torch.equal(first[k], last[k]) for k in first)
+    # A run without snapshots cannot become a snapshot ensemble past its first cycle end.
+    plain = tmp_path / "plain"
+    pretrain(tiny_run(), plain, pool, pool, max_steps=4, echo=None)
+    with pytest.raises(ValueError, match="never kept"):
+        pretrain(run, plain, pool, pool, max_steps=8, resume=True, echo=None)
 
 
 def test_run_config_refuses_unknown_keys() -> None:

@@ -22,6 +22,24 @@ def test_one_row_per_xr_slice_and_overexposure_clips_more_with_dose(
     assert len(rows) == 4  # the one radiograph is cut into four regions; CT gets no row
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        clipped = [float(c.split()[0]) for c in cells[3:6]]  # +0.6, +1.2, +3.0 EV
-        assert clipped == sorted(clipped) and 0.0 < clipped[-1] <= 1.0
-        assert all(c.startswith("0.00") for c in cells[6:])  # underexposure never clips high
+        over = [float(c.split()[0]) for c in cells[3:6]]  # +0.6, +1.2, +3.0 EV
+        under = [float(c.split()[0]) for c in cells[6:]]  # -1.2, -3.0 EV
+        assert over == sorted(over) and over[-1] > over[0]  # more dose, more clipped
+        assert over[0] > 0.2  # this radiograph's bright half sits near the clip level
+        assert max(under) < 0.05  # less dose: (almost) nothing reaches saturation
+
+
+def test_the_clipped_fraction_counts_pixels_at_the_saturation_level_only() -> None:
+    import torch
+    from mediqa_train.degrade.base import robust_max
+    from mediqa_train.degrade.xray import XRExposureParams
+
+    script = load_benchmark("xr_exposure_clipping")
+    clean = torch.linspace(0, 1, 1000).reshape(10, 100)
+    params = XRExposureParams(1.0, 1.2, 12)
+    full = 1.2 * float(robust_max(clean))
+    out = torch.minimum(clean * 2.0, torch.tensor(full))
+    expected = float((clean * 2.0 >= full).float().mean())
+    assert 0.3 < expected < 0.5
+    assert abs(script.clipped_fraction(clean, out, params) - expected) < 0.002
+    assert script.clipped_fraction(clean, clean, params) == 0.0  # bright but never clipped
