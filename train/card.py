@@ -61,6 +61,7 @@ def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str
     model = assemble([nets[i] for i in chosen])
     kept = sorted({owner[i][0] for i in chosen})
     run_dirs, loaded = [run_dirs[r] for r in kept], [loaded[r] for r in kept]
+    loaded = [(m, _with_snapshot_steps(c)) for m, c in loaded]
     card = {k: v for k, v in loaded[0][1].items()
             if k not in ("sha256", "parameters", "config", "weights_file", "name", "version",
                          "members", "ensemble_members", "published_members",
@@ -97,6 +98,16 @@ def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str
     if not np.array_equal(a, b):
         raise RuntimeError(f"published weights score differently from the run's ({target})")
     return target
+
+
+def _with_snapshot_steps(card: dict[str, Any]) -> dict[str, Any]:
+    """The card with `training.selected_step` an int: the first snapshot runs (2026-11-29)
+    wrote their cycle ends there as a list, where later runs write `snapshot_steps`."""
+    t = card.get("training", {})
+    if not isinstance(t.get("selected_step"), list):
+        return card
+    return {**card, "training": {**t, "snapshot_steps": t["selected_step"],
+                                 "selected_step": t.get("steps", t["selected_step"][-1])}}
 
 
 def member_log(index: int) -> str:

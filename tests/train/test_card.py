@@ -161,3 +161,13 @@ def test_a_snapshot_run_publishes_as_the_ensemble_of_its_cycle_ends(
     assert "Shipped: cycle end(s) 2 of a snapshot run, published alone, step 4 (" in text
     with pytest.raises(ValueError, match="--member"):
         publish(run_dir, tmp_path / "bad", str(corpus), n_check=4, member_indices=[2])
+
+
+def test_a_card_listing_cycle_ends_as_selected_step_is_read_as_snapshot_steps() -> None:
+    from mediqa_train.card import _with_snapshot_steps
+
+    early = {"training": {"steps": 12150, "selected_step": [3788, 7999, 12150]}}
+    t = _with_snapshot_steps(early)["training"]
+    assert t["selected_step"] == 12150 and t["snapshot_steps"] == [3788, 7999, 12150]
+    plain = {"training": {"steps": 10, "selected_step": 8}}
+    assert _with_snapshot_steps(plain) is plain
