@@ -206,6 +206,15 @@ def lr_factor(step: int, progress: float, optim: OptimConfig) -> float:
     return warm * (optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cos)
 
 
+def schedule_progress(step: int, elapsed_s: float, total_steps: int,
+                      budget_s: float | None) -> float:
+    """How far through its schedule a run is: max(step / steps, elapsed / time budget)."""
+    p = step / max(1, total_steps)
+    if budget_s:
+        p = max(p, elapsed_s / budget_s)
+    return p
+
+
 def cycles_done(progress: float, cycles: int) -> int:
     """How many of the schedule's cosine cycles have ended at this progress."""
     return min(cycles, int(max(0.0, progress) * cycles + 1e-9))
@@ -469,9 +478,7 @@ def pretrain(
     best_path = out_dir / "best_model.safetensors"
 
     if state.get("cycles") != run.optim.cycles:  # a new run, or a checkpoint of another schedule
-        resumed_at = state["step"] / max(1, total_steps)
-        if budget_s:
-            resumed_at = max(resumed_at, state["elapsed_s"] / budget_s)
+        resumed_at = schedule_progress(state["step"], state["elapsed_s"], total_steps, budget_s)
         if run.snapshot_ensemble and cycles_done(resumed_at, run.optim.cycles) > 0:
             raise ValueError(f"{out_dir}: resuming past a cycle end whose snapshot was never "
                              "kept; a snapshot ensemble needs every cycle end")
@@ -495,10 +502,7 @@ def pretrain(
              f"from step {step}")
 
     def progress() -> float:
-        p = step / max(1, total_steps)
-        if budget_s:
-            p = max(p, (time.perf_counter() - start) / budget_s)
-        return p
+        return schedule_progress(step, time.perf_counter() - start, total_steps, budget_s)
 
     while progress() < 1.0:
         t0 = time.perf_counter()
@@ -564,10 +568,10 @@ def pretrain(
             log.write({"step": step, **metrics},
                       f"  val @ {step}: " + " ".join(f"{k.replace('val_', '', 1)}={v:.3f}"
                                                     for k, v in metrics.items()))
-        snapshot = (run.optim.cycles > 1
-                    and cycles_done(progress(), run.optim.cycles) > state["snapshots"])
+        ended = cycles_done(progress(), run.optim.cycles) if run.optim.cycles > 1 else 0
+        snapshot = ended > state["snapshots"]
         if snapshot:
-            state["snapshots"] = cycles_done(progress(), run.optim.cycles)
+            state["snapshots"] = ended
             state["snapshot_steps"].append(step)
             _save_snapshot(out_dir, state["snapshots"], model, average, val_ladders, dev, log,
                            step)
@@ -638,8 +642,11 @@ def _save_snapshot(out: Path, index: int, model: MedIQANet, average: WeightAvera
     path.parent.mkdir(exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(path))
     if val_ladders is not None:
-        with _Swap(model, weights) as snap:
-            measured = val_ladders.score(snap, device)
+        if average is None:
+            measured = val_ladders.score(model, device)
+        else:
+            with average.swapped_into(model) as snap:
+                measured = val_ladders.score(snap, device)
         log.write({"step": step, "snapshot": index, **measured},
                   f"  snapshot {index} @ {step}: ladder srcc "
                   f"{measured['val_ladder_srcc_modality_mean']:.3f}")
