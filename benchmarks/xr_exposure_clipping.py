@@ -1,11 +1,12 @@
 """How much of each XR corpus slice the over/under-exposure simulator clips, per exposure error.
 
-Why: `xr_exposure` takes stored pixel values as proportional to dose (a linear 'for processing'
-detector) and saturates at 1.2x the 99th percentile. The packaged radiographs are 'for
-presentation' CR images whose bright half (bone, collimation, after the MONOCHROME1 inversion)
-sits near that percentile, so a small overexposure whitens most of the image. This prints the
-clipped fraction and the number of distinct values left, so the claim in benchmarks/RESULTS.md
-can be rerun: `python benchmarks/xr_exposure_clipping.py --corpus corpus`.
+Why: until 2026-11-30 `xr_exposure` took stored pixel values as proportional to dose and
+saturated at 1.2x the 99th percentile. The packaged radiographs are 'for presentation' CR images
+whose bright half (bone, collimation, after the MONOCHROME1 inversion) sits near that
+percentile, so a small overexposure whitened most of the image and three of the four XR
+exposure test ladders were one flat image from severity 0.4 on. The simulator now works in the
+dose domain (see XRExposure); this prints the saturated fraction and the number of distinct
+values left, so the ladders can be checked: `python benchmarks/xr_exposure_clipping.py`.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from mediqa_train.corpus import open_corpus
-from mediqa_train.degrade.base import robust_max
 from mediqa_train.degrade.xray import XRExposure, XRExposureParams
 
 EXPOSURE_ERRORS = (0.6, 1.2, 3.0, -1.2, -3.0)  # stops; severity = |ev| / 3
-SATURATION = 1.2  # what XRExposure.sample always uses
 
 
 def clipped_fraction(clean: torch.Tensor, out: torch.Tensor, params: XRExposureParams) -> float:
-    """Fraction of pixels at the detector's saturation level (the simulator's clip value)."""
-    full = params.saturation * float(robust_max(clean))
-    return float((out >= full * (1 - 1e-6)).float().mean())
+    """Fraction of pixels at the detector's saturation, which renders as one grey level."""
+    sim = XRExposure()
+    level = sim.saturated_grey(clean, params)
+    tolerance = 1e-4 * sim.grey_scale(clean)[1]
+    return float(((out - level).abs() <= tolerance).float().mean())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             p1, p50, p99 = np.percentile(image.numpy(), [1, 50, 99])
             cells = []
             for ev in EXPOSURE_ERRORS:
-                params = XRExposureParams(ev, SATURATION, 12)
+                params = XRExposureParams(ev, sim.SATURATION, sim.BITS)
                 out = sim.apply(image, item.spacing, params, torch.Generator().manual_seed(0))
                 cells.append(f"{clipped_fraction(image, out, params):.2f} "
                              f"({out.unique().numel()})")

@@ -10,7 +10,6 @@ from mediqa_train.degrade.nuclear import NMCountsParams
 from mediqa_train.degrade.photographic import DefocusParams
 from mediqa_train.degrade.ultrasound import USSpeckleParams, to_display, to_envelope
 from mediqa_train.degrade.xray import XRExposureParams, XRQuantumNoiseParams
-from train_images import real_image
 
 
 def test_quantum_noise_variance_follows_signal_over_dose(rng):
@@ -23,12 +22,32 @@ def test_quantum_noise_variance_follows_signal_over_dose(rng):
     assert abs(float(out.mean()) - float(image.mean())) < 2.0
 
 
-def test_overexposure_clips_at_detector_saturation(rng):
-    image, spacing = real_image("XR")
-    out = REGISTRY["xr_exposure"].apply(image, spacing, XRExposureParams(2.0, 1.2, 12), rng)
-    ceiling = float(out.max())
-    assert float((out >= ceiling).float().mean()) > 0.2  # burnt-out area
-    assert ceiling <= 1.2 * float(torch.quantile(image.flatten(), 0.99)) + 1e-3
+def test_overexposure_saturates_the_most_exposed_parts_and_keeps_the_rest(rng):
+    sim = REGISTRY["xr_exposure"]
+    image = torch.linspace(0.0, 1000.0, 4096).reshape(64, 64)  # presentation: bright = low dose
+    params = XRExposureParams(2.0, 1.0, 12)
+    out = sim.apply(image, (1, 1), params, rng)
+    lo, per_stop = sim.grey_scale(image)
+    burnt = image <= lo + 2.0 * per_stop  # dose x 2^2 reaches the saturation (dose 1 at lo)
+    assert 0.3 < float(burnt.float().mean()) < 0.5
+    assert torch.allclose(out[burnt], torch.tensor(sim.saturated_grey(image, params)), atol=1e-3)
+    kept = image > lo + 2.1 * per_stop
+    assert float((out[kept] - image[kept]).abs().max()) < 1.0  # only ADC rounding, no noise
+
+
+def test_underexposure_noise_grows_where_little_dose_arrived_and_brightness_stays(rng):
+    sim = REGISTRY["xr_exposure"]
+    image = torch.full((128, 128), 100.0)
+    image[:, 64:] = 600.0  # 5 stops less dose than the left half (LATITUDE_STOPS = 5)
+    out = sim.apply(image, (1, 1), XRExposureParams(-2.0, 1.0, 12), rng)
+    per_stop = sim.grey_scale(image)[1]
+    # dose 1 with 1000 quanta, a quarter of the dose adds a relative variance 3 / 1000
+    expected = per_stop * math.sqrt(3 / 1000) / math.log(2)
+    dark, bright = out[:, :64], out[:, 64:]
+    assert abs(float(dark.std()) / expected - 1) < 0.1
+    assert float(bright.std()) > 3 * float(dark.std())
+    assert abs(float(dark.mean()) - 100.0) < 0.1 * per_stop  # automatic rescaling
+    assert torch.equal(sim.apply(image, (1, 1), XRExposureParams(0.0, 1.0, 12), rng), image)
 
 
 def test_fully_developed_speckle_has_rayleigh_snr(rng):

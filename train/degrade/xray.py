@@ -1,8 +1,10 @@
 """Projection radiography (CR/DR, mammography, fluoroscopy frames) degradations.
 
-Raw pixel values are taken as proportional to the detected X-ray energy (linear detector, as in
-'for processing' DR images; a reader presents MONOCHROME1 data inverted). The clean image's
-99th percentile is the scale every parameter refers to, so the simulators work on any raw range.
+Quantum noise, detector blur and scatter take pixel values as proportional to the detected X-ray
+energy (linear detector, as in 'for processing' DR images; a reader presents MONOCHROME1 data
+inverted), with the clean image's 99th percentile as the scale every parameter refers to, so
+they work on any raw range. Exposure errors change which parts of the image reach the
+detector's limits, so `xr_exposure` first maps the 'for presentation' grey levels back to dose.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from .base import (
     poisson_counts,
     randn,
     register,
-    robust_max,
     uniform,
 )
 from .fourier import filter2d, gaussian_blur
@@ -149,7 +150,8 @@ class XRScatter(Degradation[XRScatterParams]):
 @dataclass(frozen=True)
 class XRExposureParams:
     """ev: exposure error in stops (log2 of dose / correct dose; -3..3).
-    saturation: detector saturation level as a multiple of the clean image's 99th percentile.
+    saturation: detector saturation as a multiple of the clean image's highest dose (the dose
+    behind its 1st grey-level percentile, the most exposed pixels).
     bits: ADC depth over the range 0..saturation."""
 
     ev: float
@@ -159,13 +161,21 @@ class XRExposureParams:
 
 @register
 class XRExposure(Degradation[XRExposureParams]):
-    """Under- and over-exposure of a digital detector: clipping, posterisation, quantum noise.
+    """Under- and over-exposure of a digital detector, simulated in the dose domain.
 
-    Signal scales with dose 2^ev; above the saturation level the detector clips (burn-out of
-    thin anatomy and skin line); below, fewer quanta give more relative quantum noise (the clean
-    image is taken to hold 1000 quanta at its 99th percentile) and fewer ADC levels. Values are
-    returned in the detector's raw units (no automatic rescaling). Seibert, "Digital radiography:
-    image quality and radiation dose", Health Phys 95(5), 2008. Severity = |ev| / 3.
+    The packaged radiographs are 'for presentation' images: after the MONOCHROME1 inversion,
+    grey level is close to linear in log dose and bright means attenuating (bone) or collimated,
+    i.e. little dose. So the clean image's grey levels are mapped back to relative dose, with its
+    1st..99th percentiles spanning LATITUDE_STOPS stops (dose 1 at the 1st percentile). A dose
+    error of 2^ev then acts on the detector: below the correct dose, fewer quanta add Poisson
+    noise (the clean image holds QUANTA_CLEAN quanta at dose 1) and fewer ADC levels posterise
+    the dense parts; above it, the most exposed parts saturate (burn-out of lung, skin line and
+    soft tissue). The system's automatic rescaling (exposure-index normalisation) divides the
+    error back out and the log-domain rendering maps the result to the clean image's grey scale,
+    so an exposure error shows as noise or lost detail, not as a global brightness change,
+    as on a CR/DR reader. Seibert, "Digital radiography: image quality and radiation dose",
+    Health Phys 95(5), 2008; Bushberg et al., "The Essential Physics of Medical Imaging", 3rd
+    ed., 2012, ch. 7. Severity = |ev| / 3.
     """
 
     name = "xr_exposure"
@@ -173,25 +183,43 @@ class XRExposure(Degradation[XRExposureParams]):
     families = ("exposure",)
     EV_MAX = 3.0
     QUANTA_CLEAN = 1000.0
+    LATITUDE_STOPS = 5.0
+    SATURATION = 1.0
+    BITS = 12
 
     def sample(self, rng: torch.Generator, severity: float | None = None) -> XRExposureParams:
         sign = 1.0 if uniform(rng) < 0.5 else -1.0
-        return XRExposureParams(sign * draw_severity(rng, severity) * self.EV_MAX, 1.2, 12)
+        return XRExposureParams(sign * draw_severity(rng, severity) * self.EV_MAX,
+                                self.SATURATION, self.BITS)
+
+    def grey_scale(self, image: torch.Tensor) -> tuple[float, float]:
+        """(grey level of dose 1, grey levels per stop): the clean image's rendering."""
+        flat = image.detach().reshape(-1).float()
+        if flat.numel() > 1 << 18:  # quantile cost: a strided subsample is plenty for a scale
+            flat = flat[:: flat.numel() // (1 << 18) + 1]
+        lo, hi = (float(v) for v in torch.quantile(flat, torch.tensor([0.01, 0.99])))
+        return lo, max(hi - lo, 1e-6) / self.LATITUDE_STOPS
+
+    def saturated_grey(self, image: torch.Tensor, params: XRExposureParams) -> float:
+        """The grey level every saturated pixel gets (the darkest the output can be)."""
+        lo, per_stop = self.grey_scale(image)
+        return lo - per_stop * math.log2(params.saturation / 2.0**params.ev)
 
     def apply(self, image: torch.Tensor, spacing: Spacing, params: XRExposureParams,
               rng: torch.Generator) -> torch.Tensor:
         check_image(image)
         if params.ev == 0:
             return image.clone()
-        ref = robust_max(image)
+        lo, per_stop = self.grey_scale(image)
+        dose = torch.exp2(-(image.float() - lo) / per_stop)
         gain = 2.0**params.ev
-        signal = image.clamp_min(0)
-        if gain < 1:  # extra Poisson variance of the lower dose, in clean-image units
-            extra_var = (1.0 / gain - 1.0) * signal * ref / self.QUANTA_CLEAN
-            signal = signal + extra_var.sqrt() * randn(image.shape, rng, image.device)
-        full = params.saturation * ref
-        step = full / 2**params.bits
-        return (torch.round((signal * gain).clamp(0, full) / step) * step).float()
+        if gain < 1:  # extra Poisson variance of the lower dose, in units of the clean dose
+            extra_var = (1.0 / gain - 1.0) * dose / self.QUANTA_CLEAN
+            dose = dose + extra_var.sqrt() * randn(image.shape, rng, image.device)
+        step = params.saturation / 2**params.bits
+        detected = torch.round((dose * gain).clamp(0, params.saturation) / step) * step
+        rescaled = detected.clamp_min(step) / gain  # the ADC's lowest level stands in for 0
+        return (lo - per_stop * torch.log2(rescaled)).float()
 
     def severities(self, params: XRExposureParams) -> dict[str, float]:
         return {"exposure": clip01(abs(params.ev) / self.EV_MAX)}
