@@ -27,6 +27,10 @@ given with `--compare NAME=WEIGHTS`; each of those also gets a "NAME + model (me
 mean of the two networks' scores, what an ensemble of the two independently trained runs would
 rank (one run's per-family cells swing by more than a recipe change moves them).
 
+`--split val` runs the same measurements on the val sources instead: for choosing between
+candidate weights (with `benchmarks/compare_ladders.py` on the val ladders) without looking at the
+test split, whose numbers are then reported once for the candidate chosen.
+
 Images reach the model through the inference path (normalise, patchify, patch selection, pack).
 Usage:
     python benchmarks/accuracy.py --weights weights --corpus corpus --out weights/metrics
@@ -255,7 +259,9 @@ def markdown(results: dict[str, Any]) -> str:
     head = ("| modality | ladders | MedIQA | own phys_* column | physics target | "
             + " | ".join([k.removeprefix("iqm_") for k in iqms] + others) + " |")
     n_cols = 5 + len(iqms) + len(others)
-    lines = ["### Within-ladder SRCC (clean + 5 severities; 1.0 = perfect order), test sources",
+    split = results.get("split", "test")
+    lines = ["### Within-ladder SRCC (clean + 5 severities; 1.0 = perfect order), "
+             f"{split} sources",
              "", head, "|" + "---|" * n_cols]
 
     def fmt(v: float) -> str:
@@ -290,14 +296,15 @@ def markdown(results: dict[str, Any]) -> str:
         v = entry[m]
         return f"{v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
 
-    lines += ["", "### Score vs physics-derived target on random simulator chains (test sources)",
+    lines += ["", "### Score vs physics-derived target on random simulator chains "
+              f"({split} sources)",
               "", "| modality | n | SRCC | PLCC | KRCC | RMSE | SRCC, metadata removed |",
               "|---|---|---|---|---|---|---|"]
     for mod, e in rc["metadata_known"].items():
         u = rc["metadata_removed"][mod]
         lines.append(f"| {mod} | {e['n']} | {ci(e, 'srcc')} | {ci(e, 'plcc')} | "
                      f"{ci(e, 'krcc')} | {ci(e, 'rmse')} | {ci(u, 'srcc')} |")
-    lines += ["", "### Context head with metadata removed (same test images)", "",
+    lines += ["", f"### Context head with metadata removed (same {split} images)", "",
               "| modality | n | modality accuracy | modality mistaken for (count) "
               "| anatomy accuracy |", "|---|---|---|---|---|"]
     for mod, e in rc["context_head_metadata_removed"].items():
@@ -330,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--per-modality", type=int, default=8, help="ladder base images per modality")
     ap.add_argument("--chains", type=int, default=400, help="random-chain test images")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default="test", choices=("test", "val"),
+                    help="val: choose between candidates without looking at the test sources")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--compare", action="append", default=[], metavar="NAME=WEIGHTS",
                     help="also score the ladders with these weights (a column each)")
@@ -341,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     model, card = load_weights(args.weights)
-    pool = load_pool(args.corpus, "test")
+    pool = load_pool(args.corpus, args.split)
     # Crops as in training, but no larger than the scorer's own budget; ladders on crops or
     # whole slices alike.
     # The physics target is the one these weights were trained on (shading priced or not).
@@ -374,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ladder_views": args.views,
         "command": "python benchmarks/accuracy.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),
-        "test_sources": sorted({p.source for p in pool}),
+        "split": args.split,
+        f"{args.split}_sources": sorted({p.source for p in pool}),
         "ladders": summarise_ladders(rows),
         "unseen_ladders": summarise_ladders(unseen_rows),
         "random_chains": random_chains(model, pool, args.chains, args.seed, recipe,

@@ -44,10 +44,12 @@ def test_ladders_carry_model_other_and_iqm_scores_per_rung(accuracy: ModuleType)
     assert -1.0 <= entry["random init"] <= 1.0 and -1.0 <= entry["model"] <= 1.0
     assert math.isfinite(entry["physics"]) and entry["physics"] > 0.5
     assert -1.0 <= entry["family_head"] <= 1.0
-    assert "own phys_* column" in accuracy.markdown({
-        "ladders": table, "random_chains": {"metadata_known": {}, "metadata_removed": {},
-                                            "context_head_metadata_removed": {}},
-        "clean": {}})
+    results = {"ladders": table, "clean": {},
+               "random_chains": {"metadata_known": {}, "metadata_removed": {},
+                                 "context_head_metadata_removed": {}}}
+    text = accuracy.markdown(results)
+    assert "own phys_* column" in text and "test sources" in text and "val sources" not in text
+    assert "val sources" in accuracy.markdown({**results, "split": "val"})  # --split val
 
 
 def test_held_out_family_table_marks_the_excluded_family(
