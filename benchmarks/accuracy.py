@@ -190,7 +190,7 @@ def summarise_ladders(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
                   recipe: BatchRecipe, n_boot: int = 1000, views: int = 1) -> dict[str, Any]:
-    """Random simulator chains on test images: score vs physics target, and context accuracy
+    """Random simulator chains on the pool's images: score vs physics target, and context accuracy
     with metadata removed (the same images); `views`: outputs averaged over mirror views."""
     cfg = model.config
     maker = ExampleMaker(pool, cfg, recipe)
@@ -238,7 +238,7 @@ def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
 
 
 def clean_scores(model: MedIQANet, pool: Sequence[Any], recipe: BatchRecipe) -> dict[str, Any]:
-    """Scores of every clean test slice, whole, per modality."""
+    """Scores of every clean slice of the pool, whole, per modality."""
     by_mod: dict[str, list[Example]] = defaultdict(list)
     for item in pool:
         by_mod[item.modality].append(example_of(item.image, item.spacing, item.modality,
@@ -321,7 +321,7 @@ def markdown(results: dict[str, Any]) -> str:
                 best = max(iqms, key=lambda k: e[k] if math.isfinite(e[k]) else -9)
                 lines.append(f"| {key} | {e['n']} | {fmt(e['model'])} | {fmt(e[best])} "
                              f"({best.removeprefix('iqm_')}) |")
-    lines += ["", "### Clean test slices, whole, as `mediqa score` sees them", "",
+    lines += ["", f"### Clean {split} slices, whole, as `mediqa score` sees them", "",
               "| modality | slices | mean score | sd | min | max |", "|---|---|---|---|---|---|"]
     for mod, e in results["clean"].items():
         lines.append(f"| {mod} | {e['n']} | {e['mean']:.1f} | {e['sd']:.1f} | {e['min']:.1f} | "
@@ -333,9 +333,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", default="weights")
     ap.add_argument("--corpus", default="corpus")
-    ap.add_argument("--out", default="weights/metrics", help="folder for accuracy.json/.md")
+    ap.add_argument("--out", default=None,
+                    help="folder for accuracy.json/.md (default weights/metrics; with --split "
+                         "val runs/val_accuracy, so a val run never overwrites the card's "
+                         "test numbers)")
     ap.add_argument("--per-modality", type=int, default=8, help="ladder base images per modality")
-    ap.add_argument("--chains", type=int, default=400, help="random-chain test images")
+    ap.add_argument("--chains", type=int, default=400, help="random-chain images")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split", default="test", choices=("test", "val"),
                     help="val: choose between candidates without looking at the test sources")
@@ -392,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "clean": clean_scores(model, pool, recipe),
     }
     results["seconds"] = round(time.perf_counter() - started, 1)
-    out = Path(args.out)
+    out = Path(args.out or ("weights/metrics" if args.split == "test" else "runs/val_accuracy"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "accuracy.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "accuracy_ladders.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

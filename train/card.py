@@ -236,6 +236,10 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     metrics = root / METRICS_DIR
     acc = json.loads((metrics / "accuracy.json").read_text()) \
         if (metrics / "accuracy.json").exists() else None
+    if acc is not None and acc.get("split", "test") != "test":
+        raise ValueError(f"{metrics / 'accuracy.json'} was measured on the {acc['split']} "
+                         "sources; the card reports the test sources (rerun "
+                         "benchmarks/accuracy.py without --split)")
     rater = json.loads((metrics / "simulated_rater.json").read_text()) \
         if (metrics / "simulated_rater.json").exists() else None
     log_rows = [json.loads(x) for x in (root / TRAINING_LOG).read_text().splitlines()] \
@@ -443,7 +447,8 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
                   f"shipped run): one on every family ({h['with']['steps']} steps), one never "
                   f"shown **{h['family']}** ({h['without']['steps']} steps, "
                   f"`--exclude-family {h['family']}`). Both score the same test-source ladders. "
-                  f"Command: `{h['command']}` ({h['seconds']:.0f} s).", "",
+                  f"Command: `{h['command']}` ({h['seconds']:.0f} s).",
+                  *([h["note"]] if h.get("note") else []), "",
                   (metrics / "held_out_family.md").read_text().rstrip()]
     else:
         lines.append("Not measured for these weights: run `benchmarks/held_out_family.py`.")
@@ -455,6 +460,10 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
               "clean version. Artefacts no simulator models (metal, contrast timing, "
               "positioning, wrong anatomy coverage) are not measured.",
               "- Images that were already degraded when acquired count as 'clean' in training.",
+              "- Radiograph exposure errors are simulated on 'for presentation' images, taking "
+              "their 1st..99th grey-level percentiles to span 5 stops of dose and the most "
+              "exposed pixels to sit at the detector's saturation (`XRExposure`); a raw "
+              "'for processing' image, linear in dose, does not fit that model.",
               *(["- The target is SSIM, which a smooth intensity non-uniformity (MR bias "
                  "field, uneven illumination) barely moves: such ladders differ by a few "
                  "points of target from clean to worst (`physics` in "

@@ -171,3 +171,13 @@ def test_a_card_listing_cycle_ends_as_selected_step_is_read_as_snapshot_steps() 
     assert t["selected_step"] == 12150 and t["snapshot_steps"] == [3788, 7999, 12150]
     plain = {"training": {"steps": 10, "selected_step": 8}}
     assert _with_snapshot_steps(plain) is plain
+
+
+def test_card_refuses_accuracy_measured_on_the_val_sources(
+        published: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    weights, _, corpus = published
+    copy = Path(shutil.copytree(weights, tmp_path / "weights"))
+    (copy / "metrics").mkdir(exist_ok=True)
+    (copy / "metrics" / "accuracy.json").write_text(json.dumps({"split": "val"}))
+    with pytest.raises(ValueError, match="val sources"):
+        write_card(copy, corpus)

@@ -150,8 +150,8 @@ class XRScatter(Degradation[XRScatterParams]):
 @dataclass(frozen=True)
 class XRExposureParams:
     """ev: exposure error in stops (log2 of dose / correct dose; -3..3).
-    saturation: detector saturation as a multiple of the clean image's highest dose (the dose
-    behind its 1st grey-level percentile, the most exposed pixels).
+    saturation: detector saturation as a multiple of the dose at the clean image's 1st grey-level
+    percentile (1.0: its most exposed 1% already sit at the limit, as when exposed to the right).
     bits: ADC depth over the range 0..saturation."""
 
     ev: float
@@ -166,16 +166,19 @@ class XRExposure(Degradation[XRExposureParams]):
     The packaged radiographs are 'for presentation' images: after the MONOCHROME1 inversion,
     grey level is close to linear in log dose and bright means attenuating (bone) or collimated,
     i.e. little dose. So the clean image's grey levels are mapped back to relative dose, with its
-    1st..99th percentiles spanning LATITUDE_STOPS stops (dose 1 at the 1st percentile). A dose
-    error of 2^ev then acts on the detector: below the correct dose, fewer quanta add Poisson
-    noise (the clean image holds QUANTA_CLEAN quanta at dose 1) and fewer ADC levels posterise
-    the dense parts; above it, the most exposed parts saturate (burn-out of lung, skin line and
-    soft tissue). The system's automatic rescaling (exposure-index normalisation) divides the
-    error back out and the log-domain rendering maps the result to the clean image's grey scale,
-    so an exposure error shows as noise or lost detail, not as a global brightness change,
-    as on a CR/DR reader. Seibert, "Digital radiography: image quality and radiation dose",
-    Health Phys 95(5), 2008; Bushberg et al., "The Essential Physics of Medical Imaging", 3rd
-    ed., 2012, ch. 7. Severity = |ev| / 3.
+    1st..99th percentiles spanning LATITUDE_STOPS stops (dose 1 at the 1st percentile; the scale
+    is fitted per image, so each crop gets its own). A dose error of 2^ev then acts on the
+    detector: below the correct dose, fewer quanta add noise of the Poisson variance (Gaussian;
+    the clean image holds QUANTA_CLEAN quanta at dose 1) and fewer ADC levels posterise the dense
+    parts; above it, the most exposed parts saturate (burn-out of lung, skin line and soft
+    tissue), rendered as one flat grey level. Automatic rescaling (exposure-index normalisation)
+    divides the error back out and the log-domain rendering maps the result to the clean image's
+    grey scale (clipped at its white), so an exposure error shows as noise or lost detail
+    rather than as a global brightness change. A DR detector's latitude is wider than this
+    model's saturation at the clean dose; it is a deliberately harsh reading of overexposure.
+    Seibert, "Digital radiography: image quality and radiation dose", Health Phys 95(5), 2008;
+    Bushberg et al., "The Essential Physics of Medical Imaging", 3rd ed., 2012, ch. 7.
+    Severity = |ev| / 3.
     """
 
     name = "xr_exposure"
@@ -197,7 +200,8 @@ class XRExposure(Degradation[XRExposureParams]):
         flat = image.detach().reshape(-1).float()
         if flat.numel() > 1 << 18:  # quantile cost: a strided subsample is plenty for a scale
             flat = flat[:: flat.numel() // (1 << 18) + 1]
-        lo, hi = (float(v) for v in torch.quantile(flat, torch.tensor([0.01, 0.99])))
+        q = torch.tensor([0.01, 0.99], device=flat.device)
+        lo, hi = (float(v) for v in torch.quantile(flat, q))
         return lo, max(hi - lo, 1e-6) / self.LATITUDE_STOPS
 
     def saturated_grey(self, image: torch.Tensor, params: XRExposureParams) -> float:
@@ -211,7 +215,8 @@ class XRExposure(Degradation[XRExposureParams]):
         if params.ev == 0:
             return image.clone()
         lo, per_stop = self.grey_scale(image)
-        dose = torch.exp2(-(image.float() - lo) / per_stop)
+        # Outliers far outside the 1..99% range would overflow exp2: dose 2^-30..2^30 is plenty.
+        dose = torch.exp2((-(image.float() - lo) / per_stop).clamp(-30.0, 30.0))
         gain = 2.0**params.ev
         if gain < 1:  # extra Poisson variance of the lower dose, in units of the clean dose
             extra_var = (1.0 / gain - 1.0) * dose / self.QUANTA_CLEAN
@@ -219,7 +224,8 @@ class XRExposure(Degradation[XRExposureParams]):
         step = params.saturation / 2**params.bits
         detected = torch.round((dose * gain).clamp(0, params.saturation) / step) * step
         rescaled = detected.clamp_min(step) / gain  # the ADC's lowest level stands in for 0
-        return (lo - per_stop * torch.log2(rescaled)).float()
+        white = float(image.max())  # no quanta at all renders as the display's white, no brighter
+        return (lo - per_stop * torch.log2(rescaled)).clamp(max=white).float()
 
     def severities(self, params: XRExposureParams) -> dict[str, float]:
         return {"exposure": clip01(abs(params.ev) / self.EV_MAX)}
