@@ -219,7 +219,8 @@ def _targets(acc: dict[str, Any]) -> list[str]:
         best = max((e[k] for k in iqms if math.isfinite(e[k])), default=math.nan)
         ok_abs = e["model"] >= 0.9
         ok_iqm = math.isfinite(best) and e["model"] > best
-        lines.append(f"- {mod}: within-ladder SRCC {e['model']:.3f} "
+        digits = 4 if not ok_abs and round(e["model"], 3) >= 0.9 else 3  # 0.8999 is no 0.900
+        lines.append(f"- {mod}: within-ladder SRCC {e['model']:.{digits}f} "
                      f"({'meets' if ok_abs else 'MISSES'} >= 0.9; "
                      f"{'above' if ok_iqm else 'NOT above'} the best classical IQM, "
                      f"{best:.3f})")

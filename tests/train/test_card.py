@@ -181,3 +181,15 @@ def test_card_refuses_accuracy_measured_on_the_val_sources(
     (copy / "metrics" / "accuracy.json").write_text(json.dumps({"split": "val"}))
     with pytest.raises(ValueError, match="val sources"):
         write_card(copy, corpus)
+
+
+def test_targets_never_print_a_miss_as_the_threshold() -> None:
+    from mediqa_train.card import _targets
+
+    entry = {"model": 0.89989, "iqm_fber": 0.79}
+    acc = {"ladders": {"by_modality": {"*": entry, "CT": entry,
+                                       "NM": {"model": 0.957, "iqm_fber": 0.6}}},
+           "random_chains": {"context_head_metadata_removed": {"all": {"modality_acc": 0.9}}}}
+    lines = _targets(acc)
+    assert "CT: within-ladder SRCC 0.8999 (MISSES >= 0.9" in lines[0]
+    assert "NM: within-ladder SRCC 0.957 (meets >= 0.9" in lines[1]
