@@ -1,6 +1,7 @@
 """Does the score mean something? Accuracy of shipped weights on held-out TEST-split sources only.
 
-Everything here is drawn from the corpus's test split (sources never seen in pre-training):
+Everything here is drawn from the corpus's test split (sources never seen in pre-training;
+`--split val` below is the one exception):
 
 1. Severity ladders: for each test image and each degradation family its modality has, the clean
    image plus the same simulated artefact at severities 0.2, 0.4, 0.6, 0.8, 1.0 (one seed per

@@ -160,7 +160,8 @@ def test_a_snapshot_run_publishes_as_the_ensemble_of_its_cycle_ends(
     assert alone_card["training"]["snapshot_steps"] == [4] and "validation" not in alone_card
     assert "Shipped: cycle end(s) 2 of a snapshot run, published alone, step 4 (" in text
     with pytest.raises(ValueError, match="--member"):
-        publish(run_dir, tmp_path / "bad", str(corpus), n_check=4, member_indices=[2])
+        publish(run_dir, tmp_path / "bad", str(corpus), "9.9.9-b", n_check=4,
+                member_indices=[2])
 
 
 def test_a_card_listing_cycle_ends_as_selected_step_is_read_as_snapshot_steps() -> None:
@@ -188,8 +189,11 @@ def test_targets_never_print_a_miss_as_the_threshold() -> None:
 
     entry = {"model": 0.89989, "iqm_fber": 0.79}
     acc = {"ladders": {"by_modality": {"*": entry, "CT": entry,
+                                       "MR": {"model": 0.899996, "iqm_fber": 0.8},
                                        "NM": {"model": 0.957, "iqm_fber": 0.6}}},
-           "random_chains": {"context_head_metadata_removed": {"all": {"modality_acc": 0.9}}}}
+           "random_chains": {"context_head_metadata_removed": {"all": {"modality_acc": 0.9499}}}}
     lines = _targets(acc)
     assert "CT: within-ladder SRCC 0.8999 (MISSES >= 0.9" in lines[0]
-    assert "NM: within-ladder SRCC 0.957 (meets >= 0.9" in lines[1]
+    assert "MR: within-ladder SRCC 0.899996 (MISSES >= 0.9" in lines[1]
+    assert "NM: within-ladder SRCC 0.957 (meets >= 0.9" in lines[2]
+    assert "modality accuracy without metadata: 0.9499 (MISSES >= 0.95)" in lines[3]

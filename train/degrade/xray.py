@@ -176,6 +176,9 @@ class XRExposure(Degradation[XRExposureParams]):
     grey scale (clipped at its white), so an exposure error shows as noise or lost detail
     rather than as a global brightness change. A DR detector's latitude is wider than this
     model's saturation at the clean dose; it is a deliberately harsh reading of overexposure.
+    As the clean image's most exposed 1% already sit at the limit, any ev != 0 renders the
+    pixels beyond it (more than |ev| stops beyond it, for ev < 0) as the saturation grey, a
+    small step at ev = 0, where the image comes back unchanged.
     Seibert, "Digital radiography: image quality and radiation dose", Health Phys 95(5), 2008;
     Bushberg et al., "The Essential Physics of Medical Imaging", 3rd ed., 2012, ch. 7.
     Severity = |ev| / 3.
@@ -205,7 +208,8 @@ class XRExposure(Degradation[XRExposureParams]):
         return lo, max(hi - lo, 1e-6) / self.LATITUDE_STOPS
 
     def saturated_grey(self, image: torch.Tensor, params: XRExposureParams) -> float:
-        """The grey level every saturated pixel gets (the darkest the output can be)."""
+        """The grey level every saturated pixel gets for ev != 0 (the darkest the output can
+        be); at ev = 0 `apply` returns the image as it is."""
         lo, per_stop = self.grey_scale(image)
         return lo - per_stop * math.log2(params.saturation / 2.0**params.ev)
 
