@@ -51,6 +51,8 @@ from scipy import ndimage
 
 from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 
+from .degrade.base import robust_quantiles
+
 CT_WINDOWS: tuple[tuple[float, float], ...] = ((-1000.0, 1000.0), (-160.0, 240.0))
 _MASK_THRESHOLD = {"MR": 0.10, "NM": 0.10, "US": 0.02, "FUNDUS": 0.08}
 _FULL_FRAME = {"XR", "HISTO", "OTHER"}
@@ -92,10 +94,7 @@ def normalised_views(clean: torch.Tensor, degraded: torch.Tensor, modality: str
                 for lo, hi in CT_WINDOWS]
     if modality in ("FUNDUS", "HISTO"):
         return [(a / 255.0, b / 255.0)]
-    flat = a.reshape(-1)
-    if flat.numel() > 1 << 18:
-        flat = flat[:: flat.numel() // (1 << 18) + 1]
-    lo, hi = (float(v) for v in torch.quantile(flat, torch.tensor([0.005, 0.995])))
+    lo, hi = robust_quantiles(a, (0.005, 0.995))
     scale = max(hi - lo, 1e-6)
     return [((a - lo) / scale, (b - lo) / scale)]
 

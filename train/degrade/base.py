@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
@@ -117,11 +118,24 @@ def inverse_severity(s: float, at_one: float, power: int = 1) -> float:
     return math.inf if s == 0 else at_one / s**power
 
 
+def quantile_sample(image: torch.Tensor) -> torch.Tensor:
+    """The image flattened to float, strided down to at most 2^18 values: quantiles of a large
+    image cost a sort, and a subsample is plenty for an intensity scale."""
+    flat = image.detach().reshape(-1).float()
+    if flat.numel() > 1 << 18:
+        flat = flat[:: flat.numel() // (1 << 18) + 1]
+    return flat
+
+
+def robust_quantiles(image: torch.Tensor, qs: Sequence[float]) -> list[float]:
+    """The image's qs-quantiles, from `quantile_sample`."""
+    flat = quantile_sample(image)
+    return [float(v) for v in torch.quantile(flat, torch.tensor(qs, device=flat.device))]
+
+
 def robust_max(image: torch.Tensor, q: float = 0.99) -> float:
     """The q-quantile of the image, a scale for raw intensities of arbitrary units (>0)."""
-    flat = image.detach().reshape(-1).float()
-    if flat.numel() > 1 << 18:  # quantile cost: a strided subsample is plenty for a scale
-        flat = flat[:: flat.numel() // (1 << 18) + 1]
+    flat = quantile_sample(image)
     value = float(torch.quantile(flat, q))
     return value if value > 0 else max(float(flat.abs().max()), 1e-6)
 

@@ -25,6 +25,7 @@ from .base import (
     poisson_counts,
     randn,
     register,
+    robust_quantiles,
     uniform,
 )
 from .fourier import filter2d, gaussian_blur
@@ -200,11 +201,7 @@ class XRExposure(Degradation[XRExposureParams]):
 
     def grey_scale(self, image: torch.Tensor) -> tuple[float, float]:
         """(grey level of dose 1, grey levels per stop): the clean image's rendering."""
-        flat = image.detach().reshape(-1).float()
-        if flat.numel() > 1 << 18:  # quantile cost: a strided subsample is plenty for a scale
-            flat = flat[:: flat.numel() // (1 << 18) + 1]
-        q = torch.tensor([0.01, 0.99], device=flat.device)
-        lo, hi = (float(v) for v in torch.quantile(flat, q))
+        lo, hi = robust_quantiles(image, (0.01, 0.99))
         return lo, max(hi - lo, 1e-6) / self.LATITUDE_STOPS
 
     def saturated_grey(self, image: torch.Tensor, params: XRExposureParams) -> float:
