@@ -65,6 +65,9 @@ class CleanSlice(Protocol):
     def source(self) -> str: ...
 
 
+MODALITY_WEIGHTINGS = ("uniform", "simulators")
+
+
 @dataclass(frozen=True)
 class BatchRecipe:
     """How examples are drawn and packed (part of a training config JSON, key "data")."""
@@ -87,10 +90,18 @@ class BatchRecipe:
     # Share of the quality target a full-severity smooth bias field costs (0.35 is
     # quality.SHADING_WEIGHT); 0 keeps the SSIM-only target of the weights up to v0.2.0.
     shading_weight: float = 0.0
+    # How a clean crop's modality is drawn: "uniform" (each modality alike; the weights up to
+    # v0.3.0) or "simulators" (in proportion to the simulators registered for it, so each
+    # simulator is drawn about equally often: MR has 12, NM 5, and under "uniform" an MR
+    # artefact was trained on under half as often as an NM one).
+    modality_weighting: str = "uniform"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.shading_weight <= 1.0:
             raise ValueError(f"shading_weight must lie in [0, 1], got {self.shading_weight}")
+        if self.modality_weighting not in MODALITY_WEIGHTINGS:
+            raise ValueError(f"modality_weighting must be one of {MODALITY_WEIGHTINGS}, "
+                             f"got {self.modality_weighting!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchRecipe:
@@ -213,6 +224,22 @@ def prompt_for(modality: str, anatomy: str, config: ModelConfig, task: str,
 
 # --------------------------------------------------------------------------- examples
 
+def modality_probabilities(modalities: Sequence[str], weighting: str) -> np.ndarray:
+    """Probability of drawing each modality under a `MODALITY_WEIGHTINGS` rule."""
+    if weighting == "uniform":
+        weights = np.ones(len(modalities))
+    elif weighting == "simulators":
+        from mediqa_train.degrade import REGISTRY
+
+        weights = np.array([sum(m in sim.modalities for sim in REGISTRY.values())
+                            for m in modalities], dtype=np.float64)
+        if (weights <= 0).any():
+            raise ValueError("a modality without simulators cannot be weighted by them")
+    else:
+        raise ValueError(f"unknown modality weighting {weighting!r}")
+    return weights / weights.sum()
+
+
 class ExampleMaker:
     """Draws training examples from a pool of clean slices (see module docstring)."""
 
@@ -229,13 +256,19 @@ class ExampleMaker:
             by_mod.setdefault(s.modality, {}).setdefault(s.source, []).append(i)
         # Sorted, so a seed picks the same slices whatever order the pool was loaded in.
         self.by_modality = {m: [by_mod[m][k] for k in sorted(by_mod[m])] for m in sorted(by_mod)}
+        self.modality_p = modality_probabilities(list(self.by_modality), recipe.modality_weighting)
 
     def draw_clean(self, rng: np.random.Generator) -> tuple[torch.Tensor, tuple[float, float],
                                                             CleanSlice]:
-        """A random rescaled crop of a random slice: modality, then source, then slice, each
-        uniform, because slice counts differ a hundredfold between sources."""
+        """A random rescaled crop of a random slice: modality (by `recipe.modality_weighting`),
+        then source, then slice, each uniform, because slice counts differ a hundredfold between
+        sources."""
         mods = list(self.by_modality)
-        sources = self.by_modality[mods[int(rng.integers(len(mods)))]]
+        if self.recipe.modality_weighting == "uniform":  # the draw of runs up to v0.3.0
+            pick = int(rng.integers(len(mods)))
+        else:
+            pick = int(rng.choice(len(mods), p=self.modality_p))
+        sources = self.by_modality[mods[pick]]
         idx = sources[int(rng.integers(len(sources)))]
         src = self.pool[idx[int(rng.integers(len(idx)))]]
         r = self.recipe
@@ -427,9 +460,11 @@ __all__ = [
     "CleanSlice",
     "Example",
     "ExampleMaker",
+    "MODALITY_WEIGHTINGS",
     "TrainBatch",
     "collate",
     "flip_rotate",
+    "modality_probabilities",
     "prompt_for",
     "random_crop",
     "rescale",

@@ -220,6 +220,15 @@ def test_shipped_and_smoke_configs_load() -> None:
     assert RunConfig.load("smoke").model.width < shipped.model.width
 
 
+def test_every_config_in_train_configs_loads() -> None:
+    """A trial named in RESULTS.md must still parse, or its command cannot be rerun."""
+    folder = Path(__file__).resolve().parents[2] / "train" / "configs"
+    names = sorted(p.stem for p in folder.glob("*.json"))
+    assert {"shipped", "smoke", "trial_balanced"} <= set(names)
+    for name in names:
+        assert RunConfig.load(name).model.width > 0
+
+
 def test_smoke_pretraining_checkpoints_resumes_and_writes_verified_weights(
     pool: list[Item], tmp_path: Path
 ) -> None:
@@ -241,6 +250,28 @@ def test_smoke_pretraining_checkpoints_resumes_and_writes_verified_weights(
     b = next(iter(BatchStream(pool, run.model, run.data, seed=9)))
     severities, quality = model(*b.packed.args())[:2]
     assert torch.isfinite(quality).all() and ((severities >= 0) & (severities <= 1)).all()
+
+
+def test_simulator_weighting_draws_each_modality_as_often_as_it_has_simulators(
+        pool: list[Item]) -> None:
+    from mediqa_train.degrade import REGISTRY
+
+    recipe = dict(crop_min=32, crop_max=64, ct_crop_max=48)
+    maker = ExampleMaker(pool, ModelConfig.tiny(),
+                         BatchRecipe(**recipe, modality_weighting="simulators"))
+    mods = list(maker.by_modality)
+    counts = np.array([sum(m in sim.modalities for sim in REGISTRY.values()) for m in mods])
+    np.testing.assert_allclose(maker.modality_p, counts / counts.sum())
+    assert maker.modality_p[mods.index("MR")] > maker.modality_p[mods.index("XR")]
+    rng = np.random.default_rng(0)
+    n = 1500
+    drawn = [maker.draw_clean(rng)[2].modality for _ in range(n)]
+    freq = np.array([drawn.count(m) for m in mods]) / n
+    assert np.abs(freq - maker.modality_p).max() < 0.04  # ~3.5 binomial sd at n = 1500
+    uniform = ExampleMaker(pool, ModelConfig.tiny(), BatchRecipe(**recipe))
+    np.testing.assert_allclose(uniform.modality_p, 1.0 / len(mods))
+    with pytest.raises(ValueError, match="modality_weighting"):
+        BatchRecipe(modality_weighting="by_slices")
 
 
 def test_a_group_is_one_crop_at_rising_severity_with_one_prompt(pool: list[Item]) -> None:
