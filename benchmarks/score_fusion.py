@@ -1,0 +1,103 @@
+"""Would the score rank severity ladders better if it also subtracted the severity heads' sum?
+
+Why: in the accuracy runs the network's own `phys_*` severity for a ladder's family often orders
+the ladder better than the quality score does (v0.3.0 on the test sources: MR blur 0.97 against
+0.69), but that column knows which family the ladder is, which a score never does. This asks the
+question without the oracle: each ladder image gets q - alpha * 100 * sum_f severity_f, a
+family-blind rule, for a grid of alpha, scored by mean within-ladder SRCC per modality. Choose
+alpha on `--split val`, then read that column on `--split test`; nothing here changes what
+`mediqa score` reports.
+
+    python benchmarks/score_fusion.py --weights weights --split val
+    python benchmarks/score_fusion.py --weights weights --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mediqa_train.batches import BatchRecipe
+from mediqa_train.ladders import build_ladders, example_of, ladder_srcc
+from mediqa_train.pretrain import load_pool, predict
+from mediqa_train.quality import trained_shading_weight
+
+from mediqa_cli.model.weights import load_weights
+
+ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def fused(quality: np.ndarray, severities: np.ndarray, alpha: float) -> np.ndarray:
+    """The family-blind fusion: quality minus alpha x 100 x the summed severities."""
+    return quality - alpha * 100.0 * severities.sum(axis=1)
+
+
+def fusion_table(model: Any, pool: Sequence[Any], recipe: BatchRecipe, per_modality: int,
+                 seed: int) -> dict[str, dict[str, float]]:
+    """Mean within-ladder SRCC of each fusion column on `build_ladders(...)`, per modality, per
+    family ("family X"), over all ladders ("all") and as the mean over modalities."""
+    columns = [f"alpha {a:g}" for a in ALPHAS] + ["severity sum alone"]
+    per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for lad in build_ladders(pool, model.config, recipe, per_modality, seed):
+        examples = [example_of(im, lad.spacing, lad.modality, lad.anatomy, model.config, recipe,
+                               True) for im in lad.images]
+        pred = predict(model, examples, torch.device("cpu"))
+        # Rounded as accuracy.py stores scores, so alpha 0 is its MedIQA column (a saturated
+        # score ties instead of ordering by its 1e-4 noise).
+        quality = np.round(np.asarray(pred["quality"]), 3)
+        sev = np.asarray(pred["severities"])
+        values = [fused(quality, sev, a) for a in ALPHAS] + [-sev.sum(axis=1)]
+        for name, v in zip(columns, values, strict=True):
+            for group in (lad.modality, "all", f"family {lad.family}"):
+                per[group][name].append(ladder_srcc(v))
+    table = {g: {c: float(np.nanmean(v)) for c, v in cols.items()} for g, cols in per.items()}
+    mods = [g for g in table if g != "all" and not g.startswith("family ")]
+    table["modality mean"] = {c: float(np.mean([table[m][c] for m in mods])) for c in columns}
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--weights", default="weights")
+    ap.add_argument("--corpus", default="corpus")
+    ap.add_argument("--split", default="val", choices=("val", "test"))
+    ap.add_argument("--per-modality", type=int, default=8, help="as benchmarks/accuracy.py")
+    ap.add_argument("--seed", type=int, default=0, help="as benchmarks/accuracy.py")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", default=None, help="JSON of the table (default: print only)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    model, card = load_weights(args.weights)
+    pool = load_pool(args.corpus, args.split)
+    # The ladders of benchmarks/accuracy.py: same recipe, seed and count, so same images.
+    recipe = BatchRecipe(clean_fraction=0.1, shading_weight=trained_shading_weight(card))
+    table = fusion_table(model, pool, recipe, args.per_modality, args.seed)
+    columns = list(table["all"])
+    mods = sorted(g for g in table if g not in ("all", "modality mean")
+                  and not g.startswith("family "))
+    print(f"### Within-ladder SRCC of q - alpha x 100 x sum(severities), {args.split} sources, "
+          f"{args.weights}\n")
+    print("| | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for g in ["modality mean", "all", *mods, *sorted(g for g in table if g.startswith("family"))]:
+        print(f"| {g} | " + " | ".join(f"{table[g][c]:.3f}" for c in columns) + " |")
+    best = max(columns[:-1], key=lambda c: table["modality mean"][c])
+    print(f"\nbest alpha by modality mean on {args.split}: {best} "
+          f"({time.perf_counter() - started:.0f} s)")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"split": args.split, "weights": args.weights,
+                                              "table": table, "best": best}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""benchmarks/score_fusion.py: the family-blind fusion, and alpha 0 being accuracy.py's column."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from mediqa_train.batches import BatchRecipe
+
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.network import MedIQANet
+from tests.benchmark_scripts import load_benchmark
+from tests.train.train_images import CorpusLikeItem as Item
+from tests.train.train_images import real_image
+
+
+def test_fusion_subtracts_the_summed_severities_scaled_to_score_points() -> None:
+    fusion = load_benchmark("score_fusion")
+    quality = np.array([90.0, 80.0])
+    severities = np.array([[0.1, 0.2], [0.0, 0.5]])
+    np.testing.assert_allclose(fusion.fused(quality, severities, 0.0), quality)
+    np.testing.assert_allclose(fusion.fused(quality, severities, 2.0), [30.0, -20.0])
+
+
+def test_alpha_zero_is_the_accuracy_benchmarks_model_column() -> None:
+    fusion, accuracy = load_benchmark("score_fusion"), load_benchmark("accuracy")
+    pool = [Item(*real_image("XR"), "XR", "chest", "test:XR")]
+    torch.manual_seed(0)
+    model = MedIQANet(ModelConfig.tiny()).eval()
+    recipe = BatchRecipe(crop_min=32, crop_max=64)
+    table = fusion.fusion_table(model, pool, recipe, 1, 0)
+    summary = accuracy.summarise_ladders(accuracy.ladders(model, pool, 1, 0, recipe))
+    assert np.isclose(table["XR"]["alpha 0"], summary["by_modality"]["XR"]["model"])
+    assert np.isclose(table["modality mean"]["alpha 0"], table["XR"]["alpha 0"])
+    assert set(table["all"]) == {f"alpha {a:g}" for a in fusion.ALPHAS} | {"severity sum alone"}
