@@ -53,9 +53,15 @@ from typing import Any
 import numpy as np
 import torch
 from mediqa_train.batches import BatchRecipe, Example, ExampleMaker, to_reader_layout
-from mediqa_train.ladders import Ladder, build_ladders, example_of, ladder_srcc
+from mediqa_train.ladders import (
+    Ladder,
+    build_ladders,
+    evaluation_recipe,
+    example_of,
+    ladder_srcc,
+)
 from mediqa_train.pretrain import load_pool, predict
-from mediqa_train.quality import reference_quality, shading_of, trained_shading_weight
+from mediqa_train.quality import reference_quality, shading_of
 
 from mediqa_cli.evaluation import evaluate
 from mediqa_cli.iqm import compute_iqms
@@ -355,10 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     model, card = load_weights(args.weights)
     pool = load_pool(args.corpus, args.split)
-    # Crops as in training, but no larger than the scorer's own budget; ladders on crops or
-    # whole slices alike.
-    # The physics target is the one these weights were trained on (shading priced or not).
-    recipe = BatchRecipe(clean_fraction=0.1, shading_weight=trained_shading_weight(card))
+    recipe = evaluation_recipe(card)
     # The same network untrained: what the ladders give by chance (random features of an
     # image often move monotonically with an artefact), so the gain of training is visible.
     torch.manual_seed(args.seed)

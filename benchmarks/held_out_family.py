@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from accuracy import IQM_DIRECTION, ladders, summarise_ladders
-from mediqa_train.batches import BatchRecipe
+from mediqa_train.ladders import evaluation_recipe
 from mediqa_train.pretrain import load_pool
 from mediqa_train.quality import trained_shading_weight
 
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("the two weights were trained on different quality targets (shading_weight)")
     pool = load_pool(args.corpus, "test")
     rows = ladders(model, pool, args.per_modality, args.seed,
-                   BatchRecipe(clean_fraction=0.1, shading_weight=shading),
+                   evaluation_recipe(card),
                    others={WITHOUT: without})
     result = {
         "family": args.family,

@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 from mediqa_train.batches import BatchRecipe
-from mediqa_train.ladders import build_ladders, example_of, ladder_srcc
+from mediqa_train.ladders import build_ladders, evaluation_recipe, example_of, ladder_srcc
 from mediqa_train.pretrain import load_pool, predict
-from mediqa_train.quality import trained_shading_weight
 
 from mediqa_cli.model.weights import load_weights
 
@@ -79,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, card = load_weights(args.weights)
     pool = load_pool(args.corpus, args.split)
     # The ladders of benchmarks/accuracy.py: same recipe, seed and count, so same images.
-    recipe = BatchRecipe(clean_fraction=0.1, shading_weight=trained_shading_weight(card))
+    recipe = evaluation_recipe(card)
     table = fusion_table(model, pool, recipe, args.per_modality, args.seed)
     columns = list(table["all"])
     mods = sorted(g for g in table if g not in ("all", "modality mean")

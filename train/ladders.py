@@ -31,6 +31,16 @@ SEVERITIES = (0.2, 0.4, 0.6, 0.8, 1.0)
 UNSEEN: tuple[str, ...] = ("photo_motion_blur", "photo_defocus", "mr_ghosting")
 
 
+def evaluation_recipe(card: dict[str, Any]) -> BatchRecipe:
+    """The recipe `benchmarks/accuracy.py` builds its test ladders with, for weights with this
+    card: the library's default crops (48-192 px, whole slices a fifth of the time, no larger
+    than the scorer's own budget) whatever the run trained on, so every model meets the same
+    ladders, and the physics target the weights were trained on (shading priced or not)."""
+    from mediqa_train.quality import trained_shading_weight
+
+    return BatchRecipe(clean_fraction=0.1, shading_weight=trained_shading_weight(card))
+
+
 def family_simulators(modality: str) -> dict[str, list[str]]:
     """family -> registry keys of simulators of that modality that declare the family."""
     out: dict[str, list[str]] = defaultdict(list)
