@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from accuracy import ladder_view_examples, predict_averaged
 from mediqa_train.batches import BatchRecipe
-from mediqa_train.ladders import build_ladders, evaluation_recipe, example_of, ladder_srcc
-from mediqa_train.pretrain import load_pool, predict
+from mediqa_train.ladders import build_ladders, evaluation_recipe, ladder_srcc
+from mediqa_train.pretrain import load_pool
 
 from mediqa_cli.model.weights import load_weights
 
@@ -45,9 +46,7 @@ def fusion_table(model: Any, pool: Sequence[Any], recipe: BatchRecipe, per_modal
     columns = [f"alpha {a:g}" for a in ALPHAS] + ["severity sum alone"]
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for lad in build_ladders(pool, model.config, recipe, per_modality, seed):
-        examples = [example_of(im, lad.spacing, lad.modality, lad.anatomy, model.config, recipe,
-                               True) for im in lad.images]
-        pred = predict(model, examples, torch.device("cpu"))
+        pred = predict_averaged(model, ladder_view_examples(lad, model.config, recipe))
         # Rounded as accuracy.py stores scores, so alpha 0 is its MedIQA column (a saturated
         # score ties instead of ordering by its 1e-4 noise).
         quality = np.round(np.asarray(pred["quality"]), 3)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 from mediqa_train.batches import BatchRecipe
 
@@ -11,6 +14,14 @@ from mediqa_cli.model.network import MedIQANet
 from tests.benchmark_scripts import load_benchmark
 from tests.train.train_images import CorpusLikeItem as Item
 from tests.train.train_images import real_image
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(autouse=True)
+def _benchmarks_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """score_fusion.py imports accuracy.py as its sibling, as when run as a script."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
 
 
 def test_fusion_subtracts_the_summed_severities_scaled_to_score_points() -> None:
