@@ -20,6 +20,7 @@ from mediqa_train.pretrain import (
     lr_factor,
     multitask_loss,
     pretrain,
+    schedule_progress,
 )
 
 from mediqa_cli.model.config import ModelConfig
@@ -148,6 +149,18 @@ def test_cosine_cycles_restart_at_the_peak_and_each_end_at_the_floor() -> None:
     one = OptimConfig(warmup_steps=1, min_lr_ratio=0.1)
     for p in (0.0, 0.3, 0.7, 1.0):  # one cycle is the plain cosine
         assert lr_factor(100, p, one) == pytest.approx(0.1 + 0.45 * (1 + np.cos(np.pi * p)))
+
+
+def test_first_cycle_of_a_cyclic_run_is_a_one_cycle_run_of_that_length() -> None:
+    """Why: the seed ensemble ships cycle-1 snapshots of 60-min 3-cycle runs next to 20-min
+    one-cycle runs as one recipe; that is only honest if the two schedules are the same."""
+    cyclic = OptimConfig(warmup_steps=100, min_lr_ratio=0.05, cycles=3)
+    one = OptimConfig(warmup_steps=100, min_lr_ratio=0.05)
+    budget = 3600.0
+    for step, elapsed in ((0, 0.0), (50, 12.0), (400, 100.0), (2000, 600.0), (4000, 1190.0)):
+        long_p = schedule_progress(step, elapsed, 1_000_000, budget)
+        short_p = schedule_progress(step, elapsed, 1_000_000, budget / 3)
+        assert lr_factor(step, long_p, cyclic) == pytest.approx(lr_factor(step, short_p, one))
     assert [cycles_done(p, 3) for p in (0.0, 0.33, 1 / 3, 0.5, 0.99, 1.0, 1.2)] == [
         0, 0, 1, 1, 2, 3, 3]
 
