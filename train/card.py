@@ -79,7 +79,11 @@ def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str
                 "selected_weights": "cycle end(s) " + ", ".join(str(j + 1) for j in cycle_ends)
                 + " of a snapshot run, published alone"}
     if len(run_dirs) > 1:
-        card["ensemble_members"] = [_member_facts(d, c) for d, (_, c) in zip(run_dirs, loaded)]
+        networks = [[owner[i][1] for i in range(len(nets)) if owner[i][0] == r] for r in kept]
+        picked = [[owner[i][1] for i in chosen if owner[i][0] == r] for r in kept]
+        card["ensemble_members"] = [
+            _member_facts(d, c, ends if len(ends) < len(all_ends) else None)
+            for d, (_, c), ends, all_ends in zip(run_dirs, loaded, picked, networks)]
     card["corpus"] = corpus_facts(corpus)
     # From the recipe, so a card never describes another target than the one trained on.
     targets = {target_description(trained_shading_weight(c)) for _, c in loaded}
@@ -116,13 +120,22 @@ def member_log(index: int) -> str:
     return TRAINING_LOG if index == 0 else f"training_log.member{index}.jsonl"
 
 
-def _member_facts(run_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
+def _member_facts(run_dir: Path, card: dict[str, Any],
+                  cycle_ends: Sequence[int] | None = None) -> dict[str, Any]:
+    """One run's line of an ensemble card. `cycle_ends` (0-based): the cycle ends kept when
+    only some networks of a snapshot run are published, so the card says which step shipped."""
     t = card.get("training", {})
-    return {"run": str(run_dir), "training_command": card.get("training_command"),
-            "seed": t.get("run_config", {}).get("seed"), "steps": t.get("steps"),
-            "selected_step": t.get("selected_step"), "wall_s": t.get("wall_s"),
-            "threads": t.get("threads"), "device": t.get("device"),
-            "weights_sha256": card.get("sha256")}
+    facts = {"run": str(run_dir), "training_command": card.get("training_command"),
+             "seed": t.get("run_config", {}).get("seed"), "steps": t.get("steps"),
+             "selected_step": t.get("selected_step"), "wall_s": t.get("wall_s"),
+             "threads": t.get("threads"), "device": t.get("device"),
+             "weights_sha256": card.get("sha256")}
+    snapshot_steps = t.get("snapshot_steps")
+    if cycle_ends is not None and snapshot_steps:
+        facts["cycles"] = int(t.get("run_config", {}).get("optim", {}).get("cycles", 1))
+        facts["cycle_ends"] = [j + 1 for j in cycle_ends]
+        facts["selected_step"] = [snapshot_steps[j] for j in cycle_ends]
+    return facts
 
 
 def corpus_facts(corpus: str | Path) -> dict[str, Any]:
@@ -323,6 +336,7 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         "python -m mediqa_train.card publish "
         + " ".join(f"--run {r}" for r in ([m["run"] for m in members] if members
                                           else [_run_dir(card)]))
+        + "".join(f" --member {i}" for i in card.get("published_members", []))
         + f" --out weights --corpus corpus --version {card['version']}",
         "python benchmarks/accuracy.py --weights weights --corpus corpus --out weights/metrics",
         "python -m mediqa_train.rater --base weights --corpus corpus --out runs/rater "
@@ -403,6 +417,17 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
                           f"({t.get('selection', 'last step')}; {value:.3f})")
     lines.append(f"- full log: `{TRAINING_LOG}` (one JSON row per {rc['log_every']} steps)")
     for index, m in enumerate(members[1:], start=1):
+        if "cycle_ends" in m:
+            share = max(m["cycle_ends"]) / m["cycles"]
+            lines.append(
+                f"- ensemble member {index}: seed {m['seed']}, the network at the end of cosine "
+                f"cycle {', '.join(map(str, m['cycle_ends']))} of {m['cycles']} (step "
+                f"{', '.join(map(str, m['selected_step']))}, the first "
+                f"{share * m['wall_s'] / 60:.0f} min) of a {m['wall_s'] / 60:.0f}-min run "
+                f"({m['steps']} steps in all) of the same model, data and losses on "
+                f"{m['threads']} CPU thread(s) (log `{member_log(index)}`); the lines above "
+                "describe member 0")
+            continue
         lines.append(
             f"- ensemble member {index}: the same recipe with seed {m['seed']}, {m['steps']} steps"
             f" in {m['wall_s'] / 60:.1f} min on {m['threads']} CPU thread(s), shipped step "

@@ -122,21 +122,48 @@ def test_two_runs_publish_as_one_ensemble_with_both_runs_on_the_card(
     assert "An ensemble of" not in write_card(alone, corpus).read_text()
 
 
+def _snapshot_run(corpus: Path, run_dir: Path, shading_weight: float = 0.0) -> Path:
+    """A tiny 4-step run with 2 cosine cycles and their ends kept (steps 2 and 4)."""
+    run = RunConfig.from_dict({
+        "model": ModelConfig.tiny().to_dict(),
+        "data": {"crop_min": 32, "crop_max": 64, "ct_crop_max": 48, "max_tokens": 256,
+                 "shading_weight": shading_weight},
+        "optim": {"lr": 1e-3, "warmup_steps": 1, "steps": 4, "cycles": 2}, "workers": 0,
+        "log_every": 1, "ckpt_every": 2, "val_every": 1, "val_examples": 4,
+        "val_ladders_per_modality": 1, "snapshot_ensemble": True})
+    pool = load_pool(str(corpus), "train")
+    pretrain(run, run_dir, pool, load_pool(str(corpus), "val") or pool, echo=None,
+             card={"training_command": f"mediqa-train pretrain --config snap --out {run_dir}"})
+    return run_dir
+
+
+def test_a_cycle_end_of_a_snapshot_run_joins_another_run_as_an_ensemble_member(
+        published: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """Why: the seed ensemble ships the first cycle end of longer runs next to a one-cycle run;
+    the card must say which step of which run each member is and how to publish it again."""
+    from mediqa_cli.model.ensemble import MedIQAEnsemble
+
+    _, run_dir, corpus = published
+    snap = _snapshot_run(corpus, tmp_path / "runs" / "snap", shading_weight=0.35)
+    weights = publish([run_dir, snap], tmp_path / "mixed", str(corpus), version="9.9.9-m",
+                      n_check=4, member_indices=[0, 1])
+    model, card = load_weights(weights)
+    assert isinstance(model, MedIQAEnsemble) and card["members"] == 2
+    first, second = card["ensemble_members"]
+    assert "cycle_ends" not in first  # a one-network run: nothing to pick from
+    assert second["cycle_ends"] == [1] and second["cycles"] == 2
+    assert second["selected_step"] == [2]
+    text = write_card(weights, corpus).read_text()
+    assert "the network at the end of cosine cycle 1 of 2 (step 2," in text
+    assert f"publish --run {run_dir} --run {snap} --member 0 --member 1 --out weights" in text
+
+
 def test_a_snapshot_run_publishes_as_the_ensemble_of_its_cycle_ends(
         published: tuple[Path, Path, Path], tmp_path: Path) -> None:
     from mediqa_cli.model.ensemble import MedIQAEnsemble
 
     _, _, corpus = published
-    run = RunConfig.from_dict({
-        "model": ModelConfig.tiny().to_dict(),
-        "data": {"crop_min": 32, "crop_max": 64, "ct_crop_max": 48, "max_tokens": 256},
-        "optim": {"lr": 1e-3, "warmup_steps": 1, "steps": 4, "cycles": 2}, "workers": 0,
-        "log_every": 1, "ckpt_every": 2, "val_every": 1, "val_examples": 4,
-        "val_ladders_per_modality": 1, "snapshot_ensemble": True})
-    run_dir = tmp_path / "runs" / "snap"
-    pool = load_pool(str(corpus), "train")
-    pretrain(run, run_dir, pool, load_pool(str(corpus), "val") or pool, echo=None,
-             card={"training_command": f"mediqa-train pretrain --config snap --out {run_dir}"})
+    run_dir = _snapshot_run(corpus, tmp_path / "runs" / "snap")
     weights = publish(run_dir, tmp_path / "weights", str(corpus), version="9.9.9-s", n_check=4)
     model, card = load_weights(weights)
     assert isinstance(model, MedIQAEnsemble) and card["members"] == 2
