@@ -149,6 +149,8 @@ def test_cosine_cycles_restart_at_the_peak_and_each_end_at_the_floor() -> None:
     one = OptimConfig(warmup_steps=1, min_lr_ratio=0.1)
     for p in (0.0, 0.3, 0.7, 1.0):  # one cycle is the plain cosine
         assert lr_factor(100, p, one) == pytest.approx(0.1 + 0.45 * (1 + np.cos(np.pi * p)))
+    assert [cycles_done(p, 3) for p in (0.0, 0.33, 1 / 3, 0.5, 0.99, 1.0, 1.2)] == [
+        0, 0, 1, 1, 2, 3, 3]
 
 
 def test_first_cycle_of_a_cyclic_run_is_a_one_cycle_run_of_that_length() -> None:
@@ -161,8 +163,9 @@ def test_first_cycle_of_a_cyclic_run_is_a_one_cycle_run_of_that_length() -> None
         long_p = schedule_progress(step, elapsed, 1_000_000, budget)
         short_p = schedule_progress(step, elapsed, 1_000_000, budget / 3)
         assert lr_factor(step, long_p, cyclic) == pytest.approx(lr_factor(step, short_p, one))
-    assert [cycles_done(p, 3) for p in (0.0, 0.33, 1 / 3, 0.5, 0.99, 1.0, 1.2)] == [
-        0, 0, 1, 1, 2, 3, 3]
+    # The long run keeps its cycle-1 snapshot when the short run's schedule ends.
+    assert schedule_progress(4000, budget / 3, 1_000_000, budget / 3) == pytest.approx(1.0)
+    assert cycles_done(schedule_progress(4000, budget / 3, 1_000_000, budget), 3) == 1
 
 
 def test_snapshot_ensembles_need_cycles_and_exclude_best_step_selection() -> None:
