@@ -90,8 +90,8 @@ class BatchRecipe:
     # Share of the quality target a full-severity smooth bias field costs (0.35 is
     # quality.SHADING_WEIGHT); 0 keeps the SSIM-only target of the weights up to v0.2.0.
     shading_weight: float = 0.0
-    # How a clean crop's modality is drawn: "uniform" (each modality alike; the weights up to
-    # v0.3.0) or "simulators" (in proportion to the simulators registered for it, so each
+    # How a clean crop's modality is drawn: "uniform" (each modality alike; every shipped
+    # version) or "simulators" (in proportion to the simulators registered for it, so each
     # simulator is drawn about equally often: MR has 12, NM 5, and under "uniform" an MR
     # artefact was trained on under half as often as an NM one).
     modality_weighting: str = "uniform"
@@ -264,7 +264,7 @@ class ExampleMaker:
         then source, then slice, each uniform, because slice counts differ a hundredfold between
         sources."""
         mods = list(self.by_modality)
-        if self.recipe.modality_weighting == "uniform":  # the draw of runs up to v0.3.0
+        if self.recipe.modality_weighting == "uniform":  # the draw of every shipped run
             pick = int(rng.integers(len(mods)))
         else:
             pick = int(rng.choice(len(mods), p=self.modality_p))
