@@ -235,8 +235,11 @@ def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
     Otsu N. A threshold selection method from gray-level histograms. IEEE Trans SMC 9(1):62-66.
     """
+    # float64: numpy builds the bin edges in the sample's dtype, and a float32 sample spanning a
+    # few ulps (a flat crop of a large value) cannot hold `bins` distinct float32 edges.
+    values = np.asarray(values, dtype=np.float64)
     lo, hi = float(values.min()), float(values.max())
-    if not hi > lo:
+    if not hi - lo > bins * np.finfo(np.float64).eps * max(abs(lo), abs(hi)):
         return lo
     hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
     centers = 0.5 * (edges[:-1] + edges[1:])

@@ -239,3 +239,14 @@ def test_modality_accepts_dicom_codes(mr: np.ndarray) -> None:
 
 def test_unlabelled_slice_in_hounsfield_units_is_treated_as_ct(ct: np.ndarray) -> None:
     assert compute_iqms([ct]) == pytest.approx(compute_iqms([ct], "CT"))
+
+
+def test_a_flat_float32_slice_a_few_ulps_wide_does_not_crash_the_mask() -> None:
+    """Why: numpy builds histogram edges in the sample's dtype; a float32 crop spanning a few
+    ulps of a large value (a burnt-out or padded region) made Otsu raise "Too many bins"."""
+    step = np.nextafter(np.float32(1000.0), np.float32(2000.0)) - np.float32(1000.0)
+    rng = np.random.default_rng(0)
+    flat = (np.float32(1000.0) + step * rng.integers(0, 4, size=(64, 64))).astype(np.float32)
+    result = compute_iqms([flat], modality="XR")
+    assert tuple(result) == IQM_KEYS
+    assert foreground_mask(flat).shape == flat.shape
