@@ -61,6 +61,7 @@ def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str
         raise ValueError(f"--member must name networks 0..{len(nets) - 1}, got {chosen}")
     model = assemble([nets[i] for i in chosen])
     kept = sorted({owner[i][0] for i in chosen})
+    picked = [[owner[i][1] for i in chosen if owner[i][0] == r] for r in kept]  # cycle ends
     run_dirs, loaded = [run_dirs[r] for r in kept], [loaded[r] for r in kept]
     loaded = [(m, _with_snapshot_steps(c)) for m, c in loaded]
     card = {k: v for k, v in loaded[0][1].items()
@@ -73,17 +74,15 @@ def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str
         card.pop("validation", None)  # measured on all of the run's networks
         t = card.get("training", {})
         if len(kept) == 1 and t.get("snapshot_steps"):
-            cycle_ends = [owner[i][1] for i in chosen]
+            cycle_ends = picked[0]
             card["training"] = {
                 **t, "snapshot_steps": [t["snapshot_steps"][j] for j in cycle_ends],
                 "selected_weights": "cycle end(s) " + ", ".join(str(j + 1) for j in cycle_ends)
                 + " of a snapshot run, published alone"}
     if len(run_dirs) > 1:
-        networks = [[owner[i][1] for i in range(len(nets)) if owner[i][0] == r] for r in kept]
-        picked = [[owner[i][1] for i in chosen if owner[i][0] == r] for r in kept]
         card["ensemble_members"] = [
-            _member_facts(d, c, ends if len(ends) < len(all_ends) else None)
-            for d, (_, c), ends, all_ends in zip(run_dirs, loaded, picked, networks)]
+            _member_facts(d, c, ends if len(ends) < len(members_of(m)) else None)
+            for d, (m, c), ends in zip(run_dirs, loaded, picked)]
     card["corpus"] = corpus_facts(corpus)
     # From the recipe, so a card never describes another target than the one trained on.
     targets = {target_description(trained_shading_weight(c)) for _, c in loaded}
