@@ -42,6 +42,8 @@ from mediqa_cli.preprocess import DEFAULT_MAX_PATCHES, SliceTokens, preprocess_s
 from mediqa_cli.saliency import select_patches
 from mediqa_cli.taxonomy import ANATOMIES, MODALITIES, PHYSICAL_FAMILIES
 
+from .degrade.base import robust_quantiles
+
 SOURCE_TRAINING = "training"
 
 
@@ -95,8 +97,14 @@ class BatchRecipe:
     # simulator is drawn about equally often: MR has 12, NM 5, and under "uniform" an MR
     # artefact was trained on under half as often as an NM one).
     modality_weighting: str = "uniform"
+    # Share of crops of a grey modality (CONTENT_MIX_TARGETS) whose pixels come from a slice of
+    # another modality, intensity-mapped onto a real slice of the simulated one (see
+    # `borrow_content`); their context labels are not trained. 0 in every shipped version.
+    content_mix: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.content_mix <= 1.0:
+            raise ValueError(f"content_mix must lie in [0, 1], got {self.content_mix}")
         if not 0.0 <= self.shading_weight <= 1.0:
             raise ValueError(f"shading_weight must lie in [0, 1], got {self.shading_weight}")
         if self.modality_weighting not in MODALITY_WEIGHTINGS:
@@ -125,6 +133,7 @@ class Example:
     source: str
     chain: list[str] = field(default_factory=list)
     group: int = -1  # examples sharing a group id are versions of one clean crop
+    context_weight: float = 1.0  # 0: the pixels are borrowed, do not train the context head
 
 
 @dataclass
@@ -137,6 +146,7 @@ class TrainBatch:
     modality: torch.Tensor  # (S,) int64 true modality id
     anatomy: torch.Tensor  # (S,) int64 true anatomy id
     group: torch.Tensor | None = None  # (S,) int64, versions of one crop share an id (-1: none)
+    context_weight: torch.Tensor | None = None  # (S,) float32, 0 where context is not trained
 
     @property
     def n_slices(self) -> int:
@@ -150,7 +160,8 @@ class TrainBatch:
         return TrainBatch(self.packed.to(device), self.severities.to(device),
                           self.quality.to(device), self.modality.to(device),
                           self.anatomy.to(device),
-                          None if self.group is None else self.group.to(device))
+                          None if self.group is None else self.group.to(device),
+                          None if self.context_weight is None else self.context_weight.to(device))
 
 
 # --------------------------------------------------------------------------- image helpers
@@ -222,6 +233,54 @@ def prompt_for(modality: str, anatomy: str, config: ModelConfig, task: str,
                          config.tasks.index(task))
 
 
+# --------------------------------------------------------------------------- borrowed content
+
+# Grey modalities whose simulators take any content mapped onto their own intensity scale; the
+# photographic ones (FUNDUS, HISTO) need colour and keep their own pixels.
+CONTENT_MIX_TARGETS = ("CT", "MR", "XR", "US", "NM")
+
+
+@dataclass(frozen=True)
+class BorrowedSlice:
+    """Another modality's anatomy on this modality's intensity scale (a `CleanSlice`).
+
+    modality is the simulated one (its simulators, quality mask and prompt apply); anatomy,
+    spacing and source are the donor's, whose structures they describe.
+    """
+
+    image: torch.Tensor
+    spacing: tuple[float, float]
+    modality: str
+    anatomy: str
+    source: str
+
+
+def grey_of(image: torch.Tensor) -> torch.Tensor:
+    """(H, W) float32: a grey slice as is, a (3, H, W) colour one as its channel mean."""
+    img = image.float()
+    return img.mean(0) if img.dim() == 3 else img
+
+
+def match_intensities(content: torch.Tensor, reference: torch.Tensor,
+                      percentiles: tuple[float, float] = (0.01, 0.995)) -> torch.Tensor:
+    """`content` (H, W) mapped linearly so its robust range lands on `reference`'s, then kept
+    inside the reference's extremes.
+
+    This gives the content the reference's units (HU with air near -1000 for CT, counts for NM,
+    a display range for US), which is what the simulators of the reference's modality read,
+    while keeping its contrasts and its flat background flat. Full histogram matching was tried
+    first and rejected: a whole-body NM slice is mostly empty, so its quantiles blanked out
+    most donors.
+    """
+    c, ref = content.float(), reference.float()
+    c_lo, c_hi = robust_quantiles(c, percentiles)
+    r_lo, r_hi = robust_quantiles(ref, percentiles)
+    if c_hi - c_lo <= 1e-6 * max(1.0, abs(c_hi)):  # constant content: one grey level
+        return torch.full_like(c, 0.5 * (r_lo + r_hi))
+    out = r_lo + (c - c_lo) * ((r_hi - r_lo) / (c_hi - c_lo))
+    return out.clamp(float(ref.min()), float(ref.max())).contiguous()
+
+
 # --------------------------------------------------------------------------- examples
 
 def modality_probabilities(modalities: Sequence[str], weighting: str) -> np.ndarray:
@@ -262,16 +321,18 @@ class ExampleMaker:
                                                             CleanSlice]:
         """A random rescaled crop of a random slice: modality (by `recipe.modality_weighting`),
         then source, then slice, each uniform, because slice counts differ a hundredfold between
-        sources."""
+        sources; with `recipe.content_mix` > 0 a grey slice sometimes lends its scale to another
+        modality's anatomy (`borrow_content`)."""
         mods = list(self.by_modality)
         if self.recipe.modality_weighting == "uniform":  # the draw of every shipped run
             pick = int(rng.integers(len(mods)))
         else:
             pick = int(rng.choice(len(mods), p=self.modality_p))
-        sources = self.by_modality[mods[pick]]
-        idx = sources[int(rng.integers(len(sources)))]
-        src = self.pool[idx[int(rng.integers(len(idx)))]]
+        src = self._slice_of(mods[pick], rng)
         r = self.recipe
+        if (r.content_mix > 0 and src.modality in CONTENT_MIX_TARGETS and len(mods) > 1
+                and rng.random() < r.content_mix):
+            src = self.borrow_content(src, rng)
         hi = r.ct_crop_max if src.modality == "CT" else r.crop_max
         h, w = src.image.shape[-2:]
         # Never shrink below the smallest crop; the lower bound is log-uniform.
@@ -287,6 +348,27 @@ class ExampleMaker:
         if r.flip_rotate:
             image, spacing = flip_rotate(image, spacing, rng)
         return image, spacing, src
+
+    def _slice_of(self, modality: str, rng: np.random.Generator) -> CleanSlice:
+        sources = self.by_modality[modality]
+        idx = sources[int(rng.integers(len(sources)))]
+        return self.pool[idx[int(rng.integers(len(idx)))]]
+
+    def borrow_content(self, target: CleanSlice, rng: np.random.Generator) -> BorrowedSlice:
+        """A slice of another modality (uniform, then source, then slice) on `target`'s
+        intensity scale (`match_intensities`), to be degraded by `target`'s simulators.
+
+        Why: the corpus holds one to four source images of CT, XR and NM, so a network learns
+        their artefacts on a handful of anatomies and ranks them on an unseen one no better than
+        chance (XR exposure and scatter on the test chest). The physics of an exposure error or
+        a streak does not depend on whose anatomy it hits; borrowing the other modalities'
+        slices shows each simulator hundreds of contents without inventing any.
+        """
+        others = [m for m in self.by_modality if m != target.modality]
+        donor = self._slice_of(others[int(rng.integers(len(others)))], rng)
+        image = match_intensities(grey_of(donor.image), grey_of(target.image))
+        return BorrowedSlice(image, donor.spacing, target.modality, donor.anatomy,
+                             f"{donor.source}>{target.modality}")
 
     def choose_chain(self, modality: str, gen: torch.Generator,
                      severity: float | None = None) -> Any:
@@ -336,14 +418,22 @@ class ExampleMaker:
             quality = 100.0 if not names else reference_quality(
                 clean, image, src.modality, shading=shading_of(sev, names),
                 shading_weight=r.shading_weight)
-        task = "expert" if rng.random() < r.expert_task_fraction else "physical"
-        prompt = prompt_for(src.modality, src.anatomy, self.config, task,
-                            bool(rng.random() < r.metadata_dropout),
-                            bool(rng.random() < r.metadata_dropout))
+        prompt = self._prompt(src, rng)
         tokens = tokens_for(image, src.modality, spacing, r, seed=int(rng.integers(1 << 31)))
         return Example(tokens, prompt, sev.astype(np.float32), float(quality),
                        self.config.modalities.index(src.modality),
-                       self.config.anatomies.index(src.anatomy), src.source, names)
+                       self.config.anatomies.index(src.anatomy), src.source, names,
+                       context_weight=_context_weight(src))
+
+    def _prompt(self, src: CleanSlice, rng: np.random.Generator) -> PromptRequest:
+        """Task and metadata prompt with dropout; a borrowed slice's anatomy is never given
+        (it is the donor's, on another modality's scan)."""
+        r = self.recipe
+        task = "expert" if rng.random() < r.expert_task_fraction else "physical"
+        drop_modality = bool(rng.random() < r.metadata_dropout)
+        drop_anatomy = bool(rng.random() < r.metadata_dropout)
+        return prompt_for(src.modality, src.anatomy, self.config, task, drop_modality,
+                          drop_anatomy or isinstance(src, BorrowedSlice))
 
 
     def group(self, rng: np.random.Generator, gen: torch.Generator, group_id: int
@@ -363,10 +453,7 @@ class ExampleMaker:
         scale = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in spacing)
         chain0 = self.choose_chain(src.modality, gen)
         keys = [] if chain0 is None else [sim.name for sim, _ in chain0.steps]
-        task = "expert" if rng.random() < r.expert_task_fraction else "physical"
-        prompt = prompt_for(src.modality, src.anatomy, self.config, task,
-                            bool(rng.random() < r.metadata_dropout),
-                            bool(rng.random() < r.metadata_dropout))
+        prompt = self._prompt(src, rng)
         levels = np.sort(rng.uniform(0.05, 1.0, r.group_size))
         if not keys or rng.random() < r.clean_fraction:
             levels[0] = 0.0
@@ -393,8 +480,12 @@ class ExampleMaker:
             out.append(Example(tokens, prompt, sev.astype(np.float32), float(quality),
                                self.config.modalities.index(src.modality),
                                self.config.anatomies.index(src.anatomy), src.source,
-                               keys if level > 0 else [], group_id))
+                               keys if level > 0 else [], group_id, _context_weight(src)))
         return out
+
+
+def _context_weight(src: CleanSlice) -> float:
+    return 0.0 if isinstance(src, BorrowedSlice) else 1.0
 
 
 def collate(examples: Sequence[Example], config: ModelConfig) -> TrainBatch:
@@ -407,6 +498,7 @@ def collate(examples: Sequence[Example], config: ModelConfig) -> TrainBatch:
         torch.tensor([e.modality_id for e in examples], dtype=torch.int64),
         torch.tensor([e.anatomy_id for e in examples], dtype=torch.int64),
         torch.tensor([e.group for e in examples], dtype=torch.int64),
+        torch.tensor([e.context_weight for e in examples], dtype=torch.float32),
     )
 
 
@@ -455,7 +547,9 @@ class BatchStream(IterableDataset):
 
 
 __all__ = [
+    "CONTENT_MIX_TARGETS",
     "BatchRecipe",
+    "BorrowedSlice",
     "BatchStream",
     "CleanSlice",
     "Example",
@@ -464,6 +558,8 @@ __all__ = [
     "TrainBatch",
     "collate",
     "flip_rotate",
+    "grey_of",
+    "match_intensities",
     "modality_probabilities",
     "prompt_for",
     "random_crop",

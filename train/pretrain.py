@@ -169,8 +169,7 @@ def multitask_loss(outputs: Sequence[torch.Tensor], batch: TrainBatch, w: LossWe
     severities, quality, mod_logits, anat_logits = outputs[:4]
     sev = F.binary_cross_entropy(severities.float().clamp(1e-6, 1 - 1e-6), batch.severities)
     qual = F.smooth_l1_loss(quality.float() / 100.0, batch.quality / 100.0, beta=w.quality_beta)
-    ctx = (F.cross_entropy(mod_logits.float(), batch.modality)
-           + F.cross_entropy(anat_logits.float(), batch.anatomy))
+    ctx = context_loss(mod_logits, anat_logits, batch)
     total = w.severity * sev + w.quality * qual + w.context * ctx
     parts = {"severity": sev.item(), "quality": qual.item(), "context": ctx.item()}
     if w.rank > 0 and batch.group is not None:
@@ -179,6 +178,18 @@ def multitask_loss(outputs: Sequence[torch.Tensor], batch: TrainBatch, w: LossWe
         parts["rank"] = rank.item()
     parts["loss"] = total.item()
     return total, parts
+
+
+def context_loss(mod_logits: torch.Tensor, anat_logits: torch.Tensor, batch: TrainBatch
+                 ) -> torch.Tensor:
+    """Modality + anatomy cross-entropy, averaged over the slices whose context is trained
+    (`TrainBatch.context_weight`; borrowed content carries another modality's anatomy)."""
+    per = (F.cross_entropy(mod_logits.float(), batch.modality, reduction="none")
+           + F.cross_entropy(anat_logits.float(), batch.anatomy, reduction="none"))
+    if batch.context_weight is None:
+        return per.mean()
+    w = batch.context_weight.to(per.dtype)
+    return (per * w).sum() / w.sum().clamp_min(1.0)
 
 
 def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
@@ -352,7 +363,7 @@ def fixed_examples(pool: Sequence[CleanSlice], config: ModelConfig, recipe: Batc
                    n: int, seed: int) -> list[Example]:
     """A fixed set of degraded validation examples, prompts with metadata removed."""
     val_recipe = BatchRecipe(**{**asdict(recipe), "metadata_dropout": 1.0,
-                                "expert_task_fraction": 0.0})
+                                "expert_task_fraction": 0.0, "content_mix": 0.0})
     maker = ExampleMaker(pool, config, val_recipe)
     rng = np.random.default_rng([seed, 7])
     gen = torch.Generator().manual_seed(seed + 7)
@@ -472,7 +483,8 @@ def pretrain(
     if val_pool and run.val_ladders_per_modality > 0:
         from mediqa_train.ladders import LadderSet
 
-        eval_recipe = BatchRecipe(**{**asdict(run.data), "flip_rotate": False})
+        eval_recipe = BatchRecipe(**{**asdict(run.data), "flip_rotate": False,
+                                     "content_mix": 0.0})
         val_ladders = LadderSet(val_pool, run.model, eval_recipe, run.val_ladders_per_modality,
                                 run.seed)
     best_path = out_dir / "best_model.safetensors"

@@ -11,12 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mediqa_train.batches import BatchRecipe, BatchStream, ExampleMaker, tokens_for
+from mediqa_train.batches import (
+    CONTENT_MIX_TARGETS,
+    BatchRecipe,
+    BatchStream,
+    BorrowedSlice,
+    ExampleMaker,
+    match_intensities,
+    tokens_for,
+)
 from mediqa_train.pretrain import (
     LossWeights,
     OptimConfig,
     RunConfig,
+    context_loss,
     cycles_done,
+    fixed_examples,
     lr_factor,
     multitask_loss,
     pretrain,
@@ -128,6 +138,84 @@ def test_multitask_loss_is_smaller_for_right_answers_than_for_wrong_ones(pool: l
     wrong, parts = multitask_loss(outputs(False), b, LossWeights())
     assert float(right) < float(wrong)
     assert set(parts) == {"loss", "severity", "quality", "context"}
+
+
+def test_borrowed_content_is_degraded_on_the_simulated_modalitys_scale_without_context(
+        pool: list[Item]) -> None:
+    cfg = ModelConfig.tiny()
+    maker = ExampleMaker(pool, cfg, BatchRecipe(content_mix=1.0, group_size=3, crop_min=32,
+                                                crop_max=64, ct_crop_max=48))
+    by_source = {item.source: item for item in pool}
+    rng, gen = np.random.default_rng(2), torch.Generator().manual_seed(2)
+    borrowed = 0
+    for _ in range(40):
+        image, _, src = maker.draw_clean(rng)
+        if src.modality not in CONTENT_MIX_TARGETS:  # colour photographs keep their pixels
+            assert not isinstance(src, BorrowedSlice)
+            continue
+        assert isinstance(src, BorrowedSlice)  # content_mix 1: every grey crop is borrowed
+        donor_source, target = src.source.split(">")
+        donor = by_source[donor_source]
+        assert target == src.modality != donor.modality and src.anatomy == donor.anatomy
+        reference = next(i.image for i in pool if i.modality == src.modality)
+        assert image.dim() == 2
+        lo, hi = float(reference.min()), float(reference.max())
+        slack = 1e-3 * (hi - lo)  # the crop's antialiased rescale may overshoot a hair
+        assert lo - slack <= float(image.min()) <= float(image.max()) <= hi + slack
+        borrowed += 1
+    assert borrowed > 10
+    groups = [maker.group(rng, gen, g) for g in range(12)]
+    for group in groups:
+        weights = {e.context_weight for e in group}
+        assert len(weights) == 1
+        mixed = weights == {0.0}
+        assert mixed == (cfg.modalities[group[0].modality_id] in CONTENT_MIX_TARGETS)
+        if mixed:  # the donor's anatomy is never handed to the network as a prompt
+            assert all(e.prompt.anatomy_id == cfg.unknown_anatomy for e in group)
+    # Validation examples are never borrowed, whatever the recipe says.
+    assert all(e.context_weight == 1.0
+               for e in fixed_examples(pool, cfg, maker.recipe, 8, seed=0))
+
+
+def test_unmixed_recipe_draws_exactly_as_before(pool: list[Item]) -> None:
+    """content_mix 0 draws no extra random numbers, so earlier recipes replay unchanged."""
+    recipe = dict(crop_min=32, crop_max=64, ct_crop_max=48)
+    a = ExampleMaker(pool, ModelConfig.tiny(), BatchRecipe(**recipe))
+    b = ExampleMaker(pool, ModelConfig.tiny(), BatchRecipe(**recipe, content_mix=0.0))
+    ra, rb = np.random.default_rng(5), np.random.default_rng(5)
+    for _ in range(10):
+        (ia, _, sa), (ib, _, sb) = a.draw_clean(ra), b.draw_clean(rb)
+        assert sa is sb and torch.equal(ia, ib)
+    with pytest.raises(ValueError, match="content_mix"):
+        BatchRecipe(content_mix=1.5)
+
+
+def test_intensity_mapping_puts_content_on_the_reference_scale() -> None:
+    content = torch.linspace(0.0, 1.0, 400).reshape(20, 20)
+    reference = torch.linspace(-1000.0, 1000.0, 400).reshape(20, 20)
+    out = match_intensities(content, reference)
+    assert torch.all(out[:, 1:] >= out[:, :-1])  # order of grey levels kept
+    assert float(out.min()) >= -1000.0 and float(out.max()) <= 1000.0
+    assert float(out.median()) == pytest.approx(float(reference.median()), abs=20.0)
+    flat = match_intensities(torch.full((8, 8), 3.0), reference)
+    assert torch.unique(flat).numel() == 1
+
+
+def test_context_loss_ignores_slices_whose_context_is_not_trained(pool: list[Item]) -> None:
+    run = tiny_run()
+    b = next(iter(BatchStream(pool, run.model, run.data, seed=4)))
+    n, cfg = b.n_slices, run.model
+    assert n >= 2
+    mod = torch.full((n, len(cfg.modalities)), -5.0)
+    ana = torch.full((n, len(cfg.anatomies)), -5.0)
+    mod[torch.arange(n), b.modality] = 5.0
+    ana[torch.arange(n), b.anatomy] = 5.0
+    right = float(context_loss(mod, ana, b))
+    mod[0] = mod[0].flip(0)  # slice 0 now names the wrong modality
+    assert float(context_loss(mod, ana, b)) > right + 1.0
+    b.context_weight = torch.ones(n)
+    b.context_weight[0] = 0.0
+    assert float(context_loss(mod, ana, b)) == pytest.approx(right, abs=1e-4)
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
