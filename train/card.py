@@ -357,8 +357,11 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         f"{rc['data']['ct_crop_max']}) or whole slices ({rc['data']['full_image_fraction']:.0%}),"
         f" groups of {rc['data']['group_size']} versions of one crop at rising severity (the "
         f"clean crop leads {rc['data']['clean_fraction']:.0%} of groups), "
-        f"1-{rc['data']['max_chain']} simulators per image, metadata dropout "
-        f"{rc['data']['metadata_dropout']:.0%}, seed {rc['seed']}",
+        f"1-{rc['data']['max_chain']} simulators per image, "
+        + (f"{mix:.0%} of CT, MR, XR, US and NM crops borrowed from another modality's slice "
+           "mapped onto a real slice's intensity range (context head not trained on them), "
+           if (mix := rc['data'].get('content_mix', 0.0)) else "")
+        + f"metadata dropout {rc['data']['metadata_dropout']:.0%}, seed {rc['seed']}",
         f"- loss: BCE on 0-1 family severities (x{rc['loss']['severity']}) + smooth L1 on "
         f"quality/100 (x{rc['loss']['quality']}) + modality and anatomy cross-entropy "
         f"(x{rc['loss']['context']}) + within-group logistic ranking of quality "

@@ -62,3 +62,26 @@ def test_several_candidates_are_scored_as_the_mean_of_their_scores(
     assert "(mean of 2)" in out and "| CT | 1 | -1.000 | 1.000 | +2.000 |" in out
     other = _write(tmp_path / "c.jsonl", [_row("CT", "elsewhere", GOOD, GOOD)])
     assert compare.main([str(a), str(b1), str(other)]) == 2
+
+
+def test_per_network_averages_srcc_and_ladder_sets_pool(
+        compare: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    left = [100, 90, 70, 80, 60, 50]  # one swap: SRCC 0.943 alone
+    right = [100, 80, 90, 60, 70, 50]  # two swaps: 0.886; the mean of the two ranks perfectly
+    a = _write(tmp_path / "a.jsonl", [_row("CT", "s1", BAD, GOOD)])
+    b1 = _write(tmp_path / "b1.jsonl", [_row("CT", "s1", left, GOOD)])
+    b2 = _write(tmp_path / "b2.jsonl", [_row("CT", "s1", right, GOOD)])
+    assert compare.main([str(a), "--vs", str(b1), str(b2), "--n-boot", "50"]) == 0
+    assert "| CT | 1 | -1.000 | 1.000 | +2.000 |" in capsys.readouterr().out  # the ensemble
+    assert compare.main([str(a), "--vs", str(b1), str(b2), "--per-network", "--n-boot", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "mean SRCC of 2" in out and "| CT | 1 | -1.000 | 0.914 | +1.914 |" in out
+    # A second draw's ladders (another source) pool with the first on both sides.
+    a2 = _write(tmp_path / "a2.jsonl", [_row("MR", "s9", GOOD, GOOD)])
+    b3 = _write(tmp_path / "b3.jsonl", [_row("MR", "s9", BAD, GOOD)])
+    assert compare.main([str(a), str(a2), "--vs", str(b1), str(b3), "--n-boot", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "| all | 2 | 0.000 | -0.029 |" in out and "over 2 ladder sets" in out
+    assert "mean over modalities: A 0.000, B -0.029" in out
+    # A side that lacks one of the other's ladder sets is refused.
+    assert compare.main([str(a), str(a2), "--vs", str(b1)]) == 2
