@@ -99,7 +99,8 @@ class BatchRecipe:
     modality_weighting: str = "uniform"
     # Share of crops of a grey modality (CONTENT_MIX_TARGETS) whose pixels come from a slice of
     # another modality, intensity-mapped onto a real slice of the simulated one (see
-    # `borrow_content`); their context labels are not trained. 0 in every shipped version.
+    # `borrow_content`); their context labels are not trained. 0 in every shipped version: at
+    # 0.4 the noise ladders collapsed, since a donor's own noise is labelled clean (RESULTS.md).
     content_mix: float = 0.0
 
     def __post_init__(self) -> None:
