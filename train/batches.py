@@ -102,10 +102,16 @@ class BatchRecipe:
     # `borrow_content`); their context labels are not trained. 0 in every shipped version: at
     # 0.4 the noise ladders collapsed, since a donor's own noise is labelled clean (RESULTS.md).
     content_mix: float = 0.0
+    # True: a borrowed crop trains only the within-group ranking of its versions (group_size > 1),
+    # not the severity and quality heads, whose absolute labels ("clean") ignore the donor's own
+    # noise; the order of one content's versions does not depend on it.
+    borrowed_rank_only: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.content_mix <= 1.0:
             raise ValueError(f"content_mix must lie in [0, 1], got {self.content_mix}")
+        if self.borrowed_rank_only and self.content_mix > 0 and self.group_size < 2:
+            raise ValueError("borrowed_rank_only needs groups (group_size >= 2) to rank in")
         if not 0.0 <= self.shading_weight <= 1.0:
             raise ValueError(f"shading_weight must lie in [0, 1], got {self.shading_weight}")
         if self.modality_weighting not in MODALITY_WEIGHTINGS:
@@ -135,6 +141,7 @@ class Example:
     chain: list[str] = field(default_factory=list)
     group: int = -1  # examples sharing a group id are versions of one clean crop
     context_weight: float = 1.0  # 0: the pixels are borrowed, do not train the context head
+    absolute_weight: float = 1.0  # 0: train only the ranking on it, not severity and quality
 
 
 @dataclass
@@ -148,6 +155,7 @@ class TrainBatch:
     anatomy: torch.Tensor  # (S,) int64 true anatomy id
     group: torch.Tensor | None = None  # (S,) int64, versions of one crop share an id (-1: none)
     context_weight: torch.Tensor | None = None  # (S,) float32, 0 where context is not trained
+    absolute_weight: torch.Tensor | None = None  # (S,) float32, 0: severity/quality not trained
 
     @property
     def n_slices(self) -> int:
@@ -162,7 +170,9 @@ class TrainBatch:
                           self.quality.to(device), self.modality.to(device),
                           self.anatomy.to(device),
                           None if self.group is None else self.group.to(device),
-                          None if self.context_weight is None else self.context_weight.to(device))
+                          None if self.context_weight is None else self.context_weight.to(device),
+                          None if self.absolute_weight is None
+                          else self.absolute_weight.to(device))
 
 
 # --------------------------------------------------------------------------- image helpers
@@ -424,7 +434,8 @@ class ExampleMaker:
         return Example(tokens, prompt, sev.astype(np.float32), float(quality),
                        self.config.modalities.index(src.modality),
                        self.config.anatomies.index(src.anatomy), src.source, names,
-                       context_weight=_context_weight(src))
+                       context_weight=_context_weight(src),
+                       absolute_weight=self._absolute_weight(src))
 
     def _prompt(self, src: CleanSlice, rng: np.random.Generator) -> PromptRequest:
         """Task and metadata prompt with dropout; a borrowed slice's anatomy is never given
@@ -481,8 +492,13 @@ class ExampleMaker:
             out.append(Example(tokens, prompt, sev.astype(np.float32), float(quality),
                                self.config.modalities.index(src.modality),
                                self.config.anatomies.index(src.anatomy), src.source,
-                               keys if level > 0 else [], group_id, _context_weight(src)))
+                               keys if level > 0 else [], group_id, _context_weight(src),
+                               self._absolute_weight(src)))
         return out
+
+    def _absolute_weight(self, src: CleanSlice) -> float:
+        borrowed = isinstance(src, BorrowedSlice)
+        return 0.0 if borrowed and self.recipe.borrowed_rank_only else 1.0
 
 
 def _context_weight(src: CleanSlice) -> float:
@@ -500,6 +516,7 @@ def collate(examples: Sequence[Example], config: ModelConfig) -> TrainBatch:
         torch.tensor([e.anatomy_id for e in examples], dtype=torch.int64),
         torch.tensor([e.group for e in examples], dtype=torch.int64),
         torch.tensor([e.context_weight for e in examples], dtype=torch.float32),
+        torch.tensor([e.absolute_weight for e in examples], dtype=torch.float32),
     )
 
 

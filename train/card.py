@@ -359,7 +359,9 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         f"clean crop leads {rc['data']['clean_fraction']:.0%} of groups), "
         f"1-{rc['data']['max_chain']} simulators per image, "
         + (f"{mix:.0%} of CT, MR, XR, US and NM crops borrowed from another modality's slice "
-           "mapped onto a real slice's intensity range (context head not trained on them), "
+           "mapped onto a real slice's intensity range (context head not trained on them"
+           + ("; only the within-group ranking is" if rc['data'].get('borrowed_rank_only')
+              else "") + "), "
            if (mix := rc['data'].get('content_mix', 0.0)) else "")
         + f"metadata dropout {rc['data']['metadata_dropout']:.0%}, seed {rc['seed']}",
         f"- loss: BCE on 0-1 family severities (x{rc['loss']['severity']}) + smooth L1 on "

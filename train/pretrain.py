@@ -165,10 +165,16 @@ def _strict(cls: type, data: dict[str, Any]) -> Any:
 def multitask_loss(outputs: Sequence[torch.Tensor], batch: TrainBatch, w: LossWeights
                    ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the severity BCE, the quality smooth-L1, the context cross-entropy and
-    (when batches hold groups of versions of one crop) the within-group ranking loss."""
+    (when batches hold groups of versions of one crop) the within-group ranking loss. Slices
+    with `absolute_weight` 0 count in the ranking only, with `context_weight` 0 not in the
+    context loss (borrowed content, `BatchRecipe.content_mix`)."""
     severities, quality, mod_logits, anat_logits = outputs[:4]
-    sev = F.binary_cross_entropy(severities.float().clamp(1e-6, 1 - 1e-6), batch.severities)
-    qual = F.smooth_l1_loss(quality.float() / 100.0, batch.quality / 100.0, beta=w.quality_beta)
+    sev = _weighted_mean(F.binary_cross_entropy(
+        severities.float().clamp(1e-6, 1 - 1e-6), batch.severities, reduction="none").mean(1),
+        batch.absolute_weight)
+    qual = _weighted_mean(F.smooth_l1_loss(quality.float() / 100.0, batch.quality / 100.0,
+                                           beta=w.quality_beta, reduction="none"),
+                          batch.absolute_weight)
     ctx = context_loss(mod_logits, anat_logits, batch)
     total = w.severity * sev + w.quality * qual + w.context * ctx
     parts = {"severity": sev.item(), "quality": qual.item(), "context": ctx.item()}
@@ -186,10 +192,16 @@ def context_loss(mod_logits: torch.Tensor, anat_logits: torch.Tensor, batch: Tra
     (`TrainBatch.context_weight`; borrowed content carries another modality's anatomy)."""
     per = (F.cross_entropy(mod_logits.float(), batch.modality, reduction="none")
            + F.cross_entropy(anat_logits.float(), batch.anatomy, reduction="none"))
-    if batch.context_weight is None:
-        return per.mean()
-    w = batch.context_weight.to(per.dtype)
-    return (per * w).sum() / w.sum().clamp_min(1.0)
+    return _weighted_mean(per, batch.context_weight)
+
+
+def _weighted_mean(per_slice: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean of per-slice losses over the slices with weight 1 (all of them when None); zero
+    (with a gradient path) when every weight is 0."""
+    if weight is None:
+        return per_slice.mean()
+    w = weight.to(per_slice.dtype)
+    return (per_slice * w).sum() / w.sum().clamp_min(1.0)
 
 
 def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,

@@ -168,6 +168,7 @@ def test_borrowed_content_is_degraded_on_the_simulated_modalitys_scale_without_c
     for group in groups:
         weights = {e.context_weight for e in group}
         assert len(weights) == 1
+        assert {e.absolute_weight for e in group} == {1.0}  # borrowed_rank_only is off
         mixed = weights == {0.0}
         assert mixed == (cfg.modalities[group[0].modality_id] in CONTENT_MIX_TARGETS)
         if mixed:  # the donor's anatomy is never handed to the network as a prompt
@@ -175,6 +176,46 @@ def test_borrowed_content_is_degraded_on_the_simulated_modalitys_scale_without_c
     # Validation examples are never borrowed, whatever the recipe says.
     assert all(e.context_weight == 1.0
                for e in fixed_examples(pool, cfg, maker.recipe, 8, seed=0))
+
+
+def test_borrowed_content_trains_only_the_ranking_when_asked(pool: list[Item]) -> None:
+    run = tiny_run(content_mix=1.0, borrowed_rank_only=True, group_size=3)
+    b = next(iter(BatchStream(pool, run.model, run.data, seed=3)))
+    mods = [run.model.modalities[int(i)] for i in b.modality]
+    borrowed = torch.tensor([m in CONTENT_MIX_TARGETS for m in mods])
+    assert borrowed.any() and (~borrowed).any()
+    assert torch.equal(b.absolute_weight, (~borrowed).float())
+    assert torch.equal(b.context_weight, (~borrowed).float())
+    # Wrong severity and quality answers on borrowed slices cost nothing outside the ranking.
+    n, cfg = b.n_slices, run.model
+    mod = torch.zeros(n, len(cfg.modalities))
+    ana = torch.zeros(n, len(cfg.anatomies))
+    sev, qual = b.severities.clamp(0.01, 0.99), b.quality.clone()
+    no_rank = LossWeights(rank=0.0)
+    right, _ = multitask_loss((sev, qual, mod, ana), b, no_rank)
+    sev2, qual2 = sev.clone(), qual.clone()
+    sev2[borrowed] = 1 - sev2[borrowed]
+    qual2[borrowed] = 100 - qual2[borrowed]
+    wrong, _ = multitask_loss((sev2, qual2, mod, ana), b, no_rank)
+    assert float(wrong) == pytest.approx(float(right), abs=1e-5)
+    with pytest.raises(ValueError, match="groups"):
+        BatchRecipe(content_mix=0.5, borrowed_rank_only=True)
+
+
+def test_loss_with_every_weight_one_is_the_plain_mean(pool: list[Item]) -> None:
+    run = tiny_run()
+    b = next(iter(BatchStream(pool, run.model, run.data, seed=4)))
+    n, cfg = b.n_slices, run.model
+    g = torch.Generator().manual_seed(0)
+    sev = torch.rand(n, len(PHYSICAL_FAMILIES), generator=g).clamp(0.01, 0.99)
+    qual = 100 * torch.rand(n, generator=g)
+    mod = torch.randn(n, len(cfg.modalities), generator=g)
+    ana = torch.randn(n, len(cfg.anatomies), generator=g)
+    _, parts = multitask_loss((sev, qual, mod, ana), b, LossWeights())
+    assert parts["severity"] == pytest.approx(
+        float(torch.nn.functional.binary_cross_entropy(sev, b.severities)), rel=1e-5)
+    assert parts["quality"] == pytest.approx(float(torch.nn.functional.smooth_l1_loss(
+        qual / 100, b.quality / 100, beta=0.05)), rel=1e-5)
 
 
 def test_unmixed_recipe_draws_exactly_as_before(pool: list[Item]) -> None:
