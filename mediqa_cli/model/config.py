@@ -35,6 +35,7 @@ class ModelConfig:
     spacing_hidden: int = 64
     context_depth: int = 3  # blocks before the context head; prompts join after them
     patch_physics: bool = True  # per-patch noise/blur/compression statistics (PatchPhysics)
+    slice_statistics: bool = False  # their per-slice moments into the queries (SliceStatistics)
     modalities: tuple[str, ...] = field(default=MODALITIES)
     anatomies: tuple[str, ...] = field(default=ANATOMIES)
     families: tuple[str, ...] = field(default=PHYSICAL_FAMILIES)
@@ -49,6 +50,8 @@ class ModelConfig:
             raise ValueError(f"context_depth {self.context_depth} must be in [0, {self.depth}]")
         if self.pos_grid < 2:
             raise ValueError("pos_grid must be >= 2")
+        if self.slice_statistics and not self.patch_physics:
+            raise ValueError("slice_statistics summarises PatchPhysics: it needs patch_physics")
 
     @property
     def head_dim(self) -> int:

@@ -17,7 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from mediqa_cli.model.config import ModelConfig
-from mediqa_cli.model.layers import Block, GridPosition, PatchPhysics, SpacingEmbedding
+from mediqa_cli.model.layers import (
+    Block,
+    GridPosition,
+    PatchPhysics,
+    SliceStatistics,
+    SpacingEmbedding,
+)
 from mediqa_cli.model.prompts import PromptBank
 
 
@@ -37,6 +43,8 @@ class MedIQANet(nn.Module):
         self.patch_embed = nn.Linear(config.patch_dim, width)
         self.physics = (PatchPhysics(config.channels, config.patch, width)
                         if config.patch_physics else None)
+        self.slice_stats = (SliceStatistics(config.channels * (self.physics.n_stats + 1), width)
+                            if config.slice_statistics and self.physics is not None else None)
         self.position = GridPosition(config.pos_grid, width)
         self.spacing = SpacingEmbedding(config.spacing_hidden, width)
         self.prompts = PromptBank(config)
@@ -60,6 +68,8 @@ class MedIQANet(nn.Module):
         self.quality_head = nn.Linear(width, 1)
         self.apply(_init_linear)
         nn.init.normal_(self.family_weight, std=0.02)
+        if self.slice_stats is not None:
+            self.slice_stats.reset_output()
 
     def queries(self) -> Tensor:
         """(n_queries, width): context, quality (offset + mixture of family queries), families."""
@@ -103,10 +113,16 @@ class MedIQANet(nn.Module):
         )
 
         tok = self.patch_embed(patches) + self.position(coords) + self.spacing(spacing)[patch_seq]
-        if self.physics is not None:
-            tok = tok + self.physics(patches)
         # repeat, not expand + reshape: the reshape would branch on n_seq == 1 under export.
         qry = self.queries().to(tok.dtype).repeat(n_seq, 1)  # (S * Q, width)
+        if self.physics is not None:
+            phys, stats = self.physics.embed_with_statistics(patches)
+            tok = tok + phys
+            if self.slice_stats is not None:
+                per_slice = self.slice_stats(stats, patch_seq, cu[1:] - cu[:-1])
+                query_seq = torch.div(torch.arange(n_seq * n_q, device=device), n_q,
+                                      rounding_mode="floor")
+                qry = qry + per_slice.to(qry.dtype)[query_seq]
         x = tok.new_zeros(n_tokens, tok.shape[1])
         x = x.index_copy(0, patch_pos, tok).index_copy(0, query_pos, qry)
 

@@ -11,10 +11,15 @@ from mediqa_cli.model.network import MedIQANet
 from mediqa_cli.model.packing import example_batch
 
 CFG = ModelConfig.tiny()
-@pytest.fixture(scope="module")
-def model() -> MedIQANet:
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["patch", "slice-statistics"])
+def model(request: pytest.FixtureRequest) -> MedIQANet:
     torch.manual_seed(0)
-    return MedIQANet(CFG).eval()
+    net = MedIQANet(ModelConfig(**{**CFG.__dict__, "slice_statistics": request.param})).eval()
+    if net.slice_stats is not None:  # its output layer starts at zero: make it matter
+        torch.nn.init.normal_(net.slice_stats.fc2.weight, std=0.5)
+    return net
 
 
 def _assert_same(got: tuple[torch.Tensor, ...], want: tuple[torch.Tensor, ...]) -> None:
