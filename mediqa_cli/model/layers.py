@@ -113,12 +113,18 @@ class PatchPhysics(nn.Module):
         return F.conv2d(x, self.laplacian.to(x.dtype), groups=self.channels)
 
     def forward(self, patches: Tensor) -> Tensor:
-        return self.embed_with_statistics(patches)[0]
+        return self._embed(patches)[0]
 
     def embed_with_statistics(self, patches: Tensor) -> tuple[Tensor, Tensor]:
         """(embedding (n, width), statistics (n, channels * (n_stats + 1))): the statistics
         the embedding is built from, plus each channel's mean of -x log x (the per-pixel term
         of the entropy focus criterion), for `SliceStatistics` to summarise per slice."""
+        out, stats, x = self._embed(patches)
+        entropy = -(x * torch.log(x.clamp_min(1e-6))).mean((2, 3))
+        return out, torch.cat([stats, 2.0 * entropy], dim=1)
+
+    def _embed(self, patches: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(embedding, statistics, patches as (n, c, p, p) float)."""
         c, p = self.channels, self.patch
         x = patches.reshape(-1, c, p, p).float()
         eps = 1e-6
@@ -152,8 +158,7 @@ class PatchPhysics(nn.Module):
         # log1p compresses the map: noise (~0.01-0.1) and edges (~1) both stay in range.
         lap_map = 0.25 * torch.log1p(32.0 * lap.abs()).reshape(x.shape[0], -1)
         out = self.stats_fc2(F.gelu(self.stats_fc1(stats))) + self.map_embed(lap_map)
-        entropy = -(x * torch.log(x.clamp_min(eps))).mean((2, 3))
-        return out.to(patches.dtype), torch.cat([stats, 2.0 * entropy], dim=1)
+        return out.to(patches.dtype), stats, x
 
 
 class SliceStatistics(nn.Module):
