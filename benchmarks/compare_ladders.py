@@ -130,11 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"A = {name_a}\nB = {name_b}\n")
     print("| ladders | n | A | B | B - A | paired 95% |")
     print("|---|---|---|---|---|---|")
-    for name, n, mean_a, mean_b, diff, low, high in paired_table(a, b, groups, args.n_boot):
+    table = paired_table(a, b, groups, args.n_boot)
+    for name, n, mean_a, mean_b, diff, low, high in table:
         print(f"| {name} | {n} | {mean_a:.3f} | {mean_b:.3f} | {diff:+.3f} | "
               f"[{low:+.3f}, {high:+.3f}] |")
-    modality_means = [(mean_a, mean_b) for name, _, mean_a, mean_b, *_ in
-                      paired_table(a, b, groups, 1) if name in {r["modality"] for r in rows_a}]
+    modalities = {row["modality"] for row in rows_a}
+    modality_means = [(mean_a, mean_b) for name, _, mean_a, mean_b, *_ in table
+                      if name in modalities]
     if modality_means:
         ma, mb = np.mean(modality_means, axis=0)
         print(f"\nmean over modalities: A {ma:.3f}, B {mb:.3f}, B - A {mb - ma:+.3f}")

@@ -115,16 +115,16 @@ class MedIQANet(nn.Module):
         tok = self.patch_embed(patches) + self.position(coords) + self.spacing(spacing)[patch_seq]
         # repeat, not expand + reshape: the reshape would branch on n_seq == 1 under export.
         qry = self.queries().to(tok.dtype).repeat(n_seq, 1)  # (S * Q, width)
-        if self.physics is not None and self.slice_stats is None:
-            tok = tok + self.physics(patches)
-        if self.physics is not None and self.slice_stats is not None:
-            # Only this path pays for the entropy term the slice summaries add.
-            phys, stats = self.physics.embed_with_statistics(patches)
-            tok = tok + phys
-            per_slice = self.slice_stats(stats, patch_seq, cu[1:] - cu[:-1])
-            query_seq = torch.div(torch.arange(n_seq * n_q, device=device), n_q,
-                                  rounding_mode="floor")
-            qry = qry + per_slice.to(qry.dtype)[query_seq]
+        if self.physics is not None:
+            if self.slice_stats is None:
+                tok = tok + self.physics(patches)
+            else:  # only this path pays for the entropy term the slice summaries add
+                phys, stats = self.physics.embed_with_statistics(patches)
+                tok = tok + phys
+                per_slice = self.slice_stats(stats, patch_seq, cu[1:] - cu[:-1])
+                query_seq = torch.div(torch.arange(n_seq * n_q, device=device), n_q,
+                                      rounding_mode="floor")
+                qry = qry + per_slice.to(qry.dtype)[query_seq]
         x = tok.new_zeros(n_tokens, tok.shape[1])
         x = x.index_copy(0, patch_pos, tok).index_copy(0, query_pos, qry)
 
