@@ -106,6 +106,11 @@ class BatchRecipe:
     # not the severity and quality heads, whose absolute labels ("clean") ignore the donor's own
     # noise; the order of one content's versions does not depend on it.
     borrowed_rank_only: bool = False
+    # True: one simulator of each group's chain runs at the group's level itself (strength 1),
+    # so its severities spread over [0.05, 1] as a ladder's do. False (every shipped version up
+    # to v0.4.0) scales every step by a strength in [0.5, 1]: under 5% of degraded versions
+    # then reach severity 0.8 and none reaches 1.0, the top step of every evaluation ladder.
+    full_level_step: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.content_mix <= 1.0:
@@ -470,6 +475,8 @@ class ExampleMaker:
         if not keys or rng.random() < r.clean_fraction:
             levels[0] = 0.0
         strengths = rng.uniform(0.5, 1.0, len(keys))
+        if r.full_level_step and keys:
+            strengths[int(rng.integers(len(keys)))] = 1.0
         step_seeds = [int(v) for v in rng.integers(1 << 62, size=len(keys))]
         apply_seed = int(rng.integers(1 << 62))
         mask = foreground_mask(clean, src.modality)

@@ -433,6 +433,31 @@ def test_a_group_is_one_crop_at_rising_severity_with_one_prompt(pool: list[Item]
         assert totals == sorted(totals)
 
 
+def test_full_level_step_lets_groups_reach_the_top_severities_of_a_ladder(
+        pool: list[Item], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-simulator chain (downsampling, whose blur severity is its draw): with the step at
+    the group's level the severities spread over [0.05, 1] as a ladder's; with every step scaled
+    by a strength in [0.5, 1] the top fifth is rarely and the top tenth almost never trained."""
+    from mediqa_train.degrade import REGISTRY, Chain
+
+    down = REGISTRY["generic_downsample"]
+    blur = PHYSICAL_FAMILIES.index("blur")
+
+    def top_share(full_level_step: bool) -> tuple[float, float]:
+        maker = ExampleMaker(pool, ModelConfig.tiny(), BatchRecipe(
+            group_size=3, clean_fraction=0.0, crop_min=32, crop_max=48, ct_crop_max=32,
+            full_level_step=full_level_step))
+        monkeypatch.setattr(maker, "choose_chain", lambda modality, gen, severity=None: Chain(
+            [(down, down.sample(gen))]))
+        rng, gen = np.random.default_rng(7), torch.Generator().manual_seed(7)
+        sev = np.array([e.severities[blur] for g in range(60) for e in maker.group(rng, gen, g)])
+        return float(np.mean(sev > 0.8)), float(np.mean(sev > 0.9))
+
+    full, scaled = top_share(True), top_share(False)
+    assert full[0] > 0.12 and full[1] > 0.05  # uniform levels: about 0.21 and 0.105
+    assert scaled[0] < 0.10 and scaled[1] < 0.03  # level x strength: about 0.045 and 0.011
+
+
 @pytest.mark.parametrize("weight", [0.0, 0.35])
 def test_a_shading_group_is_ranked_only_when_the_target_prices_shading(
         pool: list[Item], weight: float, monkeypatch: pytest.MonkeyPatch) -> None:

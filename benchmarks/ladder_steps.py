@@ -1,0 +1,67 @@
+"""Where along a severity ladder does a scorer lose the order? Adjacent-step concordance.
+
+A within-ladder SRCC says how well a ladder is ordered, not where it breaks. This prints, for
+each scorer, the share of ladders whose score falls from one step to the next (clean > 0.2,
+0.2 > 0.4, ..., 0.8 > 1.0), overall and per modality, next to the same share for the physics
+target. A step the scorer fails far more often than the physics target is a step to look at:
+e.g. a top step that training never reaches.
+
+Usage (specs as `compare_ladders.py`: `accuracy_ladders.jsonl[:COLUMN]`, COLUMN `model`,
+`physics` or a name from the rows' `others`):
+    python benchmarks/ladder_steps.py weights/metrics/accuracy_ladders.jsonl \
+        runs/other_test/accuracy_ladders.jsonl [--modalities]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from compare_ladders import load_side, side_scores
+from mediqa_train.ladders import SEVERITIES
+
+
+def step_concordance(rows: Sequence[dict[str, Any]], column: str) -> dict[str, np.ndarray]:
+    """group ("all" and each modality) -> share of ladders falling at each adjacent step."""
+    values = ([row["physics"] for row in rows] if column == "physics"
+              else side_scores(rows, column))
+    falls: dict[str, list[np.ndarray]] = defaultdict(list)
+    for row, v in zip(rows, values, strict=True):
+        s = np.asarray(v, dtype=float)
+        for group in ("all", row["modality"]):
+            falls[group].append((s[:-1] > s[1:]).astype(float))
+    return {g: np.mean(f, axis=0) for g, f in falls.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("specs", nargs="+", help="accuracy_ladders.jsonl[:COLUMN]")
+    ap.add_argument("--modalities", action="store_true", help="one line per modality too")
+    args = ap.parse_args(argv)
+    levels = (0.0, *SEVERITIES)
+    header = " | ".join(f"{a:g} > {b:g}" for a, b in zip(levels[:-1], levels[1:]))
+    print(f"| scorer | ladders | {header} |")
+    print("|---|---|" + "---|" * len(SEVERITIES))
+    seen_physics: set[str] = set()
+    for spec in args.specs:
+        label, rows, column = load_side(spec)
+        path = label.rsplit(":", 1)[0]
+        columns = [(label, column)]
+        if path not in seen_physics:  # the physics target once per ladder file
+            seen_physics.add(path)
+            columns.append((f"{path}:physics", "physics"))
+        for name, col in columns:
+            table = step_concordance(rows, col)
+            groups = sorted(table, key=lambda g: (g != "all", g))
+            for group in groups if args.modalities else ["all"]:
+                shares = " | ".join(f"{v:.2f}" for v in table[group])
+                print(f"| {name} {'' if group == 'all' else group} | "
+                      f"{sum(1 for r in rows if group in ('all', r['modality']))} | {shares} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
