@@ -40,17 +40,21 @@ def fused(quality: np.ndarray, severities: np.ndarray, alpha: float) -> np.ndarr
 
 
 def fusion_table(model: Any, pool: Sequence[Any], recipe: BatchRecipe, per_modality: int,
-                 seed: int) -> dict[str, dict[str, float]]:
-    """Mean within-ladder SRCC of each fusion column on `build_ladders(...)`, per modality, per
-    family ("family X"), over all ladders ("all") and as the mean over modalities."""
+                 seed: int) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+    """(table, clean sums): the mean within-ladder SRCC of each fusion column on
+    `build_ladders(...)`, per modality, per family ("family X"), over all ladders ("all") and as
+    the mean over modalities; and each ladder's clean image's severity sum, which alpha x 100
+    takes off a clean scan's score."""
     columns = [f"alpha {a:g}" for a in ALPHAS] + ["severity sum alone"]
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    clean_sums = []
     for lad in build_ladders(pool, model.config, recipe, per_modality, seed):
         pred = predict_averaged(model, ladder_view_examples(lad, model.config, recipe))
         # Rounded as accuracy.py stores scores, so alpha 0 is its MedIQA column (a saturated
         # score ties instead of ordering by its 1e-4 noise).
         quality = np.round(np.asarray(pred["quality"]), 3)
         sev = np.asarray(pred["severities"])
+        clean_sums.append(float(sev[0].sum()))
         values = [fused(quality, sev, a) for a in ALPHAS] + [-sev.sum(axis=1)]
         for name, v in zip(columns, values, strict=True):
             for group in (lad.modality, "all", f"family {lad.family}"):
@@ -58,7 +62,7 @@ def fusion_table(model: Any, pool: Sequence[Any], recipe: BatchRecipe, per_modal
     table = {g: {c: float(np.nanmean(v)) for c, v in cols.items()} for g, cols in per.items()}
     mods = [g for g in table if g != "all" and not g.startswith("family ")]
     table["modality mean"] = {c: float(np.mean([table[m][c] for m in mods])) for c in columns}
-    return table
+    return table, np.asarray(clean_sums)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pool = load_pool(args.corpus, args.split)
     # The ladders of benchmarks/accuracy.py: same recipe, seed and count, so same images.
     recipe = evaluation_recipe(card)
-    table = fusion_table(model, pool, recipe, args.per_modality, args.seed)
+    table, clean_sums = fusion_table(model, pool, recipe, args.per_modality, args.seed)
     columns = list(table["all"])
     mods = sorted(g for g in table if g not in ("all", "modality mean")
                   and not g.startswith("family "))
@@ -89,11 +93,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for g in ["modality mean", "all", *mods, *sorted(g for g in table if g.startswith("family"))]:
         print(f"| {g} | " + " | ".join(f"{table[g][c]:.3f}" for c in columns) + " |")
     best = max(columns[:-1], key=lambda c: table["modality mean"][c])
-    print(f"\nbest alpha by modality mean on {args.split}: {best} "
+    low, mid, high = np.percentile(clean_sums, [10, 50, 90])
+    print(f"\nclean images' severity sum (alpha x 100 x this comes off their score): median "
+          f"{mid:.3f}, 10th-90th percentile {low:.3f}-{high:.3f} over {clean_sums.size} ladders")
+    print(f"best alpha by modality mean on {args.split}: {best} "
           f"({time.perf_counter() - started:.0f} s)")
     if args.out:
         Path(args.out).write_text(json.dumps({"split": args.split, "weights": args.weights,
-                                              "table": table, "best": best}, indent=1) + "\n")
+                                              "table": table, "best": best,
+                                              "clean_severity_sum_median": mid}, indent=1)
+                                  + "\n")
     return 0
 
 

@@ -38,8 +38,12 @@ def test_alpha_zero_is_the_accuracy_benchmarks_model_column() -> None:
     torch.manual_seed(0)
     model = MedIQANet(ModelConfig.tiny()).eval()
     recipe = BatchRecipe(crop_min=32, crop_max=64)
-    table = fusion.fusion_table(model, pool, recipe, 1, 0)
-    summary = accuracy.summarise_ladders(accuracy.ladders(model, pool, 1, 0, recipe))
+    table, clean_sums = fusion.fusion_table(model, pool, recipe, 1, 0)
+    rows = accuracy.ladders(model, pool, 1, 0, recipe)
+    summary = accuracy.summarise_ladders(rows)
     assert np.isclose(table["XR"]["alpha 0"], summary["by_modality"]["XR"]["model"])
     assert np.isclose(table["modality mean"]["alpha 0"], table["XR"]["alpha 0"])
     assert set(table["all"]) == {f"alpha {a:g}" for a in fusion.ALPHAS} | {"severity sum alone"}
+    n_families = len(model.config.families)
+    assert clean_sums.shape == (len(rows),)
+    assert ((clean_sums > 0) & (clean_sums < n_families)).all()  # sigmoid heads, one per family
