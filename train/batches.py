@@ -147,6 +147,7 @@ class Example:
     group: int = -1  # examples sharing a group id are versions of one clean crop
     context_weight: float = 1.0  # 0: the pixels are borrowed, do not train the context head
     absolute_weight: float = 1.0  # 0: train only the ranking on it, not severity and quality
+    level: float = 0.0  # a group's version: the simulated level (0: clean or nothing applied)
 
 
 @dataclass
@@ -161,6 +162,7 @@ class TrainBatch:
     group: torch.Tensor | None = None  # (S,) int64, versions of one crop share an id (-1: none)
     context_weight: torch.Tensor | None = None  # (S,) float32, 0 where context is not trained
     absolute_weight: torch.Tensor | None = None  # (S,) float32, 0: severity/quality not trained
+    level: torch.Tensor | None = None  # (S,) float32, each group version's simulated level
 
     @property
     def n_slices(self) -> int:
@@ -177,7 +179,8 @@ class TrainBatch:
                           None if self.group is None else self.group.to(device),
                           None if self.context_weight is None else self.context_weight.to(device),
                           None if self.absolute_weight is None
-                          else self.absolute_weight.to(device))
+                          else self.absolute_weight.to(device),
+                          None if self.level is None else self.level.to(device))
 
 
 # --------------------------------------------------------------------------- image helpers
@@ -500,7 +503,7 @@ class ExampleMaker:
                                self.config.modalities.index(src.modality),
                                self.config.anatomies.index(src.anatomy), src.source,
                                keys if level > 0 else [], group_id, _context_weight(src),
-                               self._absolute_weight(src)))
+                               self._absolute_weight(src), float(level) if keys else 0.0))
         return out
 
     def _absolute_weight(self, src: CleanSlice) -> float:
@@ -524,6 +527,7 @@ def collate(examples: Sequence[Example], config: ModelConfig) -> TrainBatch:
         torch.tensor([e.group for e in examples], dtype=torch.int64),
         torch.tensor([e.context_weight for e in examples], dtype=torch.float32),
         torch.tensor([e.absolute_weight for e in examples], dtype=torch.float32),
+        torch.tensor([e.level for e in examples], dtype=torch.float32),
     )
 
 

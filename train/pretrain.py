@@ -66,6 +66,7 @@ from mediqa_cli.model.weights import save_weights
 from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+RANK_BY = ("target", "level")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,16 @@ class LossWeights:
     quality_beta: float = 0.05  # smooth-L1 transition, in quality / 100 units
     rank_margin: float = 2.0  # pairs closer than this in target quality are not ranked
     rank_scale: float = 5.0  # quality points per logit of the ranking loss
+    # Which versions of a crop the ranking loss orders: "target" (every shipped version), pairs
+    # whose quality targets differ by more than rank_margin; "level", every pair at different
+    # simulated levels, by level. SSIM moves under the margin between a ladder's steps for most
+    # bias, fundus blur and motion, and CT streak ladders, so "target" never ranks those steps,
+    # although the evaluation counts each of them.
+    rank_by: str = "target"
+
+    def __post_init__(self) -> None:
+        if self.rank_by not in RANK_BY:
+            raise ValueError(f"loss.rank_by must be one of {RANK_BY}, got {self.rank_by!r}")
 
 
 @dataclass(frozen=True)
@@ -179,7 +190,7 @@ def multitask_loss(outputs: Sequence[torch.Tensor], batch: TrainBatch, w: LossWe
     total = w.severity * sev + w.quality * qual + w.context * ctx
     parts = {"severity": sev.item(), "quality": qual.item(), "context": ctx.item()}
     if w.rank > 0 and batch.group is not None:
-        rank = ranking_loss(quality.float(), batch.quality, batch.group, w)
+        rank = ranking_loss(quality.float(), batch.quality, batch.group, w, batch.level)
         total = total + w.rank * rank
         parts["rank"] = rank.item()
     parts["loss"] = total.item()
@@ -205,12 +216,18 @@ def _weighted_mean(per_slice: torch.Tensor, weight: torch.Tensor | None) -> torc
 
 
 def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
-                 w: LossWeights) -> torch.Tensor:
-    """Logistic pairwise ranking within groups: for versions i, j of one crop whose targets
-    differ by more than `rank_margin`, softplus(-(q_i - q_j) / rank_scale) where i is the
-    better one. Zero when the batch holds no such pair."""
+                 w: LossWeights, level: torch.Tensor | None = None) -> torch.Tensor:
+    """Logistic pairwise ranking within groups: softplus(-(q_i - q_j) / rank_scale) for each
+    pair of versions i, j of one crop where i is the better one: its target is higher by more
+    than `rank_margin`, or (`rank_by` "level") its simulated level is lower. Zero when the
+    batch holds no such pair."""
     same = (group[:, None] == group[None, :]) & (group[:, None] >= 0)
-    better = (target[:, None] - target[None, :]) > w.rank_margin
+    if w.rank_by == "level":
+        if level is None:
+            raise ValueError('loss.rank_by "level" needs batches that carry levels')
+        better = (level[None, :] - level[:, None]) > 1e-6
+    else:
+        better = (target[:, None] - target[None, :]) > w.rank_margin
     pairs = same & better
     if not bool(pairs.any()):
         return pred.sum() * 0.0

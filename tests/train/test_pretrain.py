@@ -496,6 +496,32 @@ def test_ranking_loss_rewards_the_right_order_within_a_group_only() -> None:
     assert float(alone) == 0.0
 
 
+def test_ranking_by_level_orders_versions_whose_targets_sit_within_the_margin(
+        pool: list[Item]) -> None:
+    """A bias ladder's SSIM targets step by under the 2-point margin: "target" ranks none of
+    its pairs, "level" ranks them all by simulated level; groups carry their levels."""
+    from mediqa_train.pretrain import ranking_loss
+
+    target = torch.tensor([100.0, 99.5, 99.0, 98.6])
+    level = torch.tensor([0.0, 0.3, 0.6, 0.9])
+    group = torch.zeros(4, dtype=torch.int64)
+    wrong = torch.tensor([90.0, 91.0, 92.0, 93.0])
+    assert float(ranking_loss(wrong, target, group, LossWeights(rank=1.0), level)) == 0.0
+    by_level = LossWeights(rank=1.0, rank_by="level")
+    right = ranking_loss(wrong.flip(0), target, group, by_level, level)
+    assert float(right) < float(ranking_loss(wrong, target, group, by_level, level))
+    with pytest.raises(ValueError, match="levels"):
+        ranking_loss(wrong, target, group, by_level)
+    with pytest.raises(ValueError, match="rank_by"):
+        LossWeights(rank_by="severity")
+    run = tiny_run(group_size=3, clean_fraction=1.0)
+    b = next(iter(BatchStream(pool, run.model, run.data, seed=5)))
+    assert b.level is not None and b.group is not None
+    for g in b.group.unique():
+        levels = b.level[b.group == g]
+        assert levels[0] == 0.0 and bool((levels[1:] >= levels[:-1]).all())
+
+
 def test_grouped_stream_never_splits_a_group_across_batches(pool: list[Item]) -> None:
     run = tiny_run(group_size=3)
     stream = iter(BatchStream(pool, run.model, run.data, seed=8))
