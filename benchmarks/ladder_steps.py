@@ -4,7 +4,9 @@ A within-ladder SRCC says how well a ladder is ordered, not where it breaks. Thi
 each scorer, the share of ladders whose score falls from one step to the next (clean > 0.2,
 0.2 > 0.4, ..., 0.8 > 1.0), overall and per modality, next to the same share for the physics
 target. A step the scorer fails far more often than the physics target is a step to look at:
-e.g. a top step that training never reaches.
+e.g. a top step that training never reaches. `--margin M` adds, per modality and family, the
+share of adjacent steps whose physics targets differ by less than M quality points: steps that
+a ranking loss with that margin (`loss.rank_margin`, 2 by default) never trains on.
 
 Usage (specs as `compare_ladders.py`: `accuracy_ladders.jsonl[:COLUMN]`, COLUMN `model`,
 `physics` or a name from the rows' `others`):
@@ -36,10 +38,22 @@ def step_concordance(rows: Sequence[dict[str, Any]], column: str) -> dict[str, n
     return {g: np.mean(f, axis=0) for g, f in falls.items()}
 
 
+def small_steps(rows: Sequence[dict[str, Any]], margin: float) -> dict[str, float]:
+    """modality/family -> share of adjacent steps whose physics targets differ by < margin."""
+    small: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        p = np.asarray(row["physics"], dtype=float)
+        small[f"{row['modality']}/{row['family']}"].extend((p[:-1] - p[1:] < margin).tolist())
+    return {k: float(np.mean(v)) for k, v in sorted(small.items())}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("specs", nargs="+", help="accuracy_ladders.jsonl[:COLUMN]")
     ap.add_argument("--modalities", action="store_true", help="one line per modality too")
+    ap.add_argument("--margin", type=float, default=None,
+                    help="also print, per modality/family of the first file, the share of "
+                         "steps whose physics targets differ by less than this")
     args = ap.parse_args(argv)
     levels = (0.0, *SEVERITIES)
     header = " | ".join(f"{a:g} > {b:g}" for a, b in zip(levels[:-1], levels[1:]))
@@ -60,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shares = " | ".join(f"{v:.2f}" for v in table[group])
                 print(f"| {name} {'' if group == 'all' else group} | "
                       f"{sum(1 for r in rows if group in ('all', r['modality']))} | {shares} |")
+    if args.margin is not None:
+        rows = load_side(args.specs[0])[1]
+        print(f"\n| modality/family | steps under {args.margin:g} physics points |\n|---|---|")
+        for key, share in small_steps(rows, args.margin).items():
+            print(f"| {key} | {share:.2f} |")
     return 0
 
 

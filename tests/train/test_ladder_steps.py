@@ -20,9 +20,9 @@ def steps(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return load_benchmark("ladder_steps")
 
 
-def _row(modality: str, scores: list[float]) -> dict:
-    return {"modality": modality, "scores": scores, "physics": [100, 90, 80, 70, 60, 50],
-            "others": {"b": scores[::-1]}}
+def _row(modality: str, scores: list[float], physics: list[float] | None = None) -> dict:
+    return {"modality": modality, "family": "noise", "scores": scores,
+            "physics": physics or [100, 90, 80, 70, 60, 50], "others": {"b": scores[::-1]}}
 
 
 def test_share_of_ladders_falling_at_each_step_per_modality(steps: ModuleType) -> None:
@@ -34,3 +34,8 @@ def test_share_of_ladders_falling_at_each_step_per_modality(steps: ModuleType) -
     assert np.allclose(table["all"], [0.5, 1, 1, 1, 0.5])
     assert np.allclose(steps.step_concordance(rows, "physics")["all"], 1.0)
     assert np.allclose(steps.step_concordance(rows, "b")["CT"], [1, 0, 0, 0, 0])
+
+
+def test_share_of_physics_steps_under_the_ranking_margin(steps: ModuleType) -> None:
+    rows = [_row("MR", [0] * 6, [100, 99.5, 99, 98.5, 90, 80]), _row("CT", [0] * 6)]
+    assert steps.small_steps(rows, 2.0) == {"CT/noise": 0.0, "MR/noise": 0.6}
