@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from compare_ladders import load_side, side_scores
+from compare_ladders import ladder_keys, load_side, side_scores
 from mediqa_train.ladders import SEVERITIES
 
 
@@ -59,14 +59,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = " | ".join(f"{a:g} > {b:g}" for a, b in zip(levels[:-1], levels[1:]))
     print(f"| scorer | ladders | {header} |")
     print("|---|---|" + "---|" * len(SEVERITIES))
-    seen_physics: set[str] = set()
+    seen_sets: set[tuple[tuple[str, ...], ...]] = set()
+    first_rows: list[dict[str, Any]] = []
     for spec in args.specs:
         label, rows, column = load_side(spec)
-        path = label.rsplit(":", 1)[0]
+        first_rows = first_rows or rows
         columns = [(label, column)]
-        if path not in seen_physics:  # the physics target once per ladder file
-            seen_physics.add(path)
-            columns.append((f"{path}:physics", "physics"))
+        ladder_set = tuple(ladder_keys(rows))
+        if ladder_set not in seen_sets:  # the physics target once per set of ladders
+            seen_sets.add(ladder_set)
+            columns.append((f"{spec.partition(':')[0]}:physics", "physics"))
         for name, col in columns:
             table = step_concordance(rows, col)
             groups = sorted(table, key=lambda g: (g != "all", g))
@@ -75,9 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"| {name} {'' if group == 'all' else group} | "
                       f"{sum(1 for r in rows if group in ('all', r['modality']))} | {shares} |")
     if args.margin is not None:
-        rows = load_side(args.specs[0])[1]
         print(f"\n| modality/family | steps under {args.margin:g} physics points |\n|---|---|")
-        for key, share in small_steps(rows, args.margin).items():
+        for key, share in small_steps(first_rows, args.margin).items():
             print(f"| {key} | {share:.2f} |")
     return 0
 
