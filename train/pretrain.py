@@ -66,7 +66,7 @@ from mediqa_cli.model.weights import save_weights
 from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-RANK_BY = ("target", "level")
+RANK_BY = ("target", "level", "soft")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,10 @@ class LossWeights:
     # whose quality targets differ by more than rank_margin; "level", every pair at different
     # simulated levels, by level. SSIM moves under the margin between a ladder's steps for most
     # bias, fundus blur and motion, and CT streak ladders, so "target" never ranks those steps,
-    # although the evaluation counts each of them.
+    # although the evaluation counts each of them. "soft": every pair whose targets differ, with
+    # the RankNet soft label sigmoid(target gap / rank_scale), so a half-point step asks for a
+    # half-point difference instead of being skipped ("target") or pushed apart like a
+    # thirty-point one ("level").
     rank_by: str = "target"
 
     def __post_init__(self) -> None:
@@ -219,9 +222,20 @@ def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
                  w: LossWeights, level: torch.Tensor | None = None) -> torch.Tensor:
     """Logistic pairwise ranking within groups: softplus(-(q_i - q_j) / rank_scale) for each
     pair of versions i, j of one crop where i is the better one: its target is higher by more
-    than `rank_margin`, or (`rank_by` "level") its simulated level is lower. Zero when the
-    batch holds no such pair."""
+    than `rank_margin`, or (`rank_by` "level") its simulated level is lower. With `rank_by`
+    "soft", every pair whose targets differ, as the KL divergence from the soft label
+    sigmoid((t_i - t_j) / rank_scale) to sigmoid((q_i - q_j) / rank_scale): zero where the
+    predicted gap equals the target gap. Zero when the batch holds no such pair."""
     same = (group[:, None] == group[None, :]) & (group[:, None] >= 0)
+    if w.rank_by == "soft":
+        pairs = same & (target[:, None] > target[None, :])
+        if not bool(pairs.any()):
+            return pred.sum() * 0.0
+        logit = ((pred[:, None] - pred[None, :]) / w.rank_scale)[pairs]
+        label = torch.sigmoid((target[:, None] - target[None, :]) / w.rank_scale)[pairs]
+        entropy = F.binary_cross_entropy(label, label, reduction="none")
+        return (F.binary_cross_entropy_with_logits(logit, label, reduction="none")
+                - entropy).mean()
     if w.rank_by == "level":
         if level is None:
             raise ValueError('loss.rank_by "level" needs batches that carry levels')

@@ -496,6 +496,26 @@ def test_ranking_loss_rewards_the_right_order_within_a_group_only() -> None:
     assert float(alone) == 0.0
 
 
+def test_soft_ranking_asks_each_pair_for_its_target_gap() -> None:
+    """rank_by "soft": a pair under the margin still counts, its loss is zero where the predicted
+    gap equals the target gap and grows both ways from there (unlike the one-sided logistic
+    loss); reversed order costs the most; pairs across groups never count."""
+    from mediqa_train.pretrain import ranking_loss
+
+    w = LossWeights(rank=1.0, rank_by="soft")
+    target = torch.tensor([100.0, 99.0, 70.0])
+    group = torch.tensor([0, 0, 1])
+
+    def loss(a: float, b: float) -> float:
+        return float(ranking_loss(torch.tensor([a, b, 0.0]), target, group, w))
+
+    assert loss(80.0, 79.0) == pytest.approx(0.0, abs=1e-6)
+    assert 0.0 < loss(80.0, 80.0) < loss(80.0, 81.0)
+    assert 0.0 < loss(80.0, 69.0) < loss(80.0, 40.0)
+    assert float(ranking_loss(torch.tensor([80.0, 80.0, 5.0]), torch.tensor([100.0, 100.0, 5.0]),
+                              group, w)) == 0.0
+
+
 def test_ranking_by_level_orders_versions_whose_targets_sit_within_the_margin(
         pool: list[Item]) -> None:
     """A bias ladder's SSIM targets step by under the 2-point margin: "target" ranks none of
