@@ -200,24 +200,7 @@ def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
     """Random simulator chains on the pool's images: score vs physics target, and context accuracy
     with metadata removed (the same images); `views`: outputs averaged over mirror views."""
     cfg = model.config
-    maker = ExampleMaker(pool, cfg, recipe)
-    rng = np.random.default_rng([seed, 31])
-    gen = torch.Generator().manual_seed(seed + 31)
-    images, spacings, targets, mods, anats = [], [], [], [], []
-    for _ in range(n):
-        clean, spacing, src = maker.draw_clean(rng)
-        if rng.random() < recipe.clean_fraction:
-            image, q = clean, 100.0
-        else:
-            image, sev, names = maker.degrade(clean, spacing, src.modality, gen)
-            q = (reference_quality(clean, image, src.modality, shading=shading_of(sev, names),
-                                   shading_weight=recipe.shading_weight)
-                 if names else 100.0)
-        images.append(image)
-        spacings.append(spacing)
-        targets.append(q)
-        mods.append(src.modality)
-        anats.append(src.anatomy)
+    images, spacings, targets, mods, anats = chain_images(pool, cfg, recipe, n, seed)
     p_known = predict_averaged(model, view_examples(images, spacings, mods, anats, cfg,
                                                     recipe, True, views))
     p_unknown = predict_averaged(model, view_examples(images, spacings, mods, anats, cfg,
@@ -242,6 +225,32 @@ def random_chains(model: MedIQANet, pool: Sequence[Any], n: int, seed: int,
                                      seed=seed, metrics=("srcc", "plcc")),
         "context_head_metadata_removed": context,
     }
+
+
+def chain_images(pool: Sequence[Any], config: Any, recipe: BatchRecipe, n: int, seed: int
+                 ) -> tuple[list[torch.Tensor], list[tuple[float, float]], list[float],
+                            list[str], list[str]]:
+    """(images, spacings, physics targets, modalities, anatomies) of `n` random crops, a
+    `recipe.clean_fraction` of them clean and the rest through a random simulator chain."""
+    maker = ExampleMaker(pool, config, recipe)
+    rng = np.random.default_rng([seed, 31])
+    gen = torch.Generator().manual_seed(seed + 31)
+    images, spacings, targets, mods, anats = [], [], [], [], []
+    for _ in range(n):
+        clean, spacing, src = maker.draw_clean(rng)
+        if rng.random() < recipe.clean_fraction:
+            image, q = clean, 100.0
+        else:
+            image, sev, names = maker.degrade(clean, spacing, src.modality, gen)
+            q = (reference_quality(clean, image, src.modality, shading=shading_of(sev, names),
+                                   shading_weight=recipe.shading_weight)
+                 if names else 100.0)
+        images.append(image)
+        spacings.append(spacing)
+        targets.append(q)
+        mods.append(src.modality)
+        anats.append(src.anatomy)
+    return images, spacings, targets, mods, anats
 
 
 def clean_scores(model: MedIQANet, pool: Sequence[Any], recipe: BatchRecipe) -> dict[str, Any]:

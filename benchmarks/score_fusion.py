@@ -1,10 +1,20 @@
-"""Would the score rank severity ladders better if it also subtracted the severity heads' sum?
+"""Would the score rank severity ladders better if it also subtracted the severity heads?
 
 Why: in the accuracy runs the network's own `phys_*` severity for a ladder's family often orders
 the ladder better than the quality score does (v0.3.0 on the test sources: MR blur 0.97 against
 0.69), but that column knows which family the ladder is, which a score never does. This asks the
-question without the oracle: each ladder image gets q - alpha * 100 * sum_f severity_f, a
-family-blind rule, for a grid of alpha, scored by mean within-ladder SRCC per modality. Choose
+question without the oracle: each image gets q - alpha * 100 * sum_f max(0, severity_f - floor_f),
+a family-blind rule, for a grid of alpha.
+
+The severity heads do not read zero on clean images (v0.4.0: a summed 0.18-0.70 on clean test
+crops), so subtracting them outright takes up to 70 points off a clean scan. The floor is what
+a clean image reads: per family, the `--floor-quantile` of its severity over clean crops of the
+TRAIN sources (no val or test image sets it); "no floor" columns subtract the raw sum.
+
+Printed per column: mean within-ladder SRCC per modality, family and over all ladders; SRCC
+against the physics target on random simulator chains (as `accuracy.py`'s table, so a fusion
+that ranks ladders by leaving the target behind shows); and what the penalty takes off the
+clean images (ladder clean crops, and whole clean slices as `mediqa score` sees them). Choose
 alpha on `--split val`, then read that column on `--split test`; nothing here changes what
 `mediqa score` reports.
 
@@ -24,45 +34,106 @@ from typing import Any
 
 import numpy as np
 import torch
-from accuracy import ladder_view_examples, predict_averaged
-from mediqa_train.batches import BatchRecipe
-from mediqa_train.ladders import build_ladders, evaluation_recipe, ladder_srcc
-from mediqa_train.pretrain import load_pool
+from accuracy import (
+    chain_images,
+    ladder_view_examples,
+    predict_averaged,
+    view_examples,
+)
+from mediqa_train.batches import BatchRecipe, ExampleMaker
+from mediqa_train.ladders import build_ladders, evaluation_recipe, example_of, ladder_srcc
+from mediqa_train.pretrain import load_pool, predict
 
+from mediqa_cli.evaluation import srcc
 from mediqa_cli.model.weights import load_weights
 
-ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+ALPHAS = (0.5, 1.0, 2.0)
 
 
-def fused(quality: np.ndarray, severities: np.ndarray, alpha: float) -> np.ndarray:
-    """The family-blind fusion: quality minus alpha x 100 x the summed severities."""
-    return quality - alpha * 100.0 * severities.sum(axis=1)
+def fused(quality: np.ndarray, severities: np.ndarray, alpha: float,
+          floor: np.ndarray | None = None) -> np.ndarray:
+    """The family-blind fusion: quality minus alpha x 100 x the summed severities above the
+    floor (none: the raw sum)."""
+    above = severities if floor is None else np.maximum(severities - floor, 0.0)
+    return quality - alpha * 100.0 * above.sum(axis=1)
+
+
+def fusion_columns(floor: np.ndarray) -> dict[str, tuple[float, np.ndarray | None]]:
+    """Column name -> (alpha, floor): the score itself, each alpha above the floor, and the raw
+    sum at alpha 1 (the rule of the earlier tables)."""
+    cols: dict[str, tuple[float, np.ndarray | None]] = {"alpha 0": (0.0, None)}
+    cols.update({f"alpha {a:g} floor": (a, floor) for a in ALPHAS})
+    cols["alpha 1 no floor"] = (1.0, None)
+    return cols
+
+
+def clean_floor(model: Any, pool: Sequence[Any], recipe: BatchRecipe, per_modality: int,
+                seed: int, quantile: float) -> np.ndarray:
+    """(F,) per family, the `quantile` of its severity over `per_modality` random clean crops
+    of each modality of `pool` (the crops the ladders start from)."""
+    maker = ExampleMaker(pool, model.config, recipe)
+    rng = np.random.default_rng([seed, 41])
+    images, spacings, mods, anats = [], [], [], []
+    for modality, sources in maker.by_modality.items():
+        indices = [i for idx in sources for i in idx]
+        for _ in range(per_modality):
+            src = maker.pool[indices[int(rng.integers(len(indices)))]]
+            clean, spacing, _ = ExampleMaker([src], model.config, recipe).draw_clean(rng)
+            images.append(clean)
+            spacings.append(spacing)
+            mods.append(modality)
+            anats.append(src.anatomy)
+    pred = predict_averaged(model, view_examples(images, spacings, mods, anats, model.config,
+                                                 recipe))
+    return np.quantile(np.asarray(pred["severities"]), quantile, axis=0)
 
 
 def fusion_table(model: Any, pool: Sequence[Any], recipe: BatchRecipe, per_modality: int,
-                 seed: int) -> tuple[dict[str, dict[str, float]], np.ndarray]:
-    """(table, clean sums): the mean within-ladder SRCC of each fusion column on
-    `build_ladders(...)`, per modality, per family ("family X"), over all ladders ("all") and as
-    the mean over modalities; and each ladder's clean image's severity sum, which alpha x 100
-    takes off a clean scan's score."""
-    columns = [f"alpha {a:g}" for a in ALPHAS] + ["severity sum alone"]
+                 seed: int, floor: np.ndarray) -> tuple[dict[str, dict[str, float]],
+                                                        dict[str, np.ndarray]]:
+    """(table, clean penalties): the mean within-ladder SRCC of each `fusion_columns` column
+    on `build_ladders(...)`, per modality, per family ("family X"), over all ladders ("all") and
+    as the mean over modalities; and per column what it takes off each ladder's clean image."""
+    columns = fusion_columns(floor)
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    clean_sums = []
+    penalties: dict[str, list[float]] = defaultdict(list)
     for lad in build_ladders(pool, model.config, recipe, per_modality, seed):
         pred = predict_averaged(model, ladder_view_examples(lad, model.config, recipe))
         # Rounded as accuracy.py stores scores, so alpha 0 is its MedIQA column (a saturated
         # score ties instead of ordering by its 1e-4 noise).
         quality = np.round(np.asarray(pred["quality"]), 3)
         sev = np.asarray(pred["severities"])
-        clean_sums.append(float(sev[0].sum()))
-        values = [fused(quality, sev, a) for a in ALPHAS] + [-sev.sum(axis=1)]
-        for name, v in zip(columns, values, strict=True):
+        for name, (alpha, fl) in columns.items():
+            v = fused(quality, sev, alpha, fl)
+            penalties[name].append(float(quality[0] - v[0]))
             for group in (lad.modality, "all", f"family {lad.family}"):
                 per[group][name].append(ladder_srcc(v))
     table = {g: {c: float(np.nanmean(v)) for c, v in cols.items()} for g, cols in per.items()}
     mods = [g for g in table if g != "all" and not g.startswith("family ")]
     table["modality mean"] = {c: float(np.mean([table[m][c] for m in mods])) for c in columns}
-    return table, np.asarray(clean_sums)
+    return table, {c: np.asarray(v) for c, v in penalties.items()}
+
+
+def chain_srcc(model: Any, pool: Sequence[Any], recipe: BatchRecipe, n: int, seed: int,
+               floor: np.ndarray) -> dict[str, float]:
+    """Per column, SRCC against the physics target on `accuracy.py`'s random chains."""
+    images, spacings, targets, mods, anats = chain_images(pool, model.config, recipe, n, seed)
+    pred = predict_averaged(model, view_examples(images, spacings, mods, anats, model.config,
+                                                 recipe))
+    quality, sev = np.asarray(pred["quality"]), np.asarray(pred["severities"])
+    return {name: float(srcc(fused(quality, sev, alpha, fl), np.asarray(targets)))
+            for name, (alpha, fl) in fusion_columns(floor).items()}
+
+
+def whole_slice_penalties(model: Any, pool: Sequence[Any], recipe: BatchRecipe,
+                          floor: np.ndarray) -> dict[str, np.ndarray]:
+    """Per column, what it takes off each clean slice of the pool scored whole."""
+    examples = [example_of(p.image, p.spacing, p.modality, p.anatomy, model.config, recipe)
+                for p in pool]
+    pred = predict(model, examples, torch.device("cpu"))
+    quality, sev = np.asarray(pred["quality"]), np.asarray(pred["severities"])
+    return {name: quality - fused(quality, sev, alpha, fl)
+            for name, (alpha, fl) in fusion_columns(floor).items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,38 +142,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--corpus", default="corpus")
     ap.add_argument("--split", default="val", choices=("val", "test"))
     ap.add_argument("--per-modality", type=int, default=8, help="as benchmarks/accuracy.py")
+    ap.add_argument("--chains", type=int, default=400, help="as benchmarks/accuracy.py")
     ap.add_argument("--seed", type=int, default=0, help="as benchmarks/accuracy.py")
+    ap.add_argument("--floor-quantile", type=float, default=0.9)
+    ap.add_argument("--floor-crops", type=int, default=32,
+                    help="clean train crops per modality that set the floor")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", default=None, help="JSON of the table (default: print only)")
+    ap.add_argument("--out", default=None, help="JSON of the tables (default: print only)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     model, card = load_weights(args.weights)
-    pool = load_pool(args.corpus, args.split)
-    # The ladders of benchmarks/accuracy.py: same recipe, seed and count, so same images.
+    # The ladders and chains of benchmarks/accuracy.py: same recipe, seed and count.
     recipe = evaluation_recipe(card)
-    table, clean_sums = fusion_table(model, pool, recipe, args.per_modality, args.seed)
+    floor = clean_floor(model, load_pool(args.corpus, "train"), recipe, args.floor_crops,
+                        args.seed, args.floor_quantile)
+    pool = load_pool(args.corpus, args.split)
+    table, penalties = fusion_table(model, pool, recipe, args.per_modality, args.seed, floor)
+    chains = chain_srcc(model, pool, recipe, args.chains, args.seed, floor)
+    whole = whole_slice_penalties(model, pool, recipe, floor)
     columns = list(table["all"])
     mods = sorted(g for g in table if g not in ("all", "modality mean")
                   and not g.startswith("family "))
-    print(f"### Within-ladder SRCC of q - alpha x 100 x sum(severities), {args.split} sources, "
+    print(f"### q - alpha x 100 x sum_f max(0, severity_f - floor_f), {args.split} sources, "
           f"{args.weights}\n")
-    print("| | " + " | ".join(columns) + " |")
+    print("floor (train clean crops, quantile "
+          f"{args.floor_quantile:g}): " + ", ".join(
+              f"{f} {v:.3f}" for f, v in zip(model.config.families, floor, strict=True)) + "\n")
+    print("| within-ladder SRCC | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
     for g in ["modality mean", "all", *mods, *sorted(g for g in table if g.startswith("family"))]:
         print(f"| {g} | " + " | ".join(f"{table[g][c]:.3f}" for c in columns) + " |")
-    best = max(columns[:-1], key=lambda c: table["modality mean"][c])
-    low, mid, high = np.percentile(clean_sums, [10, 50, 90])
-    print(f"\nclean images' severity sum (alpha x 100 x this comes off their score): median "
-          f"{mid:.3f}, 10th-90th percentile {low:.3f}-{high:.3f} over {clean_sums.size} ladders")
-    print(f"best alpha by modality mean on {args.split}: {best} "
+    print(f"| SRCC vs physics target, {args.chains} random chains | "
+          + " | ".join(f"{chains[c]:.3f}" for c in columns) + " |")
+    for label, pen in (("ladder clean crops", penalties), ("whole clean slices", whole)):
+        print(f"| points off {label}, median (90th pct) | " + " | ".join(
+            f"{np.median(pen[c]):.1f} ({np.percentile(pen[c], 90):.1f})" for c in columns)
+            + " |")
+    best = max(columns, key=lambda c: table["modality mean"][c])
+    print(f"\nbest column by modality mean on {args.split}: {best} "
           f"({time.perf_counter() - started:.0f} s)")
     if args.out:
-        Path(args.out).write_text(json.dumps({"split": args.split, "weights": args.weights,
-                                              "table": table, "best": best,
-                                              "clean_severity_sum_median": mid}, indent=1)
-                                  + "\n")
+        Path(args.out).write_text(json.dumps({
+            "split": args.split, "weights": args.weights, "floor": floor.tolist(),
+            "floor_quantile": args.floor_quantile, "table": table, "chain_srcc": chains,
+            "clean_penalty_median": {c: float(np.median(v)) for c, v in penalties.items()},
+            "whole_slice_penalty_median": {c: float(np.median(v)) for c, v in whole.items()},
+            "best": best}, indent=1) + "\n")
     return 0
 
 

@@ -24,12 +24,14 @@ def _benchmarks_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(BENCHMARKS))
 
 
-def test_fusion_subtracts_the_summed_severities_scaled_to_score_points() -> None:
+def test_fusion_subtracts_the_severities_above_the_floor_in_score_points() -> None:
     fusion = load_benchmark("score_fusion")
     quality = np.array([90.0, 80.0])
     severities = np.array([[0.1, 0.2], [0.0, 0.5]])
     np.testing.assert_allclose(fusion.fused(quality, severities, 0.0), quality)
     np.testing.assert_allclose(fusion.fused(quality, severities, 2.0), [30.0, -20.0])
+    floor = np.array([0.15, 0.1])  # the first family's 0.1 and 0.0 sit under it: no penalty
+    np.testing.assert_allclose(fusion.fused(quality, severities, 2.0, floor), [70.0, 0.0])
 
 
 def test_alpha_zero_is_the_accuracy_benchmarks_model_column() -> None:
@@ -38,12 +40,16 @@ def test_alpha_zero_is_the_accuracy_benchmarks_model_column() -> None:
     torch.manual_seed(0)
     model = MedIQANet(ModelConfig.tiny()).eval()
     recipe = BatchRecipe(crop_min=32, crop_max=64)
-    table, clean_sums = fusion.fusion_table(model, pool, recipe, 1, 0)
+    n_families = len(model.config.families)
+    floor = fusion.clean_floor(model, pool, recipe, 4, 0, 0.9)
+    assert floor.shape == (n_families,) and ((floor > 0) & (floor < 1)).all()
+    table, penalties = fusion.fusion_table(model, pool, recipe, 1, 0, floor)
     rows = accuracy.ladders(model, pool, 1, 0, recipe)
     summary = accuracy.summarise_ladders(rows)
     assert np.isclose(table["XR"]["alpha 0"], summary["by_modality"]["XR"]["model"])
     assert np.isclose(table["modality mean"]["alpha 0"], table["XR"]["alpha 0"])
-    assert set(table["all"]) == {f"alpha {a:g}" for a in fusion.ALPHAS} | {"severity sum alone"}
-    n_families = len(model.config.families)
-    assert clean_sums.shape == (len(rows),)
-    assert ((clean_sums > 0) & (clean_sums < n_families)).all()  # sigmoid heads, one per family
+    assert set(table["all"]) == set(fusion.fusion_columns(floor))
+    assert (penalties["alpha 0"] == 0).all() and penalties["alpha 1 no floor"].shape == (len(rows),)
+    # Above the floor never costs more than the raw sum (sigmoid heads: under 100 per family).
+    assert (penalties["alpha 1 floor"] <= penalties["alpha 1 no floor"] + 1e-9).all()
+    assert (penalties["alpha 1 no floor"] < 100 * n_families).all()
