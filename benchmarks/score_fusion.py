@@ -4,12 +4,12 @@ Why: in the accuracy runs the network's own `phys_*` severity for a ladder's fam
 the ladder better than the quality score does (v0.3.0 on the test sources: MR blur 0.97 against
 0.69), but that column knows which family the ladder is, which a score never does. This asks the
 question without the oracle: each image gets q - alpha * 100 * sum_f max(0, severity_f - floor_f),
-a family-blind rule, for a grid of alpha.
+a family-blind rule, for a grid of alpha (and the severity sum alone).
 
 The severity heads do not read zero on clean images (v0.4.0: a summed 0.18-0.70 on clean test
 crops), so subtracting them outright takes up to 70 points off a clean scan. The floor is what
 a clean image reads: per family, the `--floor-quantile` of its severity over clean crops of the
-TRAIN sources (no val or test image sets it); "no floor" columns subtract the raw sum.
+TRAIN sources (no val or test image sets it); the other alpha columns subtract the raw sum.
 
 Printed per column: mean within-ladder SRCC per modality, family and over all ladders; SRCC
 against the physics target on random simulator chains (as `accuracy.py`'s table, so a fusion
@@ -28,7 +28,7 @@ import argparse
 import json
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,10 @@ from mediqa_train.pretrain import load_pool, predict
 from mediqa_cli.evaluation import srcc
 from mediqa_cli.model.weights import load_weights
 
-ALPHAS = (0.5, 1.0, 2.0)
+RAW_ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0)  # the columns of the earlier tables
+FLOOR_ALPHAS = (0.5, 1.0, 2.0)
+
+Column = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def fused(quality: np.ndarray, severities: np.ndarray, alpha: float,
@@ -58,12 +61,15 @@ def fused(quality: np.ndarray, severities: np.ndarray, alpha: float,
     return quality - alpha * 100.0 * above.sum(axis=1)
 
 
-def fusion_columns(floor: np.ndarray) -> dict[str, tuple[float, np.ndarray | None]]:
-    """Column name -> (alpha, floor): the score itself, each alpha above the floor, and the raw
-    sum at alpha 1 (the rule of the earlier tables)."""
-    cols: dict[str, tuple[float, np.ndarray | None]] = {"alpha 0": (0.0, None)}
-    cols.update({f"alpha {a:g} floor": (a, floor) for a in ALPHAS})
-    cols["alpha 1 no floor"] = (1.0, None)
+def fusion_columns(floor: np.ndarray) -> dict[str, Column]:
+    """Column name -> (quality, severities) -> values: the score itself, the raw sum at each
+    alpha, the severity sum alone, and each alpha above the floor."""
+    cols: dict[str, Column] = {"alpha 0": lambda q, s: q}
+    for a in RAW_ALPHAS:
+        cols[f"alpha {a:g}"] = lambda q, s, a=a: fused(q, s, a)
+    cols["severity sum alone"] = lambda q, s: -s.sum(axis=1)
+    for a in FLOOR_ALPHAS:
+        cols[f"alpha {a:g} floor"] = lambda q, s, a=a: fused(q, s, a, floor)
     return cols
 
 
@@ -103,8 +109,8 @@ def fusion_table(model: Any, pool: Sequence[Any], recipe: BatchRecipe, per_modal
         # score ties instead of ordering by its 1e-4 noise).
         quality = np.round(np.asarray(pred["quality"]), 3)
         sev = np.asarray(pred["severities"])
-        for name, (alpha, fl) in columns.items():
-            v = fused(quality, sev, alpha, fl)
+        for name, column in columns.items():
+            v = column(quality, sev)
             penalties[name].append(float(quality[0] - v[0]))
             for group in (lad.modality, "all", f"family {lad.family}"):
                 per[group][name].append(ladder_srcc(v))
@@ -121,8 +127,8 @@ def chain_srcc(model: Any, pool: Sequence[Any], recipe: BatchRecipe, n: int, see
     pred = predict_averaged(model, view_examples(images, spacings, mods, anats, model.config,
                                                  recipe))
     quality, sev = np.asarray(pred["quality"]), np.asarray(pred["severities"])
-    return {name: float(srcc(fused(quality, sev, alpha, fl), np.asarray(targets)))
-            for name, (alpha, fl) in fusion_columns(floor).items()}
+    return {name: float(srcc(column(quality, sev), np.asarray(targets)))
+            for name, column in fusion_columns(floor).items()}
 
 
 def whole_slice_penalties(model: Any, pool: Sequence[Any], recipe: BatchRecipe,
@@ -132,8 +138,8 @@ def whole_slice_penalties(model: Any, pool: Sequence[Any], recipe: BatchRecipe,
                 for p in pool]
     pred = predict(model, examples, torch.device("cpu"))
     quality, sev = np.asarray(pred["quality"]), np.asarray(pred["severities"])
-    return {name: quality - fused(quality, sev, alpha, fl)
-            for name, (alpha, fl) in fusion_columns(floor).items()}
+    return {name: quality - column(quality, sev)
+            for name, column in fusion_columns(floor).items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,9 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           + " | ".join(f"{chains[c]:.3f}" for c in columns) + " |")
     for label, pen in (("ladder clean crops", penalties), ("whole clean slices", whole)):
         print(f"| points off {label}, median (90th pct) | " + " | ".join(
-            f"{np.median(pen[c]):.1f} ({np.percentile(pen[c], 90):.1f})" for c in columns)
+            "-" if c == "severity sum alone"  # no score: nothing is taken off one
+            else f"{np.median(pen[c]):.1f} ({np.percentile(pen[c], 90):.1f})" for c in columns)
             + " |")
-    best = max(columns, key=lambda c: table["modality mean"][c])
+    best = max((c for c in columns if c != "severity sum alone"),
+               key=lambda c: table["modality mean"][c])
     print(f"\nbest column by modality mean on {args.split}: {best} "
           f"({time.perf_counter() - started:.0f} s)")
     if args.out:

@@ -49,7 +49,7 @@ def test_alpha_zero_is_the_accuracy_benchmarks_model_column() -> None:
     assert np.isclose(table["XR"]["alpha 0"], summary["by_modality"]["XR"]["model"])
     assert np.isclose(table["modality mean"]["alpha 0"], table["XR"]["alpha 0"])
     assert set(table["all"]) == set(fusion.fusion_columns(floor))
-    assert (penalties["alpha 0"] == 0).all() and penalties["alpha 1 no floor"].shape == (len(rows),)
+    assert (penalties["alpha 0"] == 0).all() and penalties["alpha 1"].shape == (len(rows),)
     # Above the floor never costs more than the raw sum (sigmoid heads: under 100 per family).
-    assert (penalties["alpha 1 floor"] <= penalties["alpha 1 no floor"] + 1e-9).all()
-    assert (penalties["alpha 1 no floor"] < 100 * n_families).all()
+    assert (penalties["alpha 1 floor"] <= penalties["alpha 1"] + 1e-9).all()
+    assert (penalties["alpha 1"] < 100 * n_families).all()
