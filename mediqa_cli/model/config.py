@@ -36,6 +36,7 @@ class ModelConfig:
     context_depth: int = 3  # blocks before the context head; prompts join after them
     patch_physics: bool = True  # per-patch noise/blur/compression statistics (PatchPhysics)
     slice_statistics: bool = False  # their per-slice moments into the queries (SliceStatistics)
+    severity_in_quality: bool = False  # quality logit minus weighted severities (SeverityReadout)
     modalities: tuple[str, ...] = field(default=MODALITIES)
     anatomies: tuple[str, ...] = field(default=ANATOMIES)
     families: tuple[str, ...] = field(default=PHYSICAL_FAMILIES)

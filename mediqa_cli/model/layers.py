@@ -6,6 +6,8 @@ scripts with TorchScript and exports with torch.export.
 
 from __future__ import annotations
 
+import math
+
 import mediqa_kernels  # noqa: F401  (importing it registers torch.ops.mediqa.*)
 import torch
 import torch.nn.functional as F
@@ -194,6 +196,29 @@ class SliceStatistics(nn.Module):
         mean = total / n
         spread = torch.sqrt((square / n - mean * mean).clamp_min(0.0) + 1e-6)
         return self.fc2(F.gelu(self.fc1(torch.cat([mean, spread], dim=1))))
+
+
+class SeverityReadout(nn.Module):
+    """The quality logit minus a learned non-negative weight per family times that family's
+    severity output.
+
+    Why: subtracting the severity heads' sum from a trained network's score ranked the val and
+    test ladders better (benchmarks/score_fusion.py: the heads, trained on simulated levels,
+    still move where the SSIM target moves under the ranking margin), but after training it also
+    took 18-70 points off clean scans. Inside the network the quality loss pulls clean images
+    back to 100 through the rest of the logit. The severities enter detached, so the
+    `phys_*` columns stay what their own loss trains them to be.
+    """
+
+    def __init__(self, n_families: int, gain: float = 2.0) -> None:
+        super().__init__()
+        # softplus(raw) = gain at the start
+        self.raw_gain = nn.Parameter(torch.full((n_families,), math.log(math.expm1(gain))))
+
+    def forward(self, logit: Tensor, severities: Tensor) -> Tensor:
+        """logit (S,), severities (S, F) in 0..1 -> (S,)."""
+        gain = F.softplus(self.raw_gain.float()).to(severities.dtype)
+        return logit - (severities.detach() * gain).sum(-1).to(logit.dtype)
 
 
 class PackedAttention(nn.Module):

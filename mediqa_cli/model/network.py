@@ -21,6 +21,7 @@ from mediqa_cli.model.layers import (
     Block,
     GridPosition,
     PatchPhysics,
+    SeverityReadout,
     SliceStatistics,
     SpacingEmbedding,
 )
@@ -66,6 +67,8 @@ class MedIQANet(nn.Module):
         self.family_weight = nn.Parameter(torch.zeros(n_fam, width))
         self.family_bias = nn.Parameter(torch.zeros(n_fam))
         self.quality_head = nn.Linear(width, 1)
+        self.severity_readout = (SeverityReadout(n_fam) if config.severity_in_quality
+                                 else None)
         self.apply(_init_linear)
         nn.init.normal_(self.family_weight, std=0.02)
         if self.slice_stats is not None:
@@ -145,10 +148,13 @@ class MedIQANet(nn.Module):
             x = block(x, cu32, max_len)
 
         out = self.norm(x[query_pos]).view(n_seq, n_q, -1)
-        quality = 100.0 * torch.sigmoid(self.quality_head(out[:, 1]).squeeze(1))
         fam = out[:, 2:]
         severities = torch.sigmoid((fam * self.family_weight.to(fam.dtype)).sum(-1)
                                    + self.family_bias.to(fam.dtype))
+        quality_logit = self.quality_head(out[:, 1]).squeeze(1)
+        if self.severity_readout is not None:
+            quality_logit = self.severity_readout(quality_logit, severities)
+        quality = 100.0 * torch.sigmoid(quality_logit)
         return (severities, quality, modality_logits, anatomy_logits, modality_used,
                 anatomy_used)
 
@@ -178,6 +184,8 @@ class MedIQANet(nn.Module):
                    self.norm, self.quality_head]
         params = [self.context_query, self.family_queries, self.quality_offset, self.expert_mix,
                   self.family_weight, self.family_bias]
+        if self.severity_readout is not None:
+            modules.append(self.severity_readout)
         for module in modules:
             params.extend(module.parameters())
         return params

@@ -13,10 +13,11 @@ from mediqa_cli.model.packing import example_batch
 CFG = ModelConfig.tiny()
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["patch", "slice-statistics"])
+@pytest.fixture(scope="module", params=["patch", "slice_statistics", "severity_in_quality"])
 def model(request: pytest.FixtureRequest) -> MedIQANet:
     torch.manual_seed(0)
-    net = MedIQANet(ModelConfig(**{**CFG.__dict__, "slice_statistics": request.param})).eval()
+    option = {} if request.param == "patch" else {request.param: True}
+    net = MedIQANet(ModelConfig(**{**CFG.__dict__, **option})).eval()
     if net.slice_stats is not None:  # its output layer starts at zero: make it matter
         torch.nn.init.normal_(net.slice_stats.fc2.weight, std=0.5)
     return net

@@ -204,3 +204,26 @@ def test_slice_statistics_are_trained_and_need_patch_physics() -> None:
         ModelConfig(slice_statistics=True, patch_physics=False)
     fresh = MedIQANet(ModelConfig(**{**CFG.__dict__, "slice_statistics": True}))
     assert not fresh.slice_stats.fc2.weight.any()  # a new network starts as one without it
+
+
+def test_severity_readout_takes_the_weighted_severities_off_the_quality_logit() -> None:
+    """quality = 100 sigmoid(head - sum_f softplus(gain_f) severity_f); the severities enter
+    detached (their own loss alone trains the phys_* heads), the gains are trained."""
+    torch.manual_seed(5)
+    net = MedIQANet(ModelConfig(**{**CFG.__dict__, "severity_in_quality": True})).train()
+    batch = pack(_slices(), _prompts(4), CFG)
+    sev, quality, *_ = net(*batch.args())
+    gain = torch.nn.functional.softplus(net.severity_readout.raw_gain)
+    torch.testing.assert_close(gain, torch.full_like(gain, 2.0))
+    quality.sum().backward()
+    assert net.severity_readout.raw_gain.grad is not None
+    assert net.family_weight.grad is None or not net.family_weight.grad.any()
+    with torch.no_grad():
+        net.severity_readout.raw_gain.fill_(-30.0)  # gain ~0: the plain quality head
+        plain = net(*batch.args())[1]
+    logit = torch.logit(plain / 100.0) - (sev * gain).detach().sum(1)
+    torch.testing.assert_close(quality.detach(), 100.0 * torch.sigmoid(logit), atol=1e-3,
+                               rtol=1e-4)
+    assert "severity_readout.raw_gain" not in MedIQANet(CFG).state_dict()
+    net.freeze_encoder()
+    assert net.severity_readout.raw_gain.requires_grad
