@@ -42,12 +42,22 @@ def corpus(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the train/val/test split.")] = 0,
     cap: Annotated[int, typer.Option("--cap", min=1,
                                      help="Most slices per source and orientation.")] = 24,
+    images: Annotated[Path | None, typer.Option(
+        "--images", help="CSV of your own images to add: path,modality,anatomy[,layout,group]."
+    )] = None,
 ) -> None:
-    """Build the training corpus from the real images shipped in installed packages."""
+    """Build the training corpus from the real images shipped in installed packages (and your
+    own, with --images)."""
     from mediqa_train.corpus import build_corpus, summary_table
+    from mediqa_train.sources import read_image_list
 
+    try:
+        extra = read_image_list(str(images)) if images else []
+    except (OSError, ValueError) as err:
+        console.print(f"[red]--images: {err}[/]")
+        raise typer.Exit(2) from None
     summary = build_corpus(str(out), max_side=max_side, seed=seed, cap=cap,
-                           limit_sources=limit_sources, sources=source or None,
+                           limit_sources=limit_sources, sources=source or None, extra=extra,
                            log=lambda line: console.print(f"[yellow]{line}[/]"))
     console.print(summary_table(summary))
     if summary["regions_cut_from"]:

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from mediqa_train.sources import (
     CINE,
+    LOCAL,
     SOURCES,
     VOLUME,
     Source,
@@ -110,11 +111,14 @@ def _scans(source: Source, paths: list[str], report: SourceReport) -> Iterator[t
         if not isinstance(problem, Scan) and problem.status == "error":
             report.notes.append(f"reader: {problem.message}")
     for k, scan in enumerate(scans):
-        bad = [p for p in scan.paths if excluded_reason(os.path.basename(p))]
+        # The exclusions name package test files; a site's own "0001.dcm" is a real slice.
+        bad = ([] if source.where[0] == LOCAL
+               else [p for p in scan.paths if excluded_reason(os.path.basename(p))])
         if bad:
             report.notes.append(f"skipped excluded file {os.path.basename(bad[0])}")
             continue
-        report.paths.extend(display_path(p) for p in scan.paths)
+        if source.where[0] != LOCAL:  # a site's paths may name patients: its CSV row names it
+            report.paths.extend(display_path(p) for p in scan.paths)
         yield scan, (f"s{k}" if len(scans) > 1 else "")
 
 
@@ -311,11 +315,12 @@ def _storage_dtype(item: CorpusSlice) -> str:
 
 def build_corpus(out: str, max_side: int = 384, seed: int = 0, cap: int = 24,
                  limit_sources: int | None = None, sources: Sequence[str] | None = None,
-                 log: Callable[[str], None] = print) -> dict:
+                 extra: Sequence[Source] = (), log: Callable[[str], None] = print) -> dict:
     """Build the corpus in folder `out`; returns the summary (also written to summary.json).
 
     `sources` keeps only catalogue ids (or id prefixes such as "pydicom:CT_small"), and
-    `limit_sources` the first N of those: small corpora for tests.
+    `limit_sources` the first N of those: small corpora for tests. `extra` (a site's own
+    images, `sources.read_image_list`) joins whatever the catalogue keeps.
     """
     import h5py
 
@@ -324,6 +329,7 @@ def build_corpus(out: str, max_side: int = 384, seed: int = 0, cap: int = 24,
                  if sources is None or any(s.id == k or s.id.startswith(k) for k in sources)]
     if limit_sources is not None:
         catalogue = catalogue[:limit_sources]
+    catalogue = [*catalogue, *extra]
     os.makedirs(out, exist_ok=True)
     slices: list[CorpusSlice] = []
     reports: list[SourceReport] = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import re
 import shutil
 import tarfile
 from dataclasses import dataclass
@@ -21,15 +22,17 @@ from dataclasses import dataclass
 # Layouts: a single 2D image; a spatial volume (reformatted into other orientations when it is
 # near-isotropic); a cine loop (frames in time: subsampled, never reformatted).
 IMAGE, VOLUME, CINE = "image", "volume", "cine"
+LAYOUTS = (IMAGE, VOLUME, CINE)
+LOCAL = "file"  # Source.where[0] of a site's own image, listed by `read_image_list`
 
 
 @dataclass(frozen=True)
 class Source:
-    """One distinct real image in an installed package.
+    """One distinct real image in an installed package, or on disk.
 
     `where` is how to find it: ("pydicom", file name) through `pydicom.data.get_testdata_file`,
-    or (import package, path inside the package folder). `group` ties sources from one patient
-    or acquisition together so they always land in the same split.
+    (import package, path inside the package folder), or (LOCAL, absolute path). `group` ties
+    sources from one patient or acquisition together so they always land in the same split.
     """
 
     id: str
@@ -162,6 +165,53 @@ EXCLUDED: dict[str, str] = {
 }
 
 
+def read_image_list(path: str) -> list[Source]:
+    """A site's own images as sources, from a CSV with columns path, modality, anatomy (needed)
+    and layout, group (optional; layout "image", "volume" or "cine", default "image").
+
+    Why: the packaged images give most modalities two to four training images and one test
+    image. Corpus building takes more only from a list like this. The labels are the site's:
+    modality and anatomy must name the taxonomy's entries. Rows of one patient should share a
+    group, so that the patient never straddles two splits. Relative paths start at the CSV's
+    folder; a path may be a file or a folder (a DICOM series). A source is named by its CSV row
+    ("local:row7"), never by its path: folder and file names often carry patient names, and
+    source names reach the corpus manifest and model cards. The group label is written to the
+    manifest as given, so it should be a pseudonym."""
+    import csv
+
+    from mediqa_cli.taxonomy import ANATOMIES, MODALITIES
+
+    base = os.path.dirname(os.path.abspath(path))
+    out: list[Source] = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"path", "modality", "anatomy"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        for line, row in enumerate(reader, start=2):
+            rel = (row.get("path") or "").strip()
+            modality = (row.get("modality") or "").strip().upper()
+            anatomy = (row.get("anatomy") or "").strip().lower()
+            layout = (row.get("layout") or "").strip().lower() or IMAGE
+            problem = ("empty path" if not rel
+                       else f"modality {modality!r} not in {MODALITIES}"
+                       if modality not in MODALITIES
+                       else f"anatomy {anatomy!r} not in {ANATOMIES}"
+                       if anatomy not in ANATOMIES
+                       else f"layout {layout!r} not in {LAYOUTS}" if layout not in LAYOUTS
+                       else None)
+            if problem:
+                raise ValueError(f"{path}, line {line}: {problem}")
+            full = rel if os.path.isabs(rel) else os.path.join(base, rel)
+            group = (row.get("group") or "").strip()
+            out.append(Source(f"local:row{line}", (LOCAL, os.path.normpath(full)), modality,
+                              anatomy, layout, f"local:{group}" if group else ""))
+    places = [s.where[1] for s in out]
+    if len(set(places)) != len(places):
+        raise ValueError(f"{path}: a path is listed twice")
+    return out
+
+
 def package_dir(package: str) -> str | None:
     """The folder of an installed package, found without importing it (no-deps installs of
     heudiconv/fslpy/tiatoolbox may not import cleanly, and importing dipy/nilearn is slow)."""
@@ -185,19 +235,25 @@ def locate(source: Source, workdir: str) -> list[str] | str:
             return "pydicom not installed"
         path = get_testdata_file(rel)
         return [path] if path else f"{rel} not found (pip install pydicom-data)"
-    root = package_dir(kind)
-    if root is None:
-        return f"package {kind} not installed"
-    path = os.path.join(root, rel)
-    if not os.path.exists(path):
-        return f"{rel} not in the installed {kind}"
+    if kind == LOCAL:
+        path = rel
+        if not os.path.exists(path):
+            return f"{rel} not found"
+    else:
+        root = package_dir(kind)
+        if root is None:
+            return f"package {kind} not installed"
+        path = os.path.join(root, rel)
+        if not os.path.exists(path):
+            return f"{rel} not in the installed {kind}"
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", source.id)  # a local id holds the path's slashes
     if path.endswith(".tbz2"):
-        target = os.path.join(workdir, source.id.replace(":", "_"))
+        target = os.path.join(workdir, stem)
         with tarfile.open(path) as archive:
             archive.extractall(target, filter="data")
         return [target]
     if path.endswith(".nii.gz"):
-        target = os.path.join(workdir, f"{source.id.replace(':', '_')}.nii")
+        target = os.path.join(workdir, f"{stem}.nii")
         with gzip.open(path, "rb") as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
         return [target]

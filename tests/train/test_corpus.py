@@ -162,3 +162,78 @@ def test_cli_builds_with_limit_sources(tmp_path: Path):
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert summary["n_slices"] > 0
     assert {r["modality"] for r in _rows(tmp_path / "c", "manifest.jsonl")} == {"CT"}
+
+
+def _site_images(root: Path) -> Path:
+    """A site's own images: a photograph, a gzipped NIfTI volume in a subfolder and a DICOM
+    file named like a package test pattern, listed in a CSV with relative paths."""
+    import shutil
+
+    import nibabel as nib
+    import numpy as np
+    from PIL import Image
+    from pydicom.data import get_testdata_file
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:80]
+    photo = (120 + 60 * np.sin(xx / 7.0)[..., None] * np.cos(yy / 9.0)[..., None]
+             + rng.normal(0, 5, (96, 80, 3))).clip(0, 255).astype(np.uint8)
+    Image.fromarray(photo).save(root / "eye.png")
+    (root / "brains").mkdir()
+    volume = (100 + 50 * np.sin(np.mgrid[0:48, 0:48, 0:40][0] / 5.0)
+              + rng.normal(0, 3, (48, 48, 40))).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.diag([1.0, 1.0, 1.2, 1.0])), root / "brains" / "t1.nii.gz")
+    shutil.copy(get_testdata_file("CT_small.dcm"), root / "0001.dcm")  # "0001.dcm" is excluded
+    (root / "list.csv").write_text(
+        "path,modality,anatomy,layout,group\n"
+        "eye.png,fundus,eye,,patient-1\n"
+        "brains/t1.nii.gz,MR,head,volume,patient-2\n"
+        f"{root / '0001.dcm'},CT,abdomen,,\n")
+    return root / "list.csv"
+
+
+def test_a_sites_own_images_join_the_corpus_with_their_labels(tmp_path: Path):
+    from mediqa_train.sources import read_image_list
+
+    extra = read_image_list(str(_site_images(tmp_path)))
+    assert [s.id for s in extra] == ["local:row2", "local:row3", "local:row4"]
+    assert extra[0].modality == "FUNDUS" and extra[0].split_group == "local:patient-1"
+    assert extra[2].split_group == extra[2].id  # no group: the image is its own
+    out = tmp_path / "c"
+    summary = build_corpus(str(out), sources=["pydicom:MR_small"], max_side=64, extra=extra,
+                           log=lambda _: None)
+    rows = _rows(out, "manifest.jsonl")
+    by_source = Counter((r["source"].split("#")[0], r["modality"]) for r in rows)
+    # One image of its modality: cut into four regions, as a packaged one would be.
+    assert by_source[("local:row2", "FUNDUS")] == 4
+    assert by_source[("local:row4", "CT")] == 4  # "0001.dcm" is not taken for a test pattern
+    volume_rows = [r for r in rows if r["source"] == "local:row3"]
+    assert {r["modality"] for r in volume_rows} == {"MR"}
+    # 40 slices at 1 x 1 x 1.2 mm: near-isotropic, so reformatted like a packaged volume
+    assert {r["orientation"] for r in volume_rows} == {"native", "reformat_row", "reformat_col"}
+    written = "".join((out / f).read_text() for f in ("manifest.jsonl", "sources.jsonl",
+                                                     "summary.json"))
+    assert str(tmp_path) not in written and "eye.png" not in written and "t1.nii" not in written
+    assert summary["n_slices"] == len(rows)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("x.png,XRAY,chest", "modality 'XRAY'"),
+    ("x.png,XR,elbowish", "anatomy 'elbowish'"),
+    ("x.png,XR,chest,movie", "layout 'movie'"),
+    (",XR,chest", "empty path"),
+])
+def test_an_image_list_with_a_bad_row_names_the_row(tmp_path: Path, line: str, message: str):
+    from mediqa_train.sources import read_image_list
+
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text(f"path,modality,anatomy,layout\nok.png,XR,chest,\n{line}\n")
+    with pytest.raises(ValueError, match=f"line 3: {message}"):
+        read_image_list(str(csv_path))
+    (tmp_path / "nocols.csv").write_text("file,modality\nx.png,XR\n")
+    with pytest.raises(ValueError, match="missing column"):
+        read_image_list(str(tmp_path / "nocols.csv"))
+    result = subprocess.run(
+        [sys.executable, "-m", "mediqa_train.cli", "corpus", "--out", str(tmp_path / "c"),
+         "--images", str(csv_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "line 3" in result.stdout
