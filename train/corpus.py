@@ -110,14 +110,15 @@ def _scans(source: Source, paths: list[str], report: SourceReport) -> Iterator[t
     for problem in found:
         if not isinstance(problem, Scan) and problem.status == "error":
             report.notes.append(f"reader: {problem.message}")
+    # A site's own files: the exclusions name package test files (its "0001.dcm" is a real
+    # slice), and its paths may name patients (its CSV row names it instead).
+    local = source.where[0] == LOCAL
     for k, scan in enumerate(scans):
-        # The exclusions name package test files; a site's own "0001.dcm" is a real slice.
-        bad = ([] if source.where[0] == LOCAL
-               else [p for p in scan.paths if excluded_reason(os.path.basename(p))])
+        bad = [] if local else [p for p in scan.paths if excluded_reason(os.path.basename(p))]
         if bad:
             report.notes.append(f"skipped excluded file {os.path.basename(bad[0])}")
             continue
-        if source.where[0] != LOCAL:  # a site's paths may name patients: its CSV row names it
+        if not local:
             report.paths.extend(display_path(p) for p in scan.paths)
         yield scan, (f"s{k}" if len(scans) > 1 else "")
 

@@ -183,7 +183,7 @@ def read_image_list(path: str) -> list[Source]:
 
     base = os.path.dirname(os.path.abspath(path))
     out: list[Source] = []
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's BOM too
         reader = csv.DictReader(handle)
         missing = {"path", "modality", "anatomy"} - set(reader.fieldnames or ())
         if missing:

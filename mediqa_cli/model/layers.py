@@ -207,7 +207,9 @@ class SeverityReadout(nn.Module):
     still move where the SSIM target moves under the ranking margin), but after training it also
     took 18-70 points off clean scans. Inside the network the quality loss pulls clean images
     back to 100 through the rest of the logit. The severities enter detached, so the
-    `phys_*` columns stay what their own loss trains them to be.
+    `phys_*` columns stay what their own loss trains them to be. A trial option, off in the
+    shipped recipe: it ranked worse (benchmarks/RESULTS.md, "The severity heads inside the
+    quality logit").
     """
 
     def __init__(self, n_families: int, gain: float = 2.0) -> None:

@@ -184,8 +184,8 @@ def _site_images(root: Path) -> Path:
               + rng.normal(0, 3, (48, 48, 40))).astype(np.float32)
     nib.save(nib.Nifti1Image(volume, np.diag([1.0, 1.0, 1.2, 1.0])), root / "brains" / "t1.nii.gz")
     shutil.copy(get_testdata_file("CT_small.dcm"), root / "0001.dcm")  # "0001.dcm" is excluded
-    (root / "list.csv").write_text(
-        "path,modality,anatomy,layout,group\n"
+    (root / "list.csv").write_text(  # saved by a spreadsheet: with a byte-order mark
+        "\ufeffpath,modality,anatomy,layout,group\n"
         "eye.png,fundus,eye,,patient-1\n"
         "brains/t1.nii.gz,MR,head,volume,patient-2\n"
         f"{root / '0001.dcm'},CT,abdomen,,\n")
