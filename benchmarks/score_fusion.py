@@ -40,8 +40,14 @@ from accuracy import (
     predict_averaged,
     view_examples,
 )
-from mediqa_train.batches import BatchRecipe, ExampleMaker
-from mediqa_train.ladders import build_ladders, evaluation_recipe, example_of, ladder_srcc
+from mediqa_train.batches import BatchRecipe
+from mediqa_train.ladders import (
+    build_ladders,
+    clean_crops,
+    evaluation_recipe,
+    example_of,
+    ladder_srcc,
+)
 from mediqa_train.pretrain import load_pool, predict
 
 from mediqa_cli.evaluation import srcc
@@ -77,18 +83,14 @@ def clean_floor(model: Any, pool: Sequence[Any], recipe: BatchRecipe, per_modali
                 seed: int, quantile: float) -> np.ndarray:
     """(F,) per family, the `quantile` of its severity over `per_modality` random clean crops
     of each modality of `pool` (the crops the ladders start from)."""
-    maker = ExampleMaker(pool, model.config, recipe)
     rng = np.random.default_rng([seed, 41])
     images, spacings, mods, anats = [], [], [], []
-    for modality, sources in maker.by_modality.items():
-        indices = [i for idx in sources for i in idx]
-        for _ in range(per_modality):
-            src = maker.pool[indices[int(rng.integers(len(indices)))]]
-            clean, spacing, _ = ExampleMaker([src], model.config, recipe).draw_clean(rng)
-            images.append(clean)
-            spacings.append(spacing)
-            mods.append(modality)
-            anats.append(src.anatomy)
+    for modality, _, src, clean, spacing in clean_crops(pool, model.config, recipe, per_modality,
+                                                        rng):
+        images.append(clean)
+        spacings.append(spacing)
+        mods.append(modality)
+        anats.append(src.anatomy)
     pred = predict_averaged(model, view_examples(images, spacings, mods, anats, model.config,
                                                  recipe))
     return np.quantile(np.asarray(pred["severities"]), quantile, axis=0)

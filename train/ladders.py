@@ -13,13 +13,20 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from mediqa_train.batches import BatchRecipe, Example, ExampleMaker, prompt_for, tokens_for
+from mediqa_train.batches import (
+    BatchRecipe,
+    CleanSlice,
+    Example,
+    ExampleMaker,
+    prompt_for,
+    tokens_for,
+)
 from mediqa_train.degrade import REGISTRY
 
 from mediqa_cli.evaluation import srcc
@@ -79,39 +86,49 @@ class Ladder:
     shading: list[float]
 
 
+def clean_crops(pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
+                per_modality: int, rng: np.random.Generator
+                ) -> Iterator[tuple[str, int, CleanSlice, torch.Tensor, tuple[float, float]]]:
+    """(modality, crop index within it, slice, clean crop, spacing) for `per_modality` random
+    crops of each modality of `pool`: the crops ladders start from. Lazy, so a caller may draw
+    from `rng` between crops (`build_ladders` draws each ladder's seed)."""
+    maker = ExampleMaker(pool, config, recipe)
+    for modality, sources in maker.by_modality.items():
+        indices = [i for idx in sources for i in idx]
+        for b in range(per_modality):
+            src = maker.pool[indices[int(rng.integers(len(indices)))]]
+            clean, spacing, _ = ExampleMaker([src], config, recipe).draw_clean(rng)
+            yield modality, b, src, clean, spacing
+
+
 def build_ladders(pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
                   per_modality: int, seed: int, unseen: bool = False) -> list[Ladder]:
     """`per_modality` random crops per modality, each laddered with every family its modality
     has but `recipe.exclude_families` (`unseen`: the `UNSEEN` simulators on modalities they were
     not trained for)."""
-    maker = ExampleMaker(pool, config, recipe)
     rng = np.random.default_rng([seed, 22 if unseen else 21])
     out = []
-    for modality, sources in maker.by_modality.items():
+    for modality, b, src, clean, spacing in clean_crops(pool, config, recipe, per_modality, rng):
         fams = unseen_simulators(modality) if unseen else family_simulators(modality)
-        indices = [i for idx in sources for i in idx]
-        for b in range(per_modality):
-            src = maker.pool[indices[int(rng.integers(len(indices)))]]
-            clean, spacing, _ = ExampleMaker([src], config, recipe).draw_clean(rng)
-            scale = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in spacing)
-            for family, keys in fams.items():
-                if family in recipe.exclude_families:
-                    continue
-                key = keys[b % len(keys)]
-                sim = REGISTRY[key]
-                ladder_seed = int(rng.integers(1 << 31))
-                images, shading = [clean], [0.0]
-                for s in SEVERITIES:
-                    gen = torch.Generator().manual_seed(ladder_seed)
-                    params = sim.sample(gen, s)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        images.append(torch.nan_to_num(
-                            sim.apply(clean, scale, params, gen).float()))
-                    shading.append(sim.severities(params).get("bias", 0.0)
-                                   if sim.smooth_field else 0.0)
-                out.append(Ladder(modality, src.anatomy, family, key, src.source, spacing,
-                                  images, shading))
+        scale = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in spacing)
+        for family, keys in fams.items():
+            if family in recipe.exclude_families:
+                continue
+            key = keys[b % len(keys)]
+            sim = REGISTRY[key]
+            ladder_seed = int(rng.integers(1 << 31))
+            images, shading = [clean], [0.0]
+            for s in SEVERITIES:
+                gen = torch.Generator().manual_seed(ladder_seed)
+                params = sim.sample(gen, s)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    images.append(torch.nan_to_num(
+                        sim.apply(clean, scale, params, gen).float()))
+                shading.append(sim.severities(params).get("bias", 0.0)
+                               if sim.smooth_field else 0.0)
+            out.append(Ladder(modality, src.anatomy, family, key, src.source, spacing,
+                              images, shading))
     return out
 
 

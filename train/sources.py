@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
-import re
 import shutil
 import tarfile
 from dataclasses import dataclass
@@ -246,7 +245,7 @@ def locate(source: Source, workdir: str) -> list[str] | str:
         path = os.path.join(root, rel)
         if not os.path.exists(path):
             return f"{rel} not in the installed {kind}"
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", source.id)  # a local id holds the path's slashes
+    stem = source.id.replace(":", "_")
     if path.endswith(".tbz2"):
         target = os.path.join(workdir, stem)
         with tarfile.open(path) as archive:
