@@ -28,6 +28,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="MedIQA training tools: corpus, physics-informed degradation, "
                        "pre-training and expert fine-tuning.")
 console = Console()
+COMMITTED_MANIFEST = Path(__file__).with_name("manifest.csv")
 
 
 @app.command()
@@ -45,6 +46,17 @@ def corpus(
     images: Annotated[Path | None, typer.Option(
         "--images", help="CSV of your own images to add: path,modality,anatomy[,layout,group]."
     )] = None,
+    manifest: Annotated[Path | None, typer.Option(
+        "--manifest", help="Add the pinned public images of a source manifest (the committed "
+                           "one: train/manifest.csv).")] = None,
+    mirror: Annotated[Path | None, typer.Option(
+        "--mirror", help="Folder of bare git mirrors to read --manifest files from (else "
+                         "GitHub's raw files at the pinned commits).")] = None,
+    holdout_fold: Annotated[int | None, typer.Option(
+        "--holdout-fold", min=0, help="Leave this evaluation fold's groups out of the corpus, "
+                                      "for `evaluate --fold`.")] = None,
+    cache: Annotated[Path, typer.Option(
+        "--cache", help="Where checked manifest files are kept.")] = Path(".cache/manifest"),
 ) -> None:
     """Build the training corpus from the real images shipped in installed packages (and your
     own, with --images)."""
@@ -56,6 +68,8 @@ def corpus(
     except (OSError, ValueError) as err:
         console.print(f"[red]--images: {err}[/]")
         raise typer.Exit(2) from None
+    if manifest is not None:
+        extra += _manifest_sources(manifest, mirror, cache, holdout_fold)
     summary = build_corpus(str(out), max_side=max_side, seed=seed, cap=cap,
                            limit_sources=limit_sources, sources=source or None, extra=extra,
                            log=lambda line: console.print(f"[yellow]{line}[/]"))
@@ -67,6 +81,206 @@ def corpus(
                   f"{summary['seconds']:.1f} s")
     if not summary["n_slices"]:
         raise typer.Exit(1)
+
+
+def _manifest_sources(manifest: Path, mirror: Path | None, cache: Path,
+                      holdout_fold: int | None) -> list:
+    from mediqa_train.manifest import ManifestError, as_sources, read_manifest
+
+    try:
+        entries = read_manifest(manifest)
+    except (OSError, ManifestError) as err:
+        console.print(f"[red]--manifest: {err}[/]")
+        raise typer.Exit(2) from None
+    if holdout_fold is not None:
+        entries = [e for e in entries if e.fold != holdout_fold]
+    found = as_sources(entries, cache, mirror,
+                       log=lambda line: console.print(f"[yellow]{escape(line)}[/]"))
+    console.print(f"manifest: {len(found)} of {len(entries)} files resolved and checked")
+    return found
+
+
+@app.command()
+def sources(
+    manifest: Annotated[Path, typer.Option("--manifest", help="Source manifest CSV.")] = (
+        COMMITTED_MANIFEST),
+    summary: Annotated[bool, typer.Option(
+        "--summary", help="Images and groups per modality (else one line per repository).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """What the committed source manifest holds, from the manifest alone (nothing is read)."""
+    from mediqa_train.manifest import ManifestError, read_manifest
+    from mediqa_train.manifest import summary as summarise
+
+    try:
+        entries = read_manifest(manifest)
+    except (OSError, ManifestError) as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(2) from None
+    if not summary:
+        _per_repository(entries, as_json)
+        return
+    counts = summarise(entries)
+    if as_json:
+        print(json.dumps(counts, indent=1))
+        return
+    table = Table(title=f"{manifest.name}: {len(entries)} files, "
+                        f"{len({e.origin for e in entries})} repositories")
+    for column in ("modality", "groups", "images", "ground truth"):
+        table.add_column(column, justify="left" if column == "modality" else "right")
+    for modality, row in counts.items():
+        table.add_row(modality, str(row["groups"]), str(row["images"]), str(row["ground_truth"]))
+    console.print(table)
+
+
+def _per_repository(entries: list, as_json: bool) -> None:
+    rows: dict[tuple[str, str], dict] = {}
+    for e in entries:
+        row = rows.setdefault((e.origin, e.revision), {
+            "origin": e.origin, "revision": e.revision, "modalities": set(), "groups": set(),
+            "images": 0, "licence": e.licence})
+        row["modalities"].add(e.modality)
+        row["groups"].add(e.group)
+        row["images"] += 1
+    out = [{**r, "modalities": sorted(r["modalities"]), "groups": len(r["groups"])}
+           for r in rows.values()]
+    if as_json:
+        print(json.dumps(out, indent=1))
+        return
+    table = Table(title="manifest sources")
+    for column in ("repository", "commit", "modalities", "groups", "images", "licence"):
+        table.add_column(column)
+    for r in out:
+        table.add_row(r["origin"].removeprefix("github:"), r["revision"][:8],
+                      ",".join(r["modalities"]), str(r["groups"]), str(r["images"]),
+                      escape(r["licence"]))
+    console.print(table)
+
+
+@app.command()
+def evaluate(
+    weights: Annotated[Path, typer.Option(
+        "--weights", help="Weights folder (or a folder of fold0..fold4 weights).")] = Path(
+        "weights"),
+    compare: Annotated[Path | None, typer.Option(
+        "--compare", help="A second weights folder: paired differences with --weights.")] = None,
+    manifest: Annotated[Path, typer.Option("--manifest", help="Source manifest CSV.")] = (
+        COMMITTED_MANIFEST),
+    mirror: Annotated[Path | None, typer.Option(
+        "--mirror", help="Folder of bare git mirrors (else GitHub raw files).")] = None,
+    cache: Annotated[Path, typer.Option("--cache", help="Checked manifest files.")] = Path(
+        ".cache/manifest"),
+    groups: Annotated[int, typer.Option(
+        "--groups", min=2, help="Most patient groups per modality.")] = 30,
+    modality: Annotated[list[str] | None, typer.Option(
+        "--modality", help="Only these modalities (repeatable).")] = None,
+    fold: Annotated[int | None, typer.Option(
+        "--fold", min=0, help="Only this fold's groups (weights trained with --holdout-fold).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write every ladder's values and the summary as JSON.")] = None,
+    from_json: Annotated[list[Path] | None, typer.Option(
+        "--from-json", help="Summarise earlier --out files (repeatable: runs of other "
+                            "modalities are pooled) instead of scoring.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Ladder draws and bootstrap.")] = 0,
+    threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
+) -> None:
+    """Rank quality on real images of many patients, degraded by code the model never trained
+    on, next to BRISQUE, PIQE, NIQE and the IQMs; pooled over groups, with intervals."""
+    from mediqa_train import evaluate as ev
+    from mediqa_train.manifest import ManifestError, read_manifest
+
+    if threads:
+        torch.set_num_threads(threads)
+    if from_json:
+        parts = [json.loads(p.read_text()) for p in from_json]
+        results = [r for part in parts for r in ev.from_jsonable(part["ladders"])]
+        meta = {**parts[0]["meta"], "ground_truth_images": {
+            k: v for part in parts for k, v in part["meta"]["ground_truth_images"].items()}}
+    else:
+        try:
+            entries = read_manifest(manifest)
+        except (OSError, ManifestError) as err:
+            console.print(f"[red]{err}[/]")
+            raise typer.Exit(2) from None
+        if fold is not None:
+            entries = [e for e in entries if e.fold == fold]
+        sets = [ev.WeightSet("model", weights)]
+        if compare is not None:
+            sets.append(ev.WeightSet("compare", compare))
+        images = []
+        for entry in ev.pick_images(entries, groups, modality):
+            try:
+                images.append(ev.load_image(entry, cache, mirror))
+            except (OSError, ValueError, ManifestError) as err:
+                console.print(f"[yellow]{escape(str(err))}[/]")
+        console.print(f"{len(images)} images from {len({i.group for i in images})} groups; "
+                      f"model {sets[0].version}" + (f", compare {sets[1].version}"
+                                                     if compare else ""))
+        results = list(ev.run_ladders(images, sets, seed, log=console.print))
+        meta = {"weights": str(weights), "model_version": sets[0].version,
+                "compare": str(compare) if compare else None,
+                "compare_version": sets[1].version if compare else None,
+                "manifest": str(manifest), "groups_per_modality": groups, "fold": fold,
+                "seed": seed, "ground_truth_images": {
+                    m: sum(1 for e in ev.pick_images(entries, groups, modality)
+                           if e.modality == m and e.ground_truth)
+                    for m in sorted({i.modality for i in images})}}
+    methods = sorted({k for r in results for k in r.values},
+                     key=lambda k: (k not in ("model", "compare"), k))
+    table = ev.Table(results, methods)
+    summary = ev.summarise(table, "model", "compare" if "compare" in methods else None, seed)
+    _print_evaluation(summary, meta)
+    if out is not None:
+        ev.save(out, results, summary, meta)
+        console.print(f"wrote {out}")
+
+
+def _print_evaluation(summary: dict, meta: dict) -> None:
+    wide = Console(width=max(console.width, 40 + 16 * len(summary["methods"])))
+    methods = summary["methods"]
+    table = Table(title=f"within-ladder SRCC (ladders clean + 5 levels; {meta['model_version']})")
+    table.add_column("modality / family")
+    table.add_column("groups", justify="right")
+    for m in methods:
+        table.add_column(m, justify="right")
+
+    def cell(v: float) -> str:
+        return "-" if not math.isfinite(v) else f"{v:.2f}"
+
+    for modality, entry in summary["modalities"].items():
+        ci = entry["srcc_ci"]["model"]
+        best = entry["best_classical"]
+        table.add_row(f"[bold]{modality}[/] (mean)", str(entry["groups"]), *[
+            f"{cell(entry['srcc'][m]['mean'])} [{cell(ci[0])}, {cell(ci[1])}]" if m == "model"
+            else (f"[bold]{cell(entry['srcc'][m]['mean'])}[/]" if m == best
+                  else cell(entry["srcc"][m]["mean"])) for m in methods])
+        for family in entry["families"]:
+            table.add_row(f"  {family}", "", *[cell(entry["srcc"][m][family]) for m in methods])
+    wide.print(table)
+    auc = Table(title=f"cross-image AUC: clean vs another group's level >= "
+                      f"{3} (pairs of different patients)")
+    auc.add_column("modality")
+    for m in methods:
+        auc.add_column(m, justify="right")
+    for modality, entry in summary["modalities"].items():
+        ci = entry["auc_ci"]["model"]
+        auc.add_row(modality, *[
+            f"{cell(entry['auc'][m])} [{cell(ci[0])}, {cell(ci[1])}]" if m == "model"
+            else cell(entry["auc"][m]) for m in methods])
+    wide.print(auc)
+    pooled = summary["pooled"]
+    line = (f"pooled (mean over modalities) SRCC: model {pooled['srcc']['model']:.3f} "
+            f"[{pooled['ci_model'][0]:.3f}, {pooled['ci_model'][1]:.3f}]")
+    if "ci_difference" in pooled:
+        low, high = pooled["ci_difference"]
+        line += (f"; model - compare {pooled['srcc']['model'] - pooled['srcc']['compare']:+.3f}"
+                 f" [{low:+.3f}, {high:+.3f}]")
+        for modality, entry in summary["modalities"].items():
+            a, b = entry["paired_srcc"]
+            line += f"\n  {modality}: paired SRCC difference [{a:+.3f}, {b:+.3f}]"
+    console.print(line)
 
 
 def _list_kinds() -> None:
