@@ -3,7 +3,7 @@
 Why: a model pre-trained on our own simulators can learn their fingerprints (a kernel shape, a
 noise table, the way a ghost is drawn) instead of the quality they stand for, and a ladder drawn
 by the same simulators would reward exactly that. Every family here calls another project's
-implementation — TorchIO for MR k-space faults and bias, scikit-image's `radon`/`iradon` with
+implementation — TorchIO for MR k-space faults, noise and bias, scikit-image's `radon`/`iradon` with
 Poisson counts for low-dose and sparse-view CT, Pillow for JPEG, defocus and exposure,
 scikit-image/scipy for speckle, quantum noise, scatter and blur — so a rank they get right is a
 rank of the artefact, not of our code.
@@ -290,13 +290,17 @@ def mr_bias(image: np.ndarray, coefficient: float, spacing: tuple[float, float],
     return _torchio(image, spacing, tio.RandomBiasField(coefficients=coefficient, order=3))
 
 
-def mr_anisotropy(image: np.ndarray, factor: float, spacing: tuple[float, float],
-                  seed: int) -> np.ndarray:
-    """TorchIO RandomAnisotropy: a thick-slice (low-resolution) acquisition along one axis."""
-    import torchio as tio
+def thick_slice(image: np.ndarray, factor: float, spacing: tuple[float, float],
+                seed: int) -> np.ndarray:
+    """A low-resolution acquisition along rows: scikit-image `resize` down with anti-aliasing,
+    then back up linearly (TorchIO's RandomAnisotropy aliases on small slices: its harm is not
+    monotone in the factor there)."""
+    from skimage.transform import resize
 
-    _seeded(seed)
-    return _torchio(image, spacing, tio.RandomAnisotropy(axes=(0,), downsampling=(factor, factor)))
+    rows = max(2, int(round(image.shape[0] / factor)))
+    small = resize(image, (rows, *image.shape[1:]), order=1, anti_aliasing=True,
+                   preserve_range=True)
+    return resize(small, image.shape, order=1, preserve_range=True).astype(np.float32)
 
 
 def mr_noise(image: np.ndarray, fraction: float, spacing: tuple[float, float],
@@ -322,8 +326,8 @@ FAMILIES: dict[str, tuple[Family, ...]] = {
         Family("ghosting", "torchio.Ghosting", (0.1, 0.2, 0.35, 0.5, 0.75), mr_ghosting),
         Family("motion", "torchio.Motion", (1.0, 2.0, 3.5, 5.0, 8.0), mr_motion),
         Family("bias", "torchio.RandomBiasField", (0.15, 0.3, 0.45, 0.6, 0.8), mr_bias),
-        Family("anisotropy", "torchio.RandomAnisotropy", (1.5, 2.0, 3.0, 4.0, 6.0),
-               mr_anisotropy),
+        Family("anisotropy", "skimage.transform.resize down/up", (1.5, 2.0, 3.0, 4.0, 6.0),
+               thick_slice),
     ),
     "XR": (
         Family("dose", "numpy Poisson counts", (3000, 1000, 400, 150, 60), poisson_counts),

@@ -68,7 +68,11 @@ def piqe(grey: np.ndarray) -> float:
 
 
 def _niqe_shims() -> None:
-    import scipy.misc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import scipy.misc
 
     if not hasattr(np, "int"):
         np.int = int  # type: ignore[attr-defined]
