@@ -165,6 +165,14 @@ def evaluate(
         "weights"),
     compare: Annotated[Path | None, typer.Option(
         "--compare", help="A second weights folder: paired differences with --weights.")] = None,
+    member: Annotated[int | None, typer.Option(
+        "--member", min=0, help="Score only this network of the --weights ensemble.")] = None,
+    compare_member: Annotated[int | None, typer.Option(
+        "--compare-member", min=0, help="Score only this network of the --compare ensemble.")
+    ] = None,
+    rivals: Annotated[bool, typer.Option(
+        "--rivals/--no-rivals", help="Also score the classical rivals (slow; not needed for "
+                                     "--compare).")] = True,
     manifest: Annotated[Path, typer.Option("--manifest", help="Source manifest CSV.")] = (
         COMMITTED_MANIFEST),
     mirror: Annotated[Path | None, typer.Option(
@@ -179,7 +187,9 @@ def evaluate(
         "--fold", min=0, help="Only this fold's groups (weights trained with --holdout-fold).")
     ] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Write every ladder's values and the summary as JSON.")] = None,
+        "--out", help="Write every ladder's values and the summary as JSON (and each ladder "
+                      "as it is done to the same name .jsonl: a killed run resumes from it).")
+    ] = None,
     from_json: Annotated[list[Path] | None, typer.Option(
         "--from-json", help="Summarise earlier --out files (repeatable: runs of other "
                             "modalities are pooled) instead of scoring.")] = None,
@@ -206,9 +216,9 @@ def evaluate(
             raise typer.Exit(2) from None
         if fold is not None:
             entries = [e for e in entries if e.fold == fold]
-        sets = [ev.WeightSet("model", weights)]
+        sets = [ev.WeightSet("model", weights, member=member)]
         if compare is not None:
-            sets.append(ev.WeightSet("compare", compare))
+            sets.append(ev.WeightSet("compare", compare, member=compare_member))
         images = []
         for entry in ev.pick_images(entries, groups, modality):
             try:
@@ -218,7 +228,9 @@ def evaluate(
         console.print(f"{len(images)} images from {len({i.group for i in images})} groups; "
                       f"model {sets[0].version}" + (f", compare {sets[1].version}"
                                                      if compare else ""))
-        results = list(ev.run_ladders(images, sets, seed, log=console.print))
+        journal = out.with_suffix(".jsonl") if out is not None else None
+        results = list(ev.run_ladders(images, sets, seed, rivals=rivals, journal=journal,
+                                      log=console.print))
         meta = {"weights": str(weights), "model_version": sets[0].version,
                 "compare": str(compare) if compare else None,
                 "compare_version": sets[1].version if compare else None,

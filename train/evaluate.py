@@ -131,72 +131,123 @@ def _memory_scan(image: np.ndarray, name: str, spacing: tuple[float, float], mod
 class WeightSet:
     """A weights folder, or a folder of per-fold weights (`fold0` ... `fold4`)."""
 
-    def __init__(self, name: str, folder: Path, device: str = "cpu") -> None:
+    def __init__(self, name: str, folder: Path, device: str = "cpu",
+                 member: int | None = None) -> None:
+        """`member` scores one network of an ensemble alone (two seeds of one recipe are two
+        members of the shipped ensemble)."""
         from mediqa_cli.scoring import load_scorer
+
+        def load(path: Path):  # noqa: ANN202 - ModelScorer
+            scorer = load_scorer(path, device)
+            if member is not None:
+                from mediqa_cli.model.ensemble import members_of
+
+                networks = members_of(scorer.model)
+                if not 0 <= member < len(networks):
+                    raise ValueError(f"{path}: member {member} of {len(networks)}")
+                scorer.model = networks[member]
+                scorer.version = f"{scorer.version}#member{member}"
+            return scorer
 
         self.name = name
         per_fold = [folder / f"fold{k}" for k in range(FOLDS)]
         if all((p / "model.safetensors").is_file() for p in per_fold):
-            self.scorers = {k: load_scorer(p, device) for k, p in enumerate(per_fold)}
+            self.scorers = {k: load(p) for k, p in enumerate(per_fold)}
         elif (folder / "model.safetensors").is_file():
-            one = load_scorer(folder, device)
+            one = load(folder)
             self.scorers = {k: one for k in range(FOLDS)}
         else:
             raise FileNotFoundError(f"{folder}: no model.safetensors, nor fold0..fold{FOLDS - 1}")
         self.version = ",".join(sorted({s.version for s in self.scorers.values()}))
 
-    def score(self, images: Sequence[np.ndarray], base: EvalImage, tag: str) -> list[float]:
-        """Scores of images that share `base`'s metadata, through `mediqa_cli.engine.run`."""
+    def score(self, images: Sequence[np.ndarray], base: EvalImage, tag: str
+              ) -> list[dict[str, Any]]:
+        """Report rows of images that share `base`'s metadata, through `mediqa_cli.engine.run`
+        (score and the `iqm_*` columns)."""
         from mediqa_cli.engine import EngineOptions, run
 
         scans = [_memory_scan(im, f"{tag}/{i}", base.spacing, base.modality, base.anatomy)
                  for i, im in enumerate(images)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rows = list(run(scans, EngineOptions(workers=0), self.scorers[base.fold]))
-        return [float(r["score"]) if r.get("status") == "ok" and r.get("score") not in (None, "")
-                else math.nan for r in rows]
+            return list(run(scans, EngineOptions(workers=0), self.scorers[base.fold]))
 
 
-def classical_values(images: Sequence[np.ndarray], base: EvalImage) -> dict[str, list[float]]:
-    """The rivals and the report's IQMs on each image, oriented so that higher is better."""
+def _score_of(row: dict[str, Any]) -> float:
+    ok = row.get("status") == "ok" and row.get("score") not in (None, "")
+    return float(row["score"]) if ok else math.nan
+
+
+def iqm_values(rows: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
+    """The report's IQM columns, oriented so that higher is better."""
+    out: dict[str, list[float]] = {}
+    for name, higher in IQM_HIGHER_IS_BETTER.items():
+        values = [math.nan if r.get(name) in (None, "") else float(r[name]) for r in rows]
+        out[name] = [v if higher else -v for v in values]
+    return out
+
+
+def rival_values(images: Sequence[np.ndarray], base: EvalImage) -> dict[str, list[float]]:
+    """BRISQUE, PIQE and NIQE on each image, oriented so that higher is better."""
     from mediqa_train.rivals import score_all
-
-    from mediqa_cli.iqm import compute_iqms
 
     out: dict[str, list[float]] = defaultdict(list)
     for image in images:
         for name, value in score_all(image, base.modality).items():
             out[name].append(value)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            iqms = compute_iqms([image], base.modality)
-        for name, higher in IQM_HIGHER_IS_BETTER.items():
-            value = float(iqms.get(name, math.nan))
-            out[name].append(value if higher else -value)
     return dict(out)
 
 
 def run_ladders(images: Sequence[EvalImage], weight_sets: Sequence[WeightSet], seed: int = 0,
-                families: dict[str, tuple[Family, ...]] = FAMILIES,
+                families: dict[str, tuple[Family, ...]] = FAMILIES, rivals: bool = True,
+                journal: Path | None = None,
                 log: Callable[[str], None] = print) -> Iterator[LadderResult]:
-    """Every family's ladder of every image, scored by every method."""
+    """Every family's ladder of every image, scored by every method.
+
+    With a `journal` (JSON lines), each finished ladder is appended as it is done, and ladders
+    already in it are read back instead of scored again: a killed run resumes.
+    """
     started = time.perf_counter()
     total = sum(len(families.get(im.modality, ())) for im in images)
+    done_before = _read_journal(journal)
     done = 0
     for image in images:
         for family in families.get(image.modality, ()):
-            ladder_seed = int(_hash_order(f"{seed}|{image.source_id}|{family.name}")[:8], 16)
+            key = f"{seed}|{image.source_id}|{family.name}"
+            done += 1
+            if key in done_before:
+                yield done_before[key]
+                continue
+            ladder_seed = int(_hash_order(key)[:8], 16)
             steps = ladder(image.pixels, image.spacing, family, ladder_seed)
             result = LadderResult(image.modality, family.name, image.group)
             tag = f"{image.source_id}/{family.name}"
-            for weights in weight_sets:
-                result.values[weights.name] = weights.score(steps, image, tag)
-            result.values.update(classical_values(steps, image))
-            done += 1
+            for k, weights in enumerate(weight_sets):
+                rows = weights.score(steps, image, tag)
+                result.values[weights.name] = [_score_of(r) for r in rows]
+                if rivals and k == 0:
+                    result.values.update(iqm_values(rows))
+            if rivals:
+                result.values.update(rival_values(steps, image))
+            if journal is not None:
+                with open(journal, "a") as handle:
+                    handle.write(json.dumps({"key": key, **to_jsonable([result])[0]}) + "\n")
             if done % 10 == 0 or done == total:
                 log(f"{done}/{total} ladders, {time.perf_counter() - started:.0f} s")
             yield result
+
+
+def _read_journal(journal: Path | None) -> dict[str, LadderResult]:
+    if journal is None or not journal.is_file():
+        return {}
+    out: dict[str, LadderResult] = {}
+    for line in journal.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        out[row["key"]] = from_jsonable([row])[0]
+    return out
 
 
 # --- statistics ---------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""Agreement with expert labels on the manifest's labelled images (the hip ultrasound set).
+
+Why: within-ladder ranks say the score sees an artefact grow; they do not say a reader's
+"substandard" is what the score calls worse. Two sonographers labelled the 50 infant hip
+images of `hidden-ops/NHBS-Net_SPJ_dataset` standard (1) or substandard (0); this module scores
+them through the product (whole images, as `mediqa score` does), next to the rivals and the
+IQMs, and reports the AUC of each against the labels with a bootstrap interval over images
+(one image per case: the cases are the groups).
+
+The few-label curve asks what a site gets from fine-tuning on n of its own labels
+(`mediqa_train.finetune`): for n in (10, 20, 40), repeated stratified draws of n training
+images, fine-tuned from the shipped weights, AUC on the images left out, compared with the
+untuned score and the best rival on the same held-out images.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from mediqa_train.manifest import Entry, fetch_entry
+
+
+@dataclass
+class LabelledImage:
+    entry: Entry
+    path: Path
+    label: int
+
+
+def read_binary_labels(path: str | Path) -> dict[str, int]:
+    """sha256 -> 0/1 from a CSV with columns sha256,label."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    out: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):
+        label = (row.get("label") or "").strip()
+        if label not in ("0", "1"):
+            raise ValueError(f"{path}, line {line}: label must be 0 or 1, got {label!r}")
+        out[(row.get("sha256") or "").strip()] = int(label)
+    return out
+
+
+def labelled_images(entries: Sequence[Entry], labels: dict[str, int], cache: Path,
+                    mirror: Path | None) -> list[LabelledImage]:
+    by_sha = {e.sha256: e for e in entries}
+    missing = sorted(set(labels) - set(by_sha))
+    if missing:
+        raise ValueError(f"{len(missing)} labelled sha256 not in the manifest "
+                         f"(first {missing[0][:12]})")
+    return [LabelledImage(by_sha[s], fetch_entry(by_sha[s], cache, mirror), y)
+            for s, y in sorted(labels.items())]
+
+
+def auc(values: np.ndarray, labels: np.ndarray) -> float:
+    """P(value of a positive > value of a negative), ties half; NaN values are dropped."""
+    keep = np.isfinite(values)
+    v, y = values[keep], labels[keep]
+    pos, neg = v[y == 1], v[y == 0]
+    if not len(pos) or not len(neg):
+        return math.nan
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def bootstrap_auc(values: np.ndarray, labels: np.ndarray, n: int = 1000,
+                  seed: int = 0) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    draws = [auc(values[idx], labels[idx])
+             for idx in (rng.integers(0, len(values), len(values)) for _ in range(n))]
+    finite = [d for d in draws if math.isfinite(d)]
+    return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
+
+
+def score_images(images: Sequence[LabelledImage], weights: Path,
+                 log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
+    """The report's score, phys_* and iqm_* columns and the rivals, per image (higher = better
+    for the score, rivals and IQMs as oriented in `evaluate`)."""
+    from mediqa_train.evaluate import IQM_HIGHER_IS_BETTER
+    from mediqa_train.rivals import score_all
+
+    from mediqa_cli.engine import EngineOptions, run
+    from mediqa_cli.io import Scan, discover
+    from mediqa_cli.scoring import load_scorer
+
+    scorer = load_scorer(weights, "cpu")
+    columns: dict[str, list[float]] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scans = [next(i for i in discover([str(im.path)]) if isinstance(i, Scan))
+                 for im in images]
+        for scan, image in zip(scans, images):
+            scan.modality, scan.anatomy = image.entry.modality, image.entry.anatomy
+        rows = list(run(scans, EngineOptions(workers=0), scorer))
+    for scan, row in zip(scans, rows):
+        values = {"model": float(row["score"])}
+        for name, higher in IQM_HIGHER_IS_BETTER.items():
+            value = float(row.get(name, math.nan))
+            values[name] = value if higher else -value
+        values.update(score_all(np.asarray(scan.read_slice(0), dtype=np.float32),
+                                scan.modality or "US"))
+        for key, value in values.items():
+            columns.setdefault(key, []).append(value)
+    log(f"scored {len(rows)} labelled images with {scorer.version}")
+    return {k: np.asarray(v, dtype=float) for k, v in columns.items()}
+
+
+def stratified_draw(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n training indices with both classes in proportion (at least one of each)."""
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    n_pos = int(np.clip(round(n * len(positives) / len(labels)), 1, n - 1))
+    return np.concatenate([rng.choice(positives, n_pos, replace=False),
+                           rng.choice(negatives, n - n_pos, replace=False)])
