@@ -29,6 +29,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                        "pre-training and expert fine-tuning.")
 console = Console()
 COMMITTED_MANIFEST = Path(__file__).with_name("manifest.csv")
+HIP_LABELS = Path(__file__).with_name("labels") / "hip_spj.csv"
 
 
 @app.command()
@@ -247,6 +248,43 @@ def evaluate(
     if out is not None:
         ev.save(out, results, summary, meta)
         console.print(f"wrote {out}")
+
+
+@app.command()
+def agreement(
+    labels: Annotated[Path, typer.Option(
+        "--labels", help="sha256,label CSV of manifest images (1 = acceptable).")] = (
+        HIP_LABELS),
+    weights: Annotated[Path, typer.Option("--weights", help="Weights folder.")] = Path("weights"),
+    manifest: Annotated[Path, typer.Option("--manifest", help="Source manifest CSV.")] = (
+        COMMITTED_MANIFEST),
+    mirror: Annotated[Path | None, typer.Option(
+        "--mirror", help="Folder of bare git mirrors (else GitHub raw files).")] = None,
+    cache: Annotated[Path, typer.Option("--cache", help="Checked manifest files.")] = Path(
+        ".cache/manifest"),
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """AUC of the score and of every rival against expert accept/reject labels, with bootstrap
+    intervals over images."""
+    from mediqa_train import expert
+    from mediqa_train.manifest import ManifestError, read_manifest
+
+    try:
+        images = expert.labelled_images(read_manifest(manifest),
+                                        expert.read_binary_labels(labels), cache, mirror)
+    except (OSError, ValueError, ManifestError) as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise typer.Exit(2) from None
+    y = np.array([im.label for im in images])
+    columns = expert.score_images(images, weights, log=console.print)
+    table = Table(title=f"AUC against expert labels ({len(y)} images, {int(y.sum())} "
+                        f"acceptable; 95% bootstrap over images)")
+    for column in ("method", "AUC", "interval"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for name, values in sorted(columns.items(), key=lambda kv: kv[0] != "model"):
+        low, high = expert.bootstrap_auc(values, y, seed=seed)
+        table.add_row(name, f"{expert.auc(values, y):.3f}", f"[{low:.3f}, {high:.3f}]")
+    console.print(table)
 
 
 def _print_evaluation(summary: dict, meta: dict) -> None:
