@@ -24,8 +24,8 @@ run resumable; the final weights are written with `save_weights` (safetensors + 
 Metrics go to `metrics.jsonl` and stdout.
 
 With `optim.cycles` = N > 1 the cosine runs N times over the budget (N - 1 restarts at the full
-rate) and the weights at each cycle's end are kept in `RUN/snapshots/` (the moving average's,
-when `ema_decay` > 0; it is not reset at a restart). `snapshot_ensemble` ships those N networks
+rate) and the weights at each cycle's end are kept in `RUN/snapshots/`. `snapshot_ensemble`
+ships those N networks
 as one ensemble (`mediqa_cli/model/ensemble.py`): several networks for the price of one run.
 """
 
@@ -60,13 +60,17 @@ from mediqa_train.quality import target_description
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.config import ModelConfig, drop_retired
 from mediqa_cli.model.network import MedIQANet, count_parameters
 from mediqa_cli.model.weights import save_weights
 from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-RANK_BY = ("target", "level", "soft")
+
+
+# Options whose trials lost (benchmarks/RESULTS.md), with the value every shipped run used.
+RETIRED_RUN_KEYS: dict[str, Any] = {"ema_decay": 0.0}
+RETIRED_LOSS_KEYS: dict[str, Any] = {"rank_by": "target"}
 
 
 @dataclass(frozen=True)
@@ -92,19 +96,6 @@ class LossWeights:
     quality_beta: float = 0.05  # smooth-L1 transition, in quality / 100 units
     rank_margin: float = 2.0  # pairs closer than this in target quality are not ranked
     rank_scale: float = 5.0  # quality points per logit of the ranking loss
-    # Which versions of a crop the ranking loss orders: "target" (every shipped version), pairs
-    # whose quality targets differ by more than rank_margin; "level", every pair at different
-    # simulated levels, by level. SSIM moves under the margin between a ladder's steps for most
-    # bias, fundus blur and motion, and CT streak ladders, so "target" never ranks those steps,
-    # although the evaluation counts each of them. "soft": every pair whose targets differ, with
-    # the RankNet soft label sigmoid(target gap / rank_scale), so a half-point step asks for a
-    # half-point difference instead of being skipped ("target") or pushed apart like a
-    # thirty-point one ("level").
-    rank_by: str = "target"
-
-    def __post_init__(self) -> None:
-        if self.rank_by not in RANK_BY:
-            raise ValueError(f"loss.rank_by must be one of {RANK_BY}, got {self.rank_by!r}")
 
 
 @dataclass(frozen=True)
@@ -123,7 +114,6 @@ class RunConfig:
     val_examples: int = 64
     val_ladders_per_modality: int = 0  # > 0: track within-ladder SRCC on val sources
     select_best: bool = False  # ship the weights of the best val_ladder_srcc, not the last step
-    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights too
     snapshot_ensemble: bool = False  # ship the weights at every cycle's end as one ensemble
 
     def __post_init__(self) -> None:
@@ -136,6 +126,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Strict about unknown keys; options removed after their trials are accepted at the
+        value every shipped run used (run configs in older model cards hold them)."""
+        data = drop_retired(data, RETIRED_RUN_KEYS, "run config")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -149,7 +142,8 @@ class RunConfig:
         if "optim" in data:
             kw["optim"] = _strict(OptimConfig, data["optim"])
         if "loss" in data:
-            kw["loss"] = _strict(LossWeights, data["loss"])
+            kw["loss"] = _strict(LossWeights, drop_retired(data["loss"], RETIRED_LOSS_KEYS,
+                                                           "loss"))
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,21 +173,15 @@ def _strict(cls: type, data: dict[str, Any]) -> Any:
 def multitask_loss(outputs: Sequence[torch.Tensor], batch: TrainBatch, w: LossWeights
                    ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the severity BCE, the quality smooth-L1, the context cross-entropy and
-    (when batches hold groups of versions of one crop) the within-group ranking loss. Slices
-    with `absolute_weight` 0 count in the ranking only, with `context_weight` 0 not in the
-    context loss (borrowed content, `BatchRecipe.content_mix`)."""
+    (when batches hold groups of versions of one crop) the within-group ranking loss."""
     severities, quality, mod_logits, anat_logits = outputs[:4]
-    sev = _weighted_mean(F.binary_cross_entropy(
-        severities.float().clamp(1e-6, 1 - 1e-6), batch.severities, reduction="none").mean(1),
-        batch.absolute_weight)
-    qual = _weighted_mean(F.smooth_l1_loss(quality.float() / 100.0, batch.quality / 100.0,
-                                           beta=w.quality_beta, reduction="none"),
-                          batch.absolute_weight)
+    sev = F.binary_cross_entropy(severities.float().clamp(1e-6, 1 - 1e-6), batch.severities)
+    qual = F.smooth_l1_loss(quality.float() / 100.0, batch.quality / 100.0, beta=w.quality_beta)
     ctx = context_loss(mod_logits, anat_logits, batch)
     total = w.severity * sev + w.quality * qual + w.context * ctx
     parts = {"severity": sev.item(), "quality": qual.item(), "context": ctx.item()}
     if w.rank > 0 and batch.group is not None:
-        rank = ranking_loss(quality.float(), batch.quality, batch.group, w, batch.level)
+        rank = ranking_loss(quality.float(), batch.quality, batch.group, w)
         total = total + w.rank * rank
         parts["rank"] = rank.item()
     parts["loss"] = total.item()
@@ -202,46 +190,21 @@ def multitask_loss(outputs: Sequence[torch.Tensor], batch: TrainBatch, w: LossWe
 
 def context_loss(mod_logits: torch.Tensor, anat_logits: torch.Tensor, batch: TrainBatch
                  ) -> torch.Tensor:
-    """Modality + anatomy cross-entropy, averaged over the slices whose context is trained
-    (`TrainBatch.context_weight`; borrowed content carries another modality's anatomy)."""
-    per = (F.cross_entropy(mod_logits.float(), batch.modality, reduction="none")
-           + F.cross_entropy(anat_logits.float(), batch.anatomy, reduction="none"))
-    return _weighted_mean(per, batch.context_weight)
-
-
-def _weighted_mean(per_slice: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """Mean of per-slice losses over the slices with weight 1 (all of them when None); zero
-    (with a gradient path) when every weight is 0."""
-    if weight is None:
-        return per_slice.mean()
-    w = weight.to(per_slice.dtype)
-    return (per_slice * w).sum() / w.sum().clamp_min(1.0)
+    """Modality + anatomy cross-entropy, averaged over the slices."""
+    return (F.cross_entropy(mod_logits.float(), batch.modality)
+            + F.cross_entropy(anat_logits.float(), batch.anatomy))
 
 
 def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
-                 w: LossWeights, level: torch.Tensor | None = None) -> torch.Tensor:
+                 w: LossWeights) -> torch.Tensor:
     """Logistic pairwise ranking within groups: softplus(-(q_i - q_j) / rank_scale) for each
-    pair of versions i, j of one crop where i is the better one: its target is higher by more
-    than `rank_margin`, or (`rank_by` "level") its simulated level is lower. With `rank_by`
-    "soft", every pair whose targets differ, as the KL divergence from the soft label
-    sigmoid((t_i - t_j) / rank_scale) to sigmoid((q_i - q_j) / rank_scale): zero where the
-    predicted gap equals the target gap. Zero when the batch holds no such pair."""
+    pair of versions i, j of one crop whose targets differ by more than `rank_margin`, i the
+    better one. Zero when the batch holds no such pair.
+
+    Pairs under the margin are skipped: ranking every pair (by simulated level, or with soft
+    labels) was tried and lost (benchmarks/RESULTS.md, "Ranking loss")."""
     same = (group[:, None] == group[None, :]) & (group[:, None] >= 0)
-    if w.rank_by == "soft":
-        pairs = same & (target[:, None] > target[None, :])
-        if not bool(pairs.any()):
-            return pred.sum() * 0.0
-        logit = ((pred[:, None] - pred[None, :]) / w.rank_scale)[pairs]
-        label = torch.sigmoid((target[:, None] - target[None, :]) / w.rank_scale)[pairs]
-        entropy = F.binary_cross_entropy(label, label, reduction="none")
-        return (F.binary_cross_entropy_with_logits(logit, label, reduction="none")
-                - entropy).mean()
-    if w.rank_by == "level":
-        if level is None:
-            raise ValueError('loss.rank_by "level" needs batches that carry levels')
-        better = (level[None, :] - level[:, None]) > 1e-6
-    else:
-        better = (target[:, None] - target[None, :]) > w.rank_margin
+    better = (target[:, None] - target[None, :]) > w.rank_margin
     pairs = same & better
     if not bool(pairs.any()):
         return pred.sum() * 0.0
@@ -289,72 +252,11 @@ def make_optimizer(model: torch.nn.Module, optim: OptimConfig,
     return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas)
 
 
-# --------------------------------------------------------------------------- weight average
-
-class WeightAverage:
-    """Exponential moving average of a model's floating-point state (weights and buffers).
-
-    Why: on a few hundred training slices the weights of any one step carry that step's batch
-    noise, and the validation ladders move by several hundredths between neighbouring
-    evaluations. The average over the last ~1/(1 - decay) steps (Polyak averaging) is usually a
-    flatter point, for one fused lerp per step. The decay ramps up as (1 + step) / (10 + step)
-    so early averages do not drag the random initialisation along. In the one full-budget trial
-    (benchmarks/RESULTS.md) it smoothed the validation curve and raised its peak, but did not
-    beat the live weights on the test sources, so the shipped recipe leaves it off.
-    """
-
-    def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
-        self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self._float_keys = [k for k, v in self.shadow.items() if v.is_floating_point()]
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
-        decay = min(self.decay, (1.0 + step) / (10.0 + step))
-        live = model.state_dict()
-        torch._foreach_lerp_([self.shadow[k] for k in self._float_keys],
-                             [live[k].detach() for k in self._float_keys], 1.0 - decay)
-        for k, v in live.items():
-            if k not in self._float_keys:
-                self.shadow[k].copy_(v)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().contiguous() for k, v in self.shadow.items()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for k, v in state.items():
-            self.shadow[k].copy_(v)
-
-    def swapped_into(self, model: torch.nn.Module) -> _Swap:
-        """Context manager: `model` holds the averaged weights inside, its own ones after."""
-        return _Swap(model, self.shadow)
-
-
-class _Swap:
-    """Holds a model's own state while other weights are loaded into it for an evaluation."""
-
-    def __init__(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-        self.model, self.weights = model, weights
-        self.saved: dict[str, torch.Tensor] = {}
-
-    def __enter__(self) -> torch.nn.Module:
-        self.saved = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.model.load_state_dict(self.weights)
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.load_state_dict(self.saved)
-
-
 # --------------------------------------------------------------------------- checkpoints
 
 def save_checkpoint(out: Path, model: MedIQANet, opt: torch.optim.Optimizer,
-                    state: dict[str, Any], keep: int = 2,
-                    average: WeightAverage | None = None) -> Path:
-    """out/checkpoints/step_NNNNNN/{model.safetensors, optimizer.pt, state.json} + latest.json
-    (+ ema.safetensors when a weight average is kept).
+                    state: dict[str, Any], keep: int = 2) -> Path:
+    """out/checkpoints/step_NNNNNN/{model.safetensors, optimizer.pt, state.json} + latest.json.
 
     The optimizer state is a torch.save pickle: acceptable in a private checkpoint, never in
     shipped weights (those are safetensors only, written by `save_weights`).
@@ -366,8 +268,6 @@ def save_checkpoint(out: Path, model: MedIQANet, opt: torch.optim.Optimizer,
     tmp.mkdir(parents=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
               str(tmp / "model.safetensors"))
-    if average is not None:
-        save_file(average.state_dict(), str(tmp / "ema.safetensors"))
     torch.save(opt.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
@@ -382,8 +282,7 @@ def save_checkpoint(out: Path, model: MedIQANet, opt: torch.optim.Optimizer,
 
 
 def load_checkpoint(out: Path, model: MedIQANet, opt: torch.optim.Optimizer,
-                    device: torch.device, average: WeightAverage | None = None
-                    ) -> dict[str, Any] | None:
+                    device: torch.device) -> dict[str, Any] | None:
     """Restore the latest checkpoint under out/, returning its state (None when there is none)."""
     latest = out / "checkpoints" / "latest.json"
     if not latest.exists():
@@ -392,11 +291,6 @@ def load_checkpoint(out: Path, model: MedIQANet, opt: torch.optim.Optimizer,
     model.load_state_dict(load_file(str(ckpt / "model.safetensors"), device=str(device)))
     opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device,
                                    weights_only=True))
-    if average is not None:
-        ema = ckpt / "ema.safetensors"
-        # A run resumed with averaging switched on starts its average from the live weights.
-        average.load_state_dict(load_file(str(ema if ema.exists() else
-                                               ckpt / "model.safetensors"), device=str(device)))
     return json.loads((ckpt / "state.json").read_text())
 
 
@@ -406,7 +300,7 @@ def fixed_examples(pool: Sequence[CleanSlice], config: ModelConfig, recipe: Batc
                    n: int, seed: int) -> list[Example]:
     """A fixed set of degraded validation examples, prompts with metadata removed."""
     val_recipe = BatchRecipe(**{**asdict(recipe), "metadata_dropout": 1.0,
-                                "expert_task_fraction": 0.0, "content_mix": 0.0})
+                                "expert_task_fraction": 0.0})
     maker = ExampleMaker(pool, config, val_recipe)
     rng = np.random.default_rng([seed, 7])
     gen = torch.Generator().manual_seed(seed + 7)
@@ -509,8 +403,7 @@ def pretrain(
     torch.manual_seed(run.seed)
     model = MedIQANet(run.model).to(dev)
     opt = make_optimizer(model, run.optim)
-    average = WeightAverage(model, run.ema_decay) if run.ema_decay > 0 else None
-    state = load_checkpoint(out_dir, model, opt, dev, average) if resume else None
+    state = load_checkpoint(out_dir, model, opt, dev) if resume else None
     if state is None:
         if (out_dir / "checkpoints").exists() and not resume:
             raise FileExistsError(f"{out_dir} already holds a run; pass --resume or a new --out")
@@ -526,8 +419,7 @@ def pretrain(
     if val_pool and run.val_ladders_per_modality > 0:
         from mediqa_train.ladders import LadderSet
 
-        eval_recipe = BatchRecipe(**{**asdict(run.data), "flip_rotate": False,
-                                     "content_mix": 0.0})
+        eval_recipe = BatchRecipe(**{**asdict(run.data), "flip_rotate": False})
         val_ladders = LadderSet(val_pool, run.model, eval_recipe, run.val_ladders_per_modality,
                                 run.seed)
     best_path = out_dir / "best_model.safetensors"
@@ -571,8 +463,6 @@ def pretrain(
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), run.optim.grad_clip)
         opt.step()
-        if average is not None:
-            average.update(model, step)
         t2 = time.perf_counter()
         step += 1
         wait_s += t1 - t0
@@ -597,29 +487,14 @@ def pretrain(
                            f"(data wait {row['data_wait_s']:.2f}s) t={row['elapsed_s']:.0f}s")
             window, n_window, wait_s, compute_s = {}, 0, 0.0, 0.0
         if val_examples and (step % run.val_every == 0 or progress() >= 1.0):
-            def measure() -> dict[str, float]:
-                out = validate(model, val_examples, dev)
-                if val_ladders is not None:
-                    out.update(val_ladders.score(model, dev))
-                return out
-
-            # (kind, metrics, weights): the live weights first, so they win a tie. The live
-            # state dict aliases the model's tensors: it holds the live values again once
-            # the swap has restored them, before anything is saved below.
-            scored = [("live", measure(), model.state_dict())]
-            if average is not None:
-                with average.swapped_into(model):
-                    scored.append(("ema", measure(), average.shadow))
-            metrics = dict(scored[0][1])
-            for kind, measured, _ in scored[1:]:
-                metrics.update({f"{kind}_{k}": v for k, v in measured.items()})
-            for kind, measured, weights in scored:
-                crit = measured.get("val_ladder_srcc_modality_mean", math.nan)
-                if math.isfinite(crit) and crit > state.get("best_metric", -math.inf):
-                    state["best_metric"], state["best_step"] = crit, step
-                    state["best_kind"] = kind
-                    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()},
-                              str(best_path))
+            metrics = validate(model, val_examples, dev)
+            if val_ladders is not None:
+                metrics.update(val_ladders.score(model, dev))
+            crit = metrics.get("val_ladder_srcc_modality_mean", math.nan)
+            if math.isfinite(crit) and crit > state.get("best_metric", -math.inf):
+                state["best_metric"], state["best_step"] = crit, step
+                save_file({k: v.detach().cpu().contiguous()
+                           for k, v in model.state_dict().items()}, str(best_path))
             log.write({"step": step, **metrics},
                       f"  val @ {step}: " + " ".join(f"{k.replace('val_', '', 1)}={v:.3f}"
                                                     for k, v in metrics.items()))
@@ -628,16 +503,14 @@ def pretrain(
         if snapshot:
             state["snapshots"] = ended
             state["snapshot_steps"].append(step)
-            _save_snapshot(out_dir, state["snapshots"], model, average, val_ladders, dev, log,
-                           step)
+            _save_snapshot(out_dir, state["snapshots"], model, val_ladders, dev, log, step)
         if snapshot or step % run.ckpt_every == 0 or progress() >= 1.0:
             state["elapsed_s"] = time.perf_counter() - start
             state["step"] = step
-            save_checkpoint(out_dir, model, opt, {**state, "seed": run.seed},
-                            average=average)
+            save_checkpoint(out_dir, model, opt, {**state, "seed": run.seed})
 
     elapsed = time.perf_counter() - start
-    selected, selected_kind = step, "live"
+    selected = step
     shipped: torch.nn.Module = model
     if run.snapshot_ensemble:
         from mediqa_cli.model.ensemble import MedIQAEnsemble
@@ -649,21 +522,18 @@ def pretrain(
             raise RuntimeError(f"{out_dir}: the run ended with {len(snaps)} snapshot(s); a "
                                "snapshot ensemble needs at least 2")
         shipped = MedIQAEnsemble.of(snaps).to(dev)
-        selected_kind = "snapshots"
     elif run.select_best and best_path.exists():
         model.load_state_dict(load_file(str(best_path), device=str(dev)))
         selected = int(state["best_step"])
-        selected_kind = str(state.get("best_kind", "live"))
-    elif average is not None:
-        model.load_state_dict(average.shadow)
-        selected_kind = "ema"
     facts = {
         "task": "physics-informed pre-training (simulated degradations of real slices)",
         "score_meaning": target_description(run.data.shading_weight),
         "training": {"steps": step, "selected_step": selected,
                      **({"snapshot_steps": [int(s) for s in state["snapshot_steps"]]}
                         if state["snapshot_steps"] else {}),
-                     "selected_weights": _selected_words(selected_kind, run),
+                     "selected_weights": (f"ensemble of the {run.optim.cycles} cycle ends "
+                                          "(live weights)" if run.snapshot_ensemble
+                                          else "live weights"),
                      "selection": ("the end of every cosine cycle" if run.snapshot_ensemble
                                    else "best mean within-ladder SRCC on the val sources"
                                    if run.select_best and best_path.exists()
@@ -688,32 +558,19 @@ def snapshot_path(out: Path, index: int) -> Path:
     return out / "snapshots" / f"cycle_{index}.safetensors"
 
 
-def _save_snapshot(out: Path, index: int, model: MedIQANet, average: WeightAverage | None,
-                   val_ladders: Any, device: torch.device, log: JsonlLog, step: int) -> None:
-    """Keep the weights of a cycle's end (the average's, if one is kept) and log how they rank
-    the val ladders, so the card can show every member of a snapshot ensemble."""
-    weights = average.shadow if average is not None else model.state_dict()
+def _save_snapshot(out: Path, index: int, model: MedIQANet, val_ladders: Any,
+                   device: torch.device, log: JsonlLog, step: int) -> None:
+    """Keep the weights of a cycle's end and log how they rank the val ladders, so the card can
+    show every member of a snapshot ensemble."""
     path = snapshot_path(out, index)
     path.parent.mkdir(exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(path))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              str(path))
     if val_ladders is not None:
-        if average is None:
-            measured = val_ladders.score(model, device)
-        else:
-            with average.swapped_into(model) as snap:
-                measured = val_ladders.score(snap, device)
+        measured = val_ladders.score(model, device)
         log.write({"step": step, "snapshot": index, **measured},
                   f"  snapshot {index} @ {step}: ladder srcc "
                   f"{measured['val_ladder_srcc_modality_mean']:.3f}")
-
-
-def _selected_words(kind: str, run: RunConfig) -> str:
-    """The card's words for which weights a run shipped."""
-    average = f"exponential moving average (decay {run.ema_decay})"
-    if kind == "snapshots":
-        what = average if run.ema_decay > 0 else "live weights"
-        return f"ensemble of the {run.optim.cycles} cycle ends ({what})"
-    return average if kind == "ema" else "live weights"
 
 
 def _sha256(path: Path) -> str:
