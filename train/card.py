@@ -50,7 +50,8 @@ def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str
     runs and cycle ends that were kept.
     """
     from mediqa_train.batches import BatchRecipe
-    from mediqa_train.pretrain import fixed_examples, load_pool, predict
+    from mediqa_train.pretrain import load_pool
+    from mediqa_train.validation import fixed_examples, predict
 
     run_dirs = [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
     loaded = [load_weights(d / "weights") for d in run_dirs]

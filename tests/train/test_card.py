@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 from mediqa_train.card import publish, write_card
+from mediqa_train.config import RunConfig
 from mediqa_train.corpus import build_corpus
-from mediqa_train.pretrain import RunConfig, load_pool, pretrain
+from mediqa_train.pretrain import load_pool, pretrain
 
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.weights import load_weights, sha256_file

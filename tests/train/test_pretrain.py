@@ -17,17 +17,10 @@ from mediqa_train.batches import (
     ExampleMaker,
     tokens_for,
 )
-from mediqa_train.pretrain import (
-    LossWeights,
-    OptimConfig,
-    RunConfig,
-    context_loss,
-    cycles_done,
-    lr_factor,
-    multitask_loss,
-    pretrain,
-    schedule_progress,
-)
+from mediqa_train.config import LossWeights, OptimConfig, RunConfig
+from mediqa_train.losses import context_loss, multitask_loss
+from mediqa_train.optim import cycles_done, lr_factor, schedule_progress
+from mediqa_train.pretrain import pretrain
 
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.network import MedIQANet
@@ -218,7 +211,7 @@ def test_snapshot_ensembles_need_cycles_and_exclude_best_step_selection() -> Non
 def test_a_snapshot_run_ships_every_cycle_end_as_one_ensemble_and_resumes(
     pool: list[Item], tmp_path: Path
 ) -> None:
-    from mediqa_train.pretrain import snapshot_path
+    from mediqa_train.checkpoints import snapshot_path
     from safetensors.torch import load_file
 
     from mediqa_cli.model.ensemble import MedIQAEnsemble
@@ -363,7 +356,7 @@ def test_a_shading_group_is_ranked_only_when_the_target_prices_shading(
 
 
 def test_ranking_loss_rewards_the_right_order_within_a_group_only() -> None:
-    from mediqa_train.pretrain import ranking_loss
+    from mediqa_train.losses import ranking_loss
 
     target = torch.tensor([100.0, 80.0, 50.0, 90.0])
     group = torch.tensor([0, 0, 0, 1])
