@@ -22,7 +22,6 @@ from mediqa_cli.model.config import ModelConfig, drop_retired
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
-
 # Options whose trials lost (benchmarks/RESULTS.md), with the value every shipped run used.
 RETIRED_RUN_KEYS: dict[str, Any] = {"ema_decay": 0.0}
 RETIRED_LOSS_KEYS: dict[str, Any] = {"rank_by": "target"}
@@ -30,7 +29,7 @@ RETIRED_LOSS_KEYS: dict[str, Any] = {"rank_by": "target"}
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW + warmup + cosine; `steps` is the schedule length (see module docstring)."""
+    """AdamW + warmup + cosine; `steps` is the schedule length (see `mediqa_train.optim`)."""
 
     lr: float = 1e-3
     min_lr_ratio: float = 0.05
