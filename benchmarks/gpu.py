@@ -93,7 +93,8 @@ def compare_network(weights: Path, repeats: int) -> None:
 def step_seconds(corpus: Path, out: Path, device: str, steps: int,
                  workers: int) -> tuple[float, float]:
     """Median (compute, data-wait) seconds per pre-training step, after the first log window."""
-    from mediqa_train.pretrain import RunConfig, load_pool, pretrain
+    from mediqa_train.config import RunConfig
+    from mediqa_train.pretrain import load_pool, pretrain
 
     run = RunConfig.load("shipped")
     run = replace(run, workers=workers, val_every=10**9, ckpt_every=10**9, select_best=False)

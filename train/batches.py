@@ -35,14 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import IterableDataset, get_worker_info
 
-from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.config import ModelConfig, drop_retired
 from mediqa_cli.model.packing import PackedBatch, pack, sequence_tokens
 from mediqa_cli.model.prompts import PromptRequest
 from mediqa_cli.preprocess import DEFAULT_MAX_PATCHES, SliceTokens, preprocess_slice
 from mediqa_cli.saliency import select_patches
 from mediqa_cli.taxonomy import ANATOMIES, MODALITIES, PHYSICAL_FAMILIES
-
-from .degrade.base import robust_quantiles
 
 SOURCE_TRAINING = "training"
 
@@ -67,9 +65,6 @@ class CleanSlice(Protocol):
     def source(self) -> str: ...
 
 
-MODALITY_WEIGHTINGS = ("uniform", "simulators")
-
-
 @dataclass(frozen=True)
 class BatchRecipe:
     """How examples are drawn and packed (part of a training config JSON, key "data")."""
@@ -92,44 +87,26 @@ class BatchRecipe:
     # Share of the quality target a full-severity smooth bias field costs (0.35 is
     # quality.SHADING_WEIGHT); 0 keeps the SSIM-only target of the weights up to v0.2.0.
     shading_weight: float = 0.0
-    # How a clean crop's modality is drawn: "uniform" (each modality alike; every shipped
-    # version) or "simulators" (in proportion to the simulators registered for it, so each
-    # simulator is drawn about equally often: MR has 12, NM 5, and under "uniform" an MR
-    # artefact was trained on under half as often as an NM one).
-    modality_weighting: str = "uniform"
-    # Share of crops of a grey modality (CONTENT_MIX_TARGETS) whose pixels come from a slice of
-    # another modality, intensity-mapped onto a real slice of the simulated one (see
-    # `borrow_content`); their context labels are not trained. 0 in every shipped version: at
-    # 0.4 the noise ladders collapsed, since a donor's own noise is labelled clean (RESULTS.md).
-    content_mix: float = 0.0
-    # True: a borrowed crop trains only the within-group ranking of its versions (group_size > 1),
-    # not the severity and quality heads, whose absolute labels ("clean") ignore the donor's own
-    # noise; the order of one content's versions does not depend on it.
-    borrowed_rank_only: bool = False
-    # True: one simulator of each group's chain runs at the group's level itself (strength 1),
-    # so its severities spread over [0.05, 1] as a ladder's do. False (every shipped version up
-    # to v0.4.0) scales every step by a strength in [0.5, 1]: under 5% of degraded versions
-    # then reach severity 0.8 and none reaches 1.0, the top step of every evaluation ladder.
-    full_level_step: bool = False
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.content_mix <= 1.0:
-            raise ValueError(f"content_mix must lie in [0, 1], got {self.content_mix}")
-        if self.borrowed_rank_only and self.content_mix > 0 and self.group_size < 2:
-            raise ValueError("borrowed_rank_only needs groups (group_size >= 2) to rank in")
         if not 0.0 <= self.shading_weight <= 1.0:
             raise ValueError(f"shading_weight must lie in [0, 1], got {self.shading_weight}")
-        if self.modality_weighting not in MODALITY_WEIGHTINGS:
-            raise ValueError(f"modality_weighting must be one of {MODALITY_WEIGHTINGS}, "
-                             f"got {self.modality_weighting!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchRecipe:
+        """Strict about unknown keys; options removed after their trials are accepted at the
+        value every shipped run used (old run configs and model cards hold them)."""
+        data = drop_retired(data, RETIRED_RECIPE_KEYS, "data recipe")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown data recipe keys: {', '.join(unknown)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+# Options whose trials lost (benchmarks/RESULTS.md), with the value every shipped run used.
+RETIRED_RECIPE_KEYS: dict[str, Any] = {"modality_weighting": "uniform", "content_mix": 0.0,
+                                       "borrowed_rank_only": False, "full_level_step": False}
 
 
 @dataclass
@@ -145,9 +122,6 @@ class Example:
     source: str
     chain: list[str] = field(default_factory=list)
     group: int = -1  # examples sharing a group id are versions of one clean crop
-    context_weight: float = 1.0  # 0: the pixels are borrowed, do not train the context head
-    absolute_weight: float = 1.0  # 0: train only the ranking on it, not severity and quality
-    level: float = 0.0  # a group's version: the simulated level (0: clean or nothing applied)
 
 
 @dataclass
@@ -160,9 +134,6 @@ class TrainBatch:
     modality: torch.Tensor  # (S,) int64 true modality id
     anatomy: torch.Tensor  # (S,) int64 true anatomy id
     group: torch.Tensor | None = None  # (S,) int64, versions of one crop share an id (-1: none)
-    context_weight: torch.Tensor | None = None  # (S,) float32, 0 where context is not trained
-    absolute_weight: torch.Tensor | None = None  # (S,) float32, 0: severity/quality not trained
-    level: torch.Tensor | None = None  # (S,) float32, each group version's simulated level
 
     @property
     def n_slices(self) -> int:
@@ -176,11 +147,7 @@ class TrainBatch:
         return TrainBatch(self.packed.to(device), self.severities.to(device),
                           self.quality.to(device), self.modality.to(device),
                           self.anatomy.to(device),
-                          None if self.group is None else self.group.to(device),
-                          None if self.context_weight is None else self.context_weight.to(device),
-                          None if self.absolute_weight is None
-                          else self.absolute_weight.to(device),
-                          None if self.level is None else self.level.to(device))
+                          None if self.group is None else self.group.to(device))
 
 
 # --------------------------------------------------------------------------- image helpers
@@ -252,71 +219,7 @@ def prompt_for(modality: str, anatomy: str, config: ModelConfig, task: str,
                          config.tasks.index(task))
 
 
-# --------------------------------------------------------------------------- borrowed content
-
-# Grey modalities whose simulators take any content mapped onto their own intensity scale; the
-# photographic ones (FUNDUS, HISTO) need colour and keep their own pixels.
-CONTENT_MIX_TARGETS = ("CT", "MR", "XR", "US", "NM")
-
-
-@dataclass(frozen=True)
-class BorrowedSlice:
-    """Another modality's anatomy on this modality's intensity scale (a `CleanSlice`).
-
-    modality is the simulated one (its simulators, quality mask and prompt apply); anatomy,
-    spacing and source are the donor's, whose structures they describe.
-    """
-
-    image: torch.Tensor
-    spacing: tuple[float, float]
-    modality: str
-    anatomy: str
-    source: str
-
-
-def grey_of(image: torch.Tensor) -> torch.Tensor:
-    """(H, W) float32: a grey slice as is, a (3, H, W) colour one as its channel mean."""
-    img = image.float()
-    return img.mean(0) if img.dim() == 3 else img
-
-
-def match_intensities(content: torch.Tensor, reference: torch.Tensor,
-                      percentiles: tuple[float, float] = (0.01, 0.995)) -> torch.Tensor:
-    """`content` (H, W) mapped linearly so its robust range lands on `reference`'s, then kept
-    inside the reference's extremes.
-
-    This gives the content the reference's units (HU with air near -1000 for CT, counts for NM,
-    a display range for US), which is what the simulators of the reference's modality read,
-    while keeping its contrasts and its flat background flat. Full histogram matching was tried
-    first and rejected: a whole-body NM slice is mostly empty, so its quantiles blanked out
-    most donors.
-    """
-    c, ref = content.float(), reference.float()
-    c_lo, c_hi = robust_quantiles(c, percentiles)
-    r_lo, r_hi = robust_quantiles(ref, percentiles)
-    if c_hi - c_lo <= 1e-6 * max(1.0, abs(c_hi)):  # constant content: one grey level
-        return torch.full_like(c, 0.5 * (r_lo + r_hi))
-    out = r_lo + (c - c_lo) * ((r_hi - r_lo) / (c_hi - c_lo))
-    return out.clamp(float(ref.min()), float(ref.max())).contiguous()
-
-
 # --------------------------------------------------------------------------- examples
-
-def modality_probabilities(modalities: Sequence[str], weighting: str) -> np.ndarray:
-    """Probability of drawing each modality under a `MODALITY_WEIGHTINGS` rule."""
-    if weighting == "uniform":
-        weights = np.ones(len(modalities))
-    elif weighting == "simulators":
-        from mediqa_train.degrade import REGISTRY
-
-        weights = np.array([sum(m in sim.modalities for sim in REGISTRY.values())
-                            for m in modalities], dtype=np.float64)
-        if (weights <= 0).any():
-            raise ValueError("a modality without simulators cannot be weighted by them")
-    else:
-        raise ValueError(f"unknown modality weighting {weighting!r}")
-    return weights / weights.sum()
-
 
 class ExampleMaker:
     """Draws training examples from a pool of clean slices (see module docstring)."""
@@ -334,24 +237,14 @@ class ExampleMaker:
             by_mod.setdefault(s.modality, {}).setdefault(s.source, []).append(i)
         # Sorted, so a seed picks the same slices whatever order the pool was loaded in.
         self.by_modality = {m: [by_mod[m][k] for k in sorted(by_mod[m])] for m in sorted(by_mod)}
-        self.modality_p = modality_probabilities(list(self.by_modality), recipe.modality_weighting)
 
     def draw_clean(self, rng: np.random.Generator) -> tuple[torch.Tensor, tuple[float, float],
                                                             CleanSlice]:
-        """A random rescaled crop of a random slice: modality (by `recipe.modality_weighting`),
-        then source, then slice, each uniform, because slice counts differ a hundredfold between
-        sources; with `recipe.content_mix` > 0 a grey slice sometimes lends its scale to another
-        modality's anatomy (`borrow_content`)."""
+        """A random rescaled crop of a random slice: modality, then source, then slice, each
+        uniform, because slice counts differ a hundredfold between sources."""
         mods = list(self.by_modality)
-        if self.recipe.modality_weighting == "uniform":  # the draw of every shipped run
-            pick = int(rng.integers(len(mods)))
-        else:
-            pick = int(rng.choice(len(mods), p=self.modality_p))
-        src = self._slice_of(mods[pick], rng)
+        src = self._slice_of(mods[int(rng.integers(len(mods)))], rng)
         r = self.recipe
-        if (r.content_mix > 0 and src.modality in CONTENT_MIX_TARGETS and len(mods) > 1
-                and rng.random() < r.content_mix):
-            src = self.borrow_content(src, rng)
         hi = r.ct_crop_max if src.modality == "CT" else r.crop_max
         h, w = src.image.shape[-2:]
         # Never shrink below the smallest crop; the lower bound is log-uniform.
@@ -372,22 +265,6 @@ class ExampleMaker:
         sources = self.by_modality[modality]
         idx = sources[int(rng.integers(len(sources)))]
         return self.pool[idx[int(rng.integers(len(idx)))]]
-
-    def borrow_content(self, target: CleanSlice, rng: np.random.Generator) -> BorrowedSlice:
-        """A slice of another modality (uniform, then source, then slice) on `target`'s
-        intensity scale (`match_intensities`), to be degraded by `target`'s simulators.
-
-        Why: the corpus holds one to four source images of CT, XR and NM, so a network learns
-        their artefacts on a handful of anatomies and ranks them on an unseen one no better than
-        chance (XR exposure and scatter on the test chest). The physics of an exposure error or
-        a streak does not depend on whose anatomy it hits; borrowing the other modalities'
-        slices shows each simulator hundreds of contents without inventing any.
-        """
-        others = [m for m in self.by_modality if m != target.modality]
-        donor = self._slice_of(others[int(rng.integers(len(others)))], rng)
-        image = match_intensities(grey_of(donor.image), grey_of(target.image))
-        return BorrowedSlice(image, donor.spacing, target.modality, donor.anatomy,
-                             f"{donor.source}>{target.modality}")
 
     def choose_chain(self, modality: str, gen: torch.Generator,
                      severity: float | None = None) -> Any:
@@ -441,20 +318,16 @@ class ExampleMaker:
         tokens = tokens_for(image, src.modality, spacing, r, seed=int(rng.integers(1 << 31)))
         return Example(tokens, prompt, sev.astype(np.float32), float(quality),
                        self.config.modalities.index(src.modality),
-                       self.config.anatomies.index(src.anatomy), src.source, names,
-                       context_weight=_context_weight(src),
-                       absolute_weight=self._absolute_weight(src))
+                       self.config.anatomies.index(src.anatomy), src.source, names)
 
     def _prompt(self, src: CleanSlice, rng: np.random.Generator) -> PromptRequest:
-        """Task and metadata prompt with dropout; a borrowed slice's anatomy is never given
-        (it is the donor's, on another modality's scan)."""
+        """Task and metadata prompt with dropout."""
         r = self.recipe
         task = "expert" if rng.random() < r.expert_task_fraction else "physical"
         drop_modality = bool(rng.random() < r.metadata_dropout)
         drop_anatomy = bool(rng.random() < r.metadata_dropout)
         return prompt_for(src.modality, src.anatomy, self.config, task, drop_modality,
-                          drop_anatomy or isinstance(src, BorrowedSlice))
-
+                          drop_anatomy)
 
     def group(self, rng: np.random.Generator, gen: torch.Generator, group_id: int
               ) -> list[Example]:
@@ -478,8 +351,6 @@ class ExampleMaker:
         if not keys or rng.random() < r.clean_fraction:
             levels[0] = 0.0
         strengths = rng.uniform(0.5, 1.0, len(keys))
-        if r.full_level_step and keys:
-            strengths[int(rng.integers(len(keys)))] = 1.0
         step_seeds = [int(v) for v in rng.integers(1 << 62, size=len(keys))]
         apply_seed = int(rng.integers(1 << 62))
         mask = foreground_mask(clean, src.modality)
@@ -502,17 +373,8 @@ class ExampleMaker:
             out.append(Example(tokens, prompt, sev.astype(np.float32), float(quality),
                                self.config.modalities.index(src.modality),
                                self.config.anatomies.index(src.anatomy), src.source,
-                               keys if level > 0 else [], group_id, _context_weight(src),
-                               self._absolute_weight(src), float(level) if keys else 0.0))
+                               keys if level > 0 else [], group_id))
         return out
-
-    def _absolute_weight(self, src: CleanSlice) -> float:
-        borrowed = isinstance(src, BorrowedSlice)
-        return 0.0 if borrowed and self.recipe.borrowed_rank_only else 1.0
-
-
-def _context_weight(src: CleanSlice) -> float:
-    return 0.0 if isinstance(src, BorrowedSlice) else 1.0
 
 
 def collate(examples: Sequence[Example], config: ModelConfig) -> TrainBatch:
@@ -525,9 +387,6 @@ def collate(examples: Sequence[Example], config: ModelConfig) -> TrainBatch:
         torch.tensor([e.modality_id for e in examples], dtype=torch.int64),
         torch.tensor([e.anatomy_id for e in examples], dtype=torch.int64),
         torch.tensor([e.group for e in examples], dtype=torch.int64),
-        torch.tensor([e.context_weight for e in examples], dtype=torch.float32),
-        torch.tensor([e.absolute_weight for e in examples], dtype=torch.float32),
-        torch.tensor([e.level for e in examples], dtype=torch.float32),
     )
 
 
@@ -576,20 +435,15 @@ class BatchStream(IterableDataset):
 
 
 __all__ = [
-    "CONTENT_MIX_TARGETS",
+    "RETIRED_RECIPE_KEYS",
     "BatchRecipe",
-    "BorrowedSlice",
     "BatchStream",
     "CleanSlice",
     "Example",
     "ExampleMaker",
-    "MODALITY_WEIGHTINGS",
     "TrainBatch",
     "collate",
     "flip_rotate",
-    "grey_of",
-    "match_intensities",
-    "modality_probabilities",
     "prompt_for",
     "random_crop",
     "rescale",

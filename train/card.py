@@ -50,7 +50,8 @@ def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str
     runs and cycle ends that were kept.
     """
     from mediqa_train.batches import BatchRecipe
-    from mediqa_train.pretrain import fixed_examples, load_pool, predict
+    from mediqa_train.pretrain import load_pool
+    from mediqa_train.validation import fixed_examples, predict
 
     run_dirs = [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
     loaded = [load_weights(d / "weights") for d in run_dirs]
@@ -358,12 +359,7 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         f" groups of {rc['data']['group_size']} versions of one crop at rising severity (the "
         f"clean crop leads {rc['data']['clean_fraction']:.0%} of groups), "
         f"1-{rc['data']['max_chain']} simulators per image, "
-        + (f"{mix:.0%} of CT, MR, XR, US and NM crops borrowed from another modality's slice "
-           "mapped onto a real slice's intensity range (context head not trained on them"
-           + ("; only the within-group ranking is" if rc['data'].get('borrowed_rank_only')
-              else "") + "), "
-           if (mix := rc['data'].get('content_mix', 0.0)) else "")
-        + f"metadata dropout {rc['data']['metadata_dropout']:.0%}, seed {rc['seed']}",
+        f"metadata dropout {rc['data']['metadata_dropout']:.0%}, seed {rc['seed']}",
         f"- loss: BCE on 0-1 family severities (x{rc['loss']['severity']}) + smooth L1 on "
         f"quality/100 (x{rc['loss']['quality']}) + modality and anatomy cross-entropy "
         f"(x{rc['loss']['context']}) + within-group logistic ranking of quality "
@@ -403,21 +399,13 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
             f"{ladder_rows[0][key]:.3f} at step {ladder_rows[0]['step']}, peak "
             f"{peak[key]:.3f} at step {peak['step']}, {ladder_rows[-1][key]:.3f} at the last "
             f"step")
-        ema_rows = [r for r in ladder_rows if f"ema_{key}" in r]
-        if ema_rows:
-            ema_peak = max(ema_rows, key=lambda r: r[f"ema_{key}"])
-            lines[-1] += (
-                f"; moving average of the weights (decay {rc.get('ema_decay')}): peak "
-                f"{ema_peak[f'ema_{key}']:.3f} at step {ema_peak['step']}, "
-                f"{ema_rows[-1][f'ema_{key}']:.3f} at the last step")
-        shipped_ema = str(t.get("selected_weights", "")).startswith("exponential")
-        value = at.get(f"ema_{key}" if shipped_ema else key, math.nan)
+        value = at.get(key, math.nan)
         if snapshot_rows:
             lines[-1] += (". Shipped: " + t.get("selected_weights", "the cycle ends") + ", "
                           + ", ".join(f"step {r['step']} ({r[key]:.3f})" for r in snapshot_rows))
         else:
             lines[-1] += (f". Shipped: step {chosen}, "
-                          f"{'moving-average' if shipped_ema else 'live'} weights "
+                          "live weights "
                           f"({t.get('selection', 'last step')}; {value:.3f})")
     lines.append(f"- full log: `{TRAINING_LOG}` (one JSON row per {rc['log_every']} steps)")
     for index, m in enumerate(members[1:], start=1):

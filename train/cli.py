@@ -1,9 +1,13 @@
-"""`mediqa-train`: build the training corpus, and make degraded copies of real scans.
+"""`mediqa-train`: one Typer app, one command per job, each option declared once here.
 
 `corpus` gathers the packaged real images into HDF5 shards (see `mediqa_train.corpus`).
 `degrade` applies one physics simulator from `mediqa_train.degrade.REGISTRY` to every slice of a
 scan and writes the copy in the input's own format, so a site can make test cases from its own
-scans and check that `mediqa score` sees the damage.
+scans and check that `mediqa score` sees the damage. `pretrain` (`mediqa_train.pretrain`) and
+`finetune` (`mediqa_train.finetune`) call their modules' Python functions directly.
+
+A new command is one more `@app.command()` function: typed options, a lazy import of the
+module that does the work, and errors printed in red with a non-zero exit.
 """
 
 from __future__ import annotations
@@ -471,16 +475,22 @@ def pretrain(
                                  "repeatable.")] = None,
 ) -> None:
     """Pre-train on physics-simulated degradations of the corpus (see mediqa_train.pretrain)."""
-    from mediqa_train.pretrain import main as pretrain_main
+    from mediqa_train.pretrain import pretrain_on_corpus
 
-    argv = ["--out", str(out), "--config", config, "--corpus", str(corpus), "--device", device]
+    from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
+
     for family in exclude_family or []:
-        argv += ["--exclude-family", family]
-    for flag, value in (("--max-minutes", max_minutes), ("--max-steps", max_steps),
-                        ("--threads", threads), ("--seed", seed)):
-        if value is not None:
-            argv += [flag, str(value)]
-    raise typer.Exit(pretrain_main(argv + (["--resume"] if resume else [])))
+        if family not in PHYSICAL_FAMILIES:
+            raise typer.BadParameter(
+                f"unknown family {family!r}; known: {', '.join(PHYSICAL_FAMILIES)}",
+                param_hint="--exclude-family")
+    try:
+        pretrain_on_corpus(out, config=config, corpus=corpus, device=device,
+                           max_minutes=max_minutes, max_steps=max_steps, threads=threads,
+                           resume=resume, seed=seed, exclude_families=exclude_family or [])
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -501,12 +511,18 @@ def finetune(
     device: Annotated[str, typer.Option("--device")] = "cpu",
 ) -> None:
     """Fine-tune the quality score on expert labels (see mediqa_train.finetune)."""
-    from mediqa_train.finetune import main as finetune_main
+    from mediqa_train.finetune import finetune as finetune_labels
 
-    argv = ["--labels", str(labels), "--out", str(out), "--base", str(base), "--folds",
-            str(folds), "--epochs", str(epochs), "--lr", str(lr), "--unfreeze-last",
-            str(unfreeze_last), "--seed", str(seed), "--device", device]
-    raise typer.Exit(finetune_main(argv + (["--lower-is-better"] if lower_is_better else [])))
+    command = (f"mediqa-train finetune --labels {labels} --out {out} --base {base} --folds "
+               f"{folds} --epochs {epochs} --lr {lr} --unfreeze-last {unfreeze_last} --seed "
+               f"{seed} --device {device}" + (" --lower-is-better" if lower_is_better else ""))
+    try:
+        finetune_labels(labels, base, out, folds=folds, epochs=epochs, lr=lr,
+                        unfreeze_last=unfreeze_last, lower_is_better=lower_is_better, seed=seed,
+                        device=device, command=command)
+    except (FileNotFoundError, ValueError) as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

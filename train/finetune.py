@@ -25,11 +25,9 @@ Why it is cheap and safe with a few hundred labels (DESIGN.md, "Alignment"):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -313,28 +311,3 @@ def finetune(labels: str | os.PathLike[str], base: str | os.PathLike[str],
 
 def _sha256(path: str | os.PathLike[str]) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m mediqa_train.finetune` (the same options as `mediqa-train finetune`)."""
-    ap = argparse.ArgumentParser(prog="mediqa-train finetune", description=__doc__.split("\n")[0])
-    ap.add_argument("--labels", required=True, help="labels.csv: path,score[,modality,anatomy]")
-    ap.add_argument("--base", default="weights", help="pre-trained weights folder")
-    ap.add_argument("--out", required=True, help="new weights folder")
-    ap.add_argument("--folds", type=int, default=5, help="k of k-fold CV (0: none)")
-    ap.add_argument("--epochs", type=int, default=10, help="at least 120 steps are run")
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--unfreeze-last", type=int, default=0, help="also train the last N blocks")
-    ap.add_argument("--lower-is-better", action="store_true", help="high label = worse image")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args(argv)
-    command = "mediqa-train finetune " + " ".join(argv if argv is not None else sys.argv[1:])
-    finetune(args.labels, args.base, args.out, folds=args.folds, epochs=args.epochs, lr=args.lr,
-             unfreeze_last=args.unfreeze_last, lower_is_better=args.lower_is_better,
-             seed=args.seed, device=args.device, command=command)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -175,7 +175,7 @@ class LadderSet:
     def score(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
         """Mean within-ladder SRCC: over all ladders, and the mean of per-modality means (every
         modality weighs the same: the selection criterion of pre-training)."""
-        from mediqa_train.pretrain import predict
+        from mediqa_train.validation import predict
 
         was_training = model.training
         quality = predict(model, self.examples, device)["quality"]

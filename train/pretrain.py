@@ -1,467 +1,46 @@
-"""Physics-informed pre-training of MedIQANet on simulated degradations of real slices.
+"""The pre-training loop: physics-informed pre-training of MedIQANet on simulated degradations
+of real slices.
 
-Multi-task loss per packed slice (see `multitask_loss`):
-- physical-parameter severities (one sigmoid per family, 0..1): binary cross-entropy against the
-  simulator chain's severities (soft targets; clean crops are all zeros);
-- quality (0..100): smooth L1 on quality / 100 against the full-reference physics target
-  (`mediqa_train.quality`, SSIM to the clean crop, times the shading term when
-  `data.shading_weight` > 0; 100 for clean crops);
-- context: cross-entropy of the context head's modality and anatomy logits against the true
-  labels, for every slice (the context head runs before the prompt joins, so it must learn to
-  name the modality and anatomy from pixels alone; metadata dropout in the batches teaches the
-  later blocks to work with its guess);
-- ranking (when the batches hold groups, `BatchRecipe.group_size` > 1): logistic pairwise loss
-  on the quality of versions of one crop at rising severity. Quality from a single image is a
-  second-order statistic a small transformer learns slowly from scratch; with the content held
-  fixed inside a group, the gradient points at what the artefact changes. In 4-minute trials
-  on this corpus it took the validation SRCC from about 0 to about 0.3 at equal wall time.
-
-AdamW with linear warmup and cosine decay. The schedule's progress is max(step / steps,
-elapsed / time budget) when `--max-minutes` is given, so a run on a busy machine still anneals
-to the end of its budget instead of stopping mid-schedule. Checkpoints (safetensors weights +
-`torch.save` optimizer state + JSON step state) every `ckpt_every` steps and at the end make the
-run resumable; the final weights are written with `save_weights` (safetensors + model card).
-Metrics go to `metrics.jsonl` and stdout.
-
-With `optim.cycles` = N > 1 the cosine runs N times over the budget (N - 1 restarts at the full
-rate) and the weights at each cycle's end are kept in `RUN/snapshots/` (the moving average's,
-when `ema_decay` > 0; it is not reset at a restart). `snapshot_ensemble` ships those N networks
-as one ensemble (`mediqa_cli/model/ensemble.py`): several networks for the price of one run.
+`pretrain` runs (or resumes) one run into a folder: batches from `mediqa_train.batches` in
+DataLoader workers, the loss of `mediqa_train.losses`, AdamW and the schedule of
+`mediqa_train.optim`, checkpoints and cycle-end snapshots of `mediqa_train.checkpoints`, and
+every `val_every` steps the metrics of `mediqa_train.validation` (plus the within-ladder SRCC on
+the val sources when `val_ladders_per_modality` > 0). Metrics go to `metrics.jsonl` and stdout;
+the final weights are written with `save_weights` (safetensors + model card): the last step's,
+the best val step's (`select_best`), or with `snapshot_ensemble` the N cycle ends of an
+`optim.cycles` = N run as one ensemble (`mediqa_cli/model/ensemble.py`). `pretrain_on_corpus`
+is what `mediqa-train pretrain` runs: a config by name, a corpus folder, and the card facts
+that say how to reproduce the run. The recipe itself is `mediqa_train.config.RunConfig`.
 """
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import json
 import math
 import os
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from mediqa_train.batches import (
-    BatchRecipe,
-    BatchStream,
-    CleanSlice,
-    Example,
-    ExampleMaker,
-    TrainBatch,
-    collate,
-)
+from mediqa_train.batches import BatchRecipe, BatchStream, CleanSlice
+from mediqa_train.checkpoints import load_checkpoint, save_checkpoint, save_snapshot, snapshot_path
+from mediqa_train.config import RunConfig
+from mediqa_train.losses import multitask_loss
+from mediqa_train.optim import cycles_done, lr_factor, make_optimizer, schedule_progress
 from mediqa_train.quality import target_description
+from mediqa_train.validation import fixed_examples, predict, validate
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.network import MedIQANet, count_parameters
 from mediqa_cli.model.weights import save_weights
-from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-RANK_BY = ("target", "level", "soft")
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """AdamW + warmup + cosine; `steps` is the schedule length (see module docstring)."""
-
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.05
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.98)
-    warmup_steps: int = 100
-    steps: int = 2000
-    grad_clip: float = 1.0
-    cycles: int = 1  # > 1: this many cosines back to back (warm restarts, snapshots)
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    severity: float = 1.0
-    quality: float = 2.0
-    context: float = 0.3
-    rank: float = 0.0  # pairwise ranking of versions of one crop (batches with group_size > 1)
-    quality_beta: float = 0.05  # smooth-L1 transition, in quality / 100 units
-    rank_margin: float = 2.0  # pairs closer than this in target quality are not ranked
-    rank_scale: float = 5.0  # quality points per logit of the ranking loss
-    # Which versions of a crop the ranking loss orders: "target" (every shipped version), pairs
-    # whose quality targets differ by more than rank_margin; "level", every pair at different
-    # simulated levels, by level. SSIM moves under the margin between a ladder's steps for most
-    # bias, fundus blur and motion, and CT streak ladders, so "target" never ranks those steps,
-    # although the evaluation counts each of them. "soft": every pair whose targets differ, with
-    # the RankNet soft label sigmoid(target gap / rank_scale), so a half-point step asks for a
-    # half-point difference instead of being skipped ("target") or pushed apart like a
-    # thirty-point one ("level").
-    rank_by: str = "target"
-
-    def __post_init__(self) -> None:
-        if self.rank_by not in RANK_BY:
-            raise ValueError(f"loss.rank_by must be one of {RANK_BY}, got {self.rank_by!r}")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything a pre-training run needs; one JSON file in train/configs/."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: BatchRecipe = field(default_factory=BatchRecipe)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    loss: LossWeights = field(default_factory=LossWeights)
-    seed: int = 0
-    workers: int = 1
-    log_every: int = 10
-    ckpt_every: int = 200
-    val_every: int = 200
-    val_examples: int = 64
-    val_ladders_per_modality: int = 0  # > 0: track within-ladder SRCC on val sources
-    select_best: bool = False  # ship the weights of the best val_ladder_srcc, not the last step
-    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights too
-    snapshot_ensemble: bool = False  # ship the weights at every cycle's end as one ensemble
-
-    def __post_init__(self) -> None:
-        if self.optim.cycles < 1:
-            raise ValueError(f"optim.cycles must be >= 1, got {self.optim.cycles}")
-        if self.snapshot_ensemble and self.optim.cycles < 2:
-            raise ValueError("snapshot_ensemble needs optim.cycles >= 2 (one snapshot per cycle)")
-        if self.snapshot_ensemble and self.select_best:
-            raise ValueError("snapshot_ensemble ships the cycle ends; it excludes select_best")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown run config keys: {', '.join(unknown)}")
-        kw: dict[str, Any] = {k: v for k, v in data.items()
-                              if k not in ("model", "data", "optim", "loss")}
-        if "model" in data:
-            kw["model"] = ModelConfig.from_dict(data["model"])
-        if "data" in data:
-            kw["data"] = BatchRecipe.from_dict(data["data"])
-        if "optim" in data:
-            kw["optim"] = _strict(OptimConfig, data["optim"])
-        if "loss" in data:
-            kw["loss"] = _strict(LossWeights, data["loss"])
-        return cls(**kw)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["model"] = self.model.to_dict()
-        return json.loads(json.dumps(out))  # tuples -> lists
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> RunConfig:
-        """A config by path, or by name from train/configs/ ("shipped", "smoke")."""
-        p = Path(path)
-        if not p.exists() and (CONFIG_DIR / f"{path}.json").exists():
-            p = CONFIG_DIR / f"{path}.json"
-        return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
-
-
-def _strict(cls: type, data: dict[str, Any]) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-
-# --------------------------------------------------------------------------- loss, schedule
-
-def multitask_loss(outputs: Sequence[torch.Tensor], batch: TrainBatch, w: LossWeights
-                   ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum of the severity BCE, the quality smooth-L1, the context cross-entropy and
-    (when batches hold groups of versions of one crop) the within-group ranking loss. Slices
-    with `absolute_weight` 0 count in the ranking only, with `context_weight` 0 not in the
-    context loss (borrowed content, `BatchRecipe.content_mix`)."""
-    severities, quality, mod_logits, anat_logits = outputs[:4]
-    sev = _weighted_mean(F.binary_cross_entropy(
-        severities.float().clamp(1e-6, 1 - 1e-6), batch.severities, reduction="none").mean(1),
-        batch.absolute_weight)
-    qual = _weighted_mean(F.smooth_l1_loss(quality.float() / 100.0, batch.quality / 100.0,
-                                           beta=w.quality_beta, reduction="none"),
-                          batch.absolute_weight)
-    ctx = context_loss(mod_logits, anat_logits, batch)
-    total = w.severity * sev + w.quality * qual + w.context * ctx
-    parts = {"severity": sev.item(), "quality": qual.item(), "context": ctx.item()}
-    if w.rank > 0 and batch.group is not None:
-        rank = ranking_loss(quality.float(), batch.quality, batch.group, w, batch.level)
-        total = total + w.rank * rank
-        parts["rank"] = rank.item()
-    parts["loss"] = total.item()
-    return total, parts
-
-
-def context_loss(mod_logits: torch.Tensor, anat_logits: torch.Tensor, batch: TrainBatch
-                 ) -> torch.Tensor:
-    """Modality + anatomy cross-entropy, averaged over the slices whose context is trained
-    (`TrainBatch.context_weight`; borrowed content carries another modality's anatomy)."""
-    per = (F.cross_entropy(mod_logits.float(), batch.modality, reduction="none")
-           + F.cross_entropy(anat_logits.float(), batch.anatomy, reduction="none"))
-    return _weighted_mean(per, batch.context_weight)
-
-
-def _weighted_mean(per_slice: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """Mean of per-slice losses over the slices with weight 1 (all of them when None); zero
-    (with a gradient path) when every weight is 0."""
-    if weight is None:
-        return per_slice.mean()
-    w = weight.to(per_slice.dtype)
-    return (per_slice * w).sum() / w.sum().clamp_min(1.0)
-
-
-def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
-                 w: LossWeights, level: torch.Tensor | None = None) -> torch.Tensor:
-    """Logistic pairwise ranking within groups: softplus(-(q_i - q_j) / rank_scale) for each
-    pair of versions i, j of one crop where i is the better one: its target is higher by more
-    than `rank_margin`, or (`rank_by` "level") its simulated level is lower. With `rank_by`
-    "soft", every pair whose targets differ, as the KL divergence from the soft label
-    sigmoid((t_i - t_j) / rank_scale) to sigmoid((q_i - q_j) / rank_scale): zero where the
-    predicted gap equals the target gap. Zero when the batch holds no such pair."""
-    same = (group[:, None] == group[None, :]) & (group[:, None] >= 0)
-    if w.rank_by == "soft":
-        pairs = same & (target[:, None] > target[None, :])
-        if not bool(pairs.any()):
-            return pred.sum() * 0.0
-        logit = ((pred[:, None] - pred[None, :]) / w.rank_scale)[pairs]
-        label = torch.sigmoid((target[:, None] - target[None, :]) / w.rank_scale)[pairs]
-        entropy = F.binary_cross_entropy(label, label, reduction="none")
-        return (F.binary_cross_entropy_with_logits(logit, label, reduction="none")
-                - entropy).mean()
-    if w.rank_by == "level":
-        if level is None:
-            raise ValueError('loss.rank_by "level" needs batches that carry levels')
-        better = (level[None, :] - level[:, None]) > 1e-6
-    else:
-        better = (target[:, None] - target[None, :]) > w.rank_margin
-    pairs = same & better
-    if not bool(pairs.any()):
-        return pred.sum() * 0.0
-    diff = (pred[:, None] - pred[None, :]) / w.rank_scale
-    return F.softplus(-diff)[pairs].mean()
-
-
-def lr_factor(step: int, progress: float, optim: OptimConfig) -> float:
-    """Linear warmup over `warmup_steps`, then cosine from 1 to `min_lr_ratio` over progress;
-    with `cycles` > 1, that many equal cosines back to back (restarts without warmup: the
-    optimizer state is warm)."""
-    warm = min(1.0, (step + 1) / max(1, optim.warmup_steps))
-    p = min(1.0, max(0.0, progress)) * optim.cycles
-    within = p - min(int(p), optim.cycles - 1)
-    cos = 0.5 * (1.0 + math.cos(math.pi * within))
-    return warm * (optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cos)
-
-
-def schedule_progress(step: int, elapsed_s: float, total_steps: int,
-                      budget_s: float | None) -> float:
-    """How far through its schedule a run is: max(step / steps, elapsed / time budget)."""
-    p = step / max(1, total_steps)
-    if budget_s:
-        p = max(p, elapsed_s / budget_s)
-    return p
-
-
-def cycles_done(progress: float, cycles: int) -> int:
-    """How many of the schedule's cosine cycles have ended at this progress."""
-    return min(cycles, int(max(0.0, progress) * cycles + 1e-9))
-
-
-def make_optimizer(model: torch.nn.Module, optim: OptimConfig,
-                   params: Sequence[torch.nn.Parameter] | None = None) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases, norms, embeddings, queries and position tables."""
-    chosen = {id(p) for p in (params if params is not None else model.parameters())}
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if id(p) not in chosen or not p.requires_grad:
-            continue
-        plain_matrix = p.dim() == 2 and name.endswith(".weight") and "prompts." not in name
-        (decay if plain_matrix else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": optim.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas)
-
-
-# --------------------------------------------------------------------------- weight average
-
-class WeightAverage:
-    """Exponential moving average of a model's floating-point state (weights and buffers).
-
-    Why: on a few hundred training slices the weights of any one step carry that step's batch
-    noise, and the validation ladders move by several hundredths between neighbouring
-    evaluations. The average over the last ~1/(1 - decay) steps (Polyak averaging) is usually a
-    flatter point, for one fused lerp per step. The decay ramps up as (1 + step) / (10 + step)
-    so early averages do not drag the random initialisation along. In the one full-budget trial
-    (benchmarks/RESULTS.md) it smoothed the validation curve and raised its peak, but did not
-    beat the live weights on the test sources, so the shipped recipe leaves it off.
-    """
-
-    def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
-        self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self._float_keys = [k for k, v in self.shadow.items() if v.is_floating_point()]
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
-        decay = min(self.decay, (1.0 + step) / (10.0 + step))
-        live = model.state_dict()
-        torch._foreach_lerp_([self.shadow[k] for k in self._float_keys],
-                             [live[k].detach() for k in self._float_keys], 1.0 - decay)
-        for k, v in live.items():
-            if k not in self._float_keys:
-                self.shadow[k].copy_(v)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().contiguous() for k, v in self.shadow.items()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for k, v in state.items():
-            self.shadow[k].copy_(v)
-
-    def swapped_into(self, model: torch.nn.Module) -> _Swap:
-        """Context manager: `model` holds the averaged weights inside, its own ones after."""
-        return _Swap(model, self.shadow)
-
-
-class _Swap:
-    """Holds a model's own state while other weights are loaded into it for an evaluation."""
-
-    def __init__(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-        self.model, self.weights = model, weights
-        self.saved: dict[str, torch.Tensor] = {}
-
-    def __enter__(self) -> torch.nn.Module:
-        self.saved = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.model.load_state_dict(self.weights)
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.load_state_dict(self.saved)
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-def save_checkpoint(out: Path, model: MedIQANet, opt: torch.optim.Optimizer,
-                    state: dict[str, Any], keep: int = 2,
-                    average: WeightAverage | None = None) -> Path:
-    """out/checkpoints/step_NNNNNN/{model.safetensors, optimizer.pt, state.json} + latest.json
-    (+ ema.safetensors when a weight average is kept).
-
-    The optimizer state is a torch.save pickle: acceptable in a private checkpoint, never in
-    shipped weights (those are safetensors only, written by `save_weights`).
-    """
-    root = out / "checkpoints"
-    final = root / f"step_{state['step']:06d}"
-    tmp = root / f".tmp_step_{state['step']:06d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(tmp / "model.safetensors"))
-    if average is not None:
-        save_file(average.state_dict(), str(tmp / "ema.safetensors"))
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    latest = root / "latest.json"
-    latest.with_suffix(".tmp").write_text(json.dumps({"path": final.name}), encoding="utf-8")
-    os.replace(latest.with_suffix(".tmp"), latest)
-    olds = sorted(p for p in root.glob("step_*") if p.is_dir())
-    for old in olds[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def load_checkpoint(out: Path, model: MedIQANet, opt: torch.optim.Optimizer,
-                    device: torch.device, average: WeightAverage | None = None
-                    ) -> dict[str, Any] | None:
-    """Restore the latest checkpoint under out/, returning its state (None when there is none)."""
-    latest = out / "checkpoints" / "latest.json"
-    if not latest.exists():
-        return None
-    ckpt = out / "checkpoints" / json.loads(latest.read_text())["path"]
-    model.load_state_dict(load_file(str(ckpt / "model.safetensors"), device=str(device)))
-    opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device,
-                                   weights_only=True))
-    if average is not None:
-        ema = ckpt / "ema.safetensors"
-        # A run resumed with averaging switched on starts its average from the live weights.
-        average.load_state_dict(load_file(str(ema if ema.exists() else
-                                               ckpt / "model.safetensors"), device=str(device)))
-    return json.loads((ckpt / "state.json").read_text())
-
-
-# --------------------------------------------------------------------------- validation
-
-def fixed_examples(pool: Sequence[CleanSlice], config: ModelConfig, recipe: BatchRecipe,
-                   n: int, seed: int) -> list[Example]:
-    """A fixed set of degraded validation examples, prompts with metadata removed."""
-    val_recipe = BatchRecipe(**{**asdict(recipe), "metadata_dropout": 1.0,
-                                "expert_task_fraction": 0.0, "content_mix": 0.0})
-    maker = ExampleMaker(pool, config, val_recipe)
-    rng = np.random.default_rng([seed, 7])
-    gen = torch.Generator().manual_seed(seed + 7)
-    return [maker.example(rng, gen) for _ in range(n)]
-
-
-@torch.no_grad()
-def predict(model: MedIQANet, examples: Sequence[Example], device: torch.device,
-            max_tokens: int = 4096) -> dict[str, np.ndarray]:
-    """Model outputs for examples, batched by tokens: quality, severities, predicted ids and
-    the context logits behind them."""
-    model.eval()
-    quality, sev, mod, ana = [], [], [], []
-    i = 0
-    while i < len(examples):
-        chunk, used = [], 0
-        while i < len(examples) and (not chunk or used + examples[i].tokens.n_tokens < max_tokens):
-            chunk.append(examples[i])
-            used += examples[i].tokens.n_tokens + model.n_queries
-            i += 1
-        b = collate(chunk, model.config).to(device)
-        out = model(*b.packed.args())
-        sev.append(out[0].float().cpu().numpy())
-        quality.append(out[1].float().cpu().numpy())
-        mod.append(out[2].float().cpu().numpy())
-        ana.append(out[3].float().cpu().numpy())
-    mod_logits, ana_logits = np.concatenate(mod), np.concatenate(ana)
-    return {"quality": np.concatenate(quality), "severities": np.concatenate(sev),
-            "modality": mod_logits.argmax(1), "anatomy": ana_logits.argmax(1),
-            "modality_logits": mod_logits, "anatomy_logits": ana_logits}
-
-
-def validate(model: MedIQANet, examples: Sequence[Example], device: torch.device
-             ) -> dict[str, float]:
-    """Quality SRCC/MAE, severity MAE and context accuracy (metadata removed) on fixed examples."""
-    from scipy.stats import spearmanr
-
-    was_training = model.training
-    pred = predict(model, examples, device)
-    model.train(was_training)
-    target_q = np.array([e.quality for e in examples])
-    target_s = np.stack([e.severities for e in examples])
-    srcc = spearmanr(pred["quality"], target_q).statistic if np.ptp(target_q) > 0 else float("nan")
-    return {
-        "val_quality_srcc": float(srcc),
-        "val_quality_mae": float(np.abs(pred["quality"] - target_q).mean()),
-        "val_severity_mae": float(np.abs(pred["severities"] - target_s).mean()),
-        "val_modality_acc": float(np.mean(pred["modality"]
-                                          == np.array([e.modality_id for e in examples]))),
-        "val_anatomy_acc": float(np.mean(pred["anatomy"]
-                                         == np.array([e.anatomy_id for e in examples]))),
-    }
-
-
-# --------------------------------------------------------------------------- the run
 
 def load_pool(corpus: str | None, split: str) -> list[CleanSlice]:
     """Clean slices of one corpus split (`mediqa-train corpus` builds it)."""
@@ -509,8 +88,7 @@ def pretrain(
     torch.manual_seed(run.seed)
     model = MedIQANet(run.model).to(dev)
     opt = make_optimizer(model, run.optim)
-    average = WeightAverage(model, run.ema_decay) if run.ema_decay > 0 else None
-    state = load_checkpoint(out_dir, model, opt, dev, average) if resume else None
+    state = load_checkpoint(out_dir, model, opt, dev) if resume else None
     if state is None:
         if (out_dir / "checkpoints").exists() and not resume:
             raise FileExistsError(f"{out_dir} already holds a run; pass --resume or a new --out")
@@ -526,8 +104,7 @@ def pretrain(
     if val_pool and run.val_ladders_per_modality > 0:
         from mediqa_train.ladders import LadderSet
 
-        eval_recipe = BatchRecipe(**{**asdict(run.data), "flip_rotate": False,
-                                     "content_mix": 0.0})
+        eval_recipe = BatchRecipe(**{**asdict(run.data), "flip_rotate": False})
         val_ladders = LadderSet(val_pool, run.model, eval_recipe, run.val_ladders_per_modality,
                                 run.seed)
     best_path = out_dir / "best_model.safetensors"
@@ -571,8 +148,6 @@ def pretrain(
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), run.optim.grad_clip)
         opt.step()
-        if average is not None:
-            average.update(model, step)
         t2 = time.perf_counter()
         step += 1
         wait_s += t1 - t0
@@ -597,29 +172,14 @@ def pretrain(
                            f"(data wait {row['data_wait_s']:.2f}s) t={row['elapsed_s']:.0f}s")
             window, n_window, wait_s, compute_s = {}, 0, 0.0, 0.0
         if val_examples and (step % run.val_every == 0 or progress() >= 1.0):
-            def measure() -> dict[str, float]:
-                out = validate(model, val_examples, dev)
-                if val_ladders is not None:
-                    out.update(val_ladders.score(model, dev))
-                return out
-
-            # (kind, metrics, weights): the live weights first, so they win a tie. The live
-            # state dict aliases the model's tensors: it holds the live values again once
-            # the swap has restored them, before anything is saved below.
-            scored = [("live", measure(), model.state_dict())]
-            if average is not None:
-                with average.swapped_into(model):
-                    scored.append(("ema", measure(), average.shadow))
-            metrics = dict(scored[0][1])
-            for kind, measured, _ in scored[1:]:
-                metrics.update({f"{kind}_{k}": v for k, v in measured.items()})
-            for kind, measured, weights in scored:
-                crit = measured.get("val_ladder_srcc_modality_mean", math.nan)
-                if math.isfinite(crit) and crit > state.get("best_metric", -math.inf):
-                    state["best_metric"], state["best_step"] = crit, step
-                    state["best_kind"] = kind
-                    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()},
-                              str(best_path))
+            metrics = validate(model, val_examples, dev)
+            if val_ladders is not None:
+                metrics.update(val_ladders.score(model, dev))
+            crit = metrics.get("val_ladder_srcc_modality_mean", math.nan)
+            if math.isfinite(crit) and crit > state.get("best_metric", -math.inf):
+                state["best_metric"], state["best_step"] = crit, step
+                save_file({k: v.detach().cpu().contiguous()
+                           for k, v in model.state_dict().items()}, str(best_path))
             log.write({"step": step, **metrics},
                       f"  val @ {step}: " + " ".join(f"{k.replace('val_', '', 1)}={v:.3f}"
                                                     for k, v in metrics.items()))
@@ -628,16 +188,19 @@ def pretrain(
         if snapshot:
             state["snapshots"] = ended
             state["snapshot_steps"].append(step)
-            _save_snapshot(out_dir, state["snapshots"], model, average, val_ladders, dev, log,
-                           step)
+            save_snapshot(out_dir, state["snapshots"], model)
+            if val_ladders is not None:  # so the card can show every member of the ensemble
+                measured = val_ladders.score(model, dev)
+                log.write({"step": step, "snapshot": state["snapshots"], **measured},
+                          f"  snapshot {state['snapshots']} @ {step}: ladder srcc "
+                          f"{measured['val_ladder_srcc_modality_mean']:.3f}")
         if snapshot or step % run.ckpt_every == 0 or progress() >= 1.0:
             state["elapsed_s"] = time.perf_counter() - start
             state["step"] = step
-            save_checkpoint(out_dir, model, opt, {**state, "seed": run.seed},
-                            average=average)
+            save_checkpoint(out_dir, model, opt, {**state, "seed": run.seed})
 
     elapsed = time.perf_counter() - start
-    selected, selected_kind = step, "live"
+    selected = step
     shipped: torch.nn.Module = model
     if run.snapshot_ensemble:
         from mediqa_cli.model.ensemble import MedIQAEnsemble
@@ -649,21 +212,18 @@ def pretrain(
             raise RuntimeError(f"{out_dir}: the run ended with {len(snaps)} snapshot(s); a "
                                "snapshot ensemble needs at least 2")
         shipped = MedIQAEnsemble.of(snaps).to(dev)
-        selected_kind = "snapshots"
     elif run.select_best and best_path.exists():
         model.load_state_dict(load_file(str(best_path), device=str(dev)))
         selected = int(state["best_step"])
-        selected_kind = str(state.get("best_kind", "live"))
-    elif average is not None:
-        model.load_state_dict(average.shadow)
-        selected_kind = "ema"
     facts = {
         "task": "physics-informed pre-training (simulated degradations of real slices)",
         "score_meaning": target_description(run.data.shading_weight),
         "training": {"steps": step, "selected_step": selected,
                      **({"snapshot_steps": [int(s) for s in state["snapshot_steps"]]}
                         if state["snapshot_steps"] else {}),
-                     "selected_weights": _selected_words(selected_kind, run),
+                     "selected_weights": (f"ensemble of the {run.optim.cycles} cycle ends "
+                                          "(live weights)" if run.snapshot_ensemble
+                                          else "live weights"),
                      "selection": ("the end of every cosine cycle" if run.snapshot_ensemble
                                    else "best mean within-ladder SRCC on the val sources"
                                    if run.select_best and best_path.exists()
@@ -683,83 +243,52 @@ def pretrain(
     return weights
 
 
-def snapshot_path(out: Path, index: int) -> Path:
-    """Where a run keeps the weights of its index-th cycle end (1-based)."""
-    return out / "snapshots" / f"cycle_{index}.safetensors"
-
-
-def _save_snapshot(out: Path, index: int, model: MedIQANet, average: WeightAverage | None,
-                   val_ladders: Any, device: torch.device, log: JsonlLog, step: int) -> None:
-    """Keep the weights of a cycle's end (the average's, if one is kept) and log how they rank
-    the val ladders, so the card can show every member of a snapshot ensemble."""
-    weights = average.shadow if average is not None else model.state_dict()
-    path = snapshot_path(out, index)
-    path.parent.mkdir(exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(path))
-    if val_ladders is not None:
-        if average is None:
-            measured = val_ladders.score(model, device)
-        else:
-            with average.swapped_into(model) as snap:
-                measured = val_ladders.score(snap, device)
-        log.write({"step": step, "snapshot": index, **measured},
-                  f"  snapshot {index} @ {step}: ladder srcc "
-                  f"{measured['val_ladder_srcc_modality_mean']:.3f}")
-
-
-def _selected_words(kind: str, run: RunConfig) -> str:
-    """The card's words for which weights a run shipped."""
-    average = f"exponential moving average (decay {run.ema_decay})"
-    if kind == "snapshots":
-        what = average if run.ema_decay > 0 else "live weights"
-        return f"ensemble of the {run.optim.cycles} cycle ends ({what})"
-    return average if kind == "ema" else "live weights"
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m mediqa_train.pretrain` (the same options as `mediqa-train pretrain`)."""
-    ap = argparse.ArgumentParser(prog="mediqa-train pretrain", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default="shipped", help="JSON path or a name in train/configs/")
-    ap.add_argument("--out", required=True, help="run folder (checkpoints, metrics, weights)")
-    ap.add_argument("--corpus", default="corpus", help="corpus folder (mediqa-train corpus)")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    ap.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
-    ap.add_argument("--max-steps", type=int, default=None, help="override the config's steps")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    ap.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    ap.add_argument("--exclude-family", action="append", default=[], choices=PHYSICAL_FAMILIES,
-                    help="never simulate this family (held-out-family experiment); repeatable")
-    args = ap.parse_args(argv)
-    run = RunConfig.load(args.config)
-    if args.seed is not None:
-        run = RunConfig.from_dict({**run.to_dict(), "seed": args.seed})
-    if args.exclude_family:
+def pretrain_on_corpus(
+    out: str | Path,
+    config: str = "shipped",
+    corpus: str | Path = "corpus",
+    device: str = "cpu",
+    max_minutes: float | None = None,
+    max_steps: int | None = None,
+    threads: int | None = None,
+    resume: bool = False,
+    seed: int | None = None,
+    exclude_families: Sequence[str] = (),
+    echo: Callable[[str], None] | None = print,
+) -> Path:
+    """`mediqa-train pretrain`: the run config `config` (a JSON path or a name in
+    train/configs/) with `seed` and `exclude_families` applied, trained on the train split of
+    `corpus` and validated on its val split. The model card records the command that
+    reproduces the run and the corpus manifest's sha256. Returns the weights folder."""
+    run = RunConfig.load(config)
+    if seed is not None:
+        run = RunConfig.from_dict({**run.to_dict(), "seed": seed})
+    if exclude_families:
         data = run.to_dict()
         data["data"]["exclude_families"] = sorted(
-            set(data["data"]["exclude_families"]) | set(args.exclude_family))
+            set(data["data"]["exclude_families"]) | set(exclude_families))
         run = RunConfig.from_dict(data)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available():
         print("warning: CUDA is not available, training on the CPU", file=sys.stderr)
-        args.device = "cpu"
-    pool = load_pool(args.corpus, "train")
-    val = load_pool(args.corpus, "val")
-    command = "mediqa-train pretrain " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:]))
-    pretrain(run, args.out, pool, val, device=args.device, max_minutes=args.max_minutes,
-             max_steps=args.max_steps, threads=args.threads, resume=args.resume,
-             card={"training_command": command,
-                   "data": f"corpus {args.corpus} (train split: {len(pool)} slices from "
-                           f"{len({s.source for s in pool})} sources)",
-                   "corpus_manifest_sha256": _sha256(Path(args.corpus) / "manifest.jsonl")})
-    return 0
+        device = "cpu"
+    pool = load_pool(str(corpus), "train")
+    val = load_pool(str(corpus), "val")
+    command = ["mediqa-train pretrain", f"--out {out}", f"--config {config}",
+               f"--corpus {corpus}", f"--device {device}"]
+    command += [f"--exclude-family {family}" for family in exclude_families]
+    command += [f"{flag} {value}" for flag, value in (
+        ("--max-minutes", max_minutes), ("--max-steps", max_steps), ("--threads", threads),
+        ("--seed", seed)) if value is not None]
+    command += ["--resume"] if resume else []
+    manifest = Path(corpus) / "manifest.jsonl"
+    return pretrain(run, out, pool, val, device=device, max_minutes=max_minutes,
+                    max_steps=max_steps, threads=threads, resume=resume, echo=echo,
+                    card={"training_command": " ".join(command),
+                          "data": f"corpus {corpus} (train split: {len(pool)} slices from "
+                                  f"{len({s.source for s in pool})} sources)",
+                          "corpus_manifest_sha256": hashlib.sha256(
+                              manifest.read_bytes()).hexdigest()})
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+# `predict` and `RunConfig` are imported from here by older callers (benchmarks/accuracy.py).
+__all__ = ["JsonlLog", "RunConfig", "load_pool", "predict", "pretrain", "pretrain_on_corpus"]

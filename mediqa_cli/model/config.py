@@ -20,6 +20,20 @@ TASKS: tuple[str, ...] = ("expert", "physical")
 
 HEAD_DIMS = (32, 64, 128)  # what the varlen attention kernels are built for
 
+# Options whose trials lost (benchmarks/RESULTS.md), with the value every shipped version used.
+RETIRED_KEYS: dict[str, Any] = {"slice_statistics": False, "severity_in_quality": False}
+
+
+def drop_retired(data: dict[str, Any], retired: dict[str, Any], what: str) -> dict[str, Any]:
+    """`data` without the retired keys that hold their old default, so configs saved before an
+    option was removed still load; a retired key set to anything else is an error, because the
+    code it selected no longer exists."""
+    for key, default in retired.items():
+        if key in data and data[key] != default:
+            raise ValueError(f"{what} option {key}={data[key]!r} was removed after its trial "
+                             f"(benchmarks/RESULTS.md); only {default!r} is accepted")
+    return {k: v for k, v in data.items() if k not in retired}
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -35,8 +49,6 @@ class ModelConfig:
     spacing_hidden: int = 64
     context_depth: int = 3  # blocks before the context head; prompts join after them
     patch_physics: bool = True  # per-patch noise/blur/compression statistics (PatchPhysics)
-    slice_statistics: bool = False  # their per-slice moments into the queries (SliceStatistics)
-    severity_in_quality: bool = False  # quality logit minus weighted severities (SeverityReadout)
     modalities: tuple[str, ...] = field(default=MODALITIES)
     anatomies: tuple[str, ...] = field(default=ANATOMIES)
     families: tuple[str, ...] = field(default=PHYSICAL_FAMILIES)
@@ -51,8 +63,6 @@ class ModelConfig:
             raise ValueError(f"context_depth {self.context_depth} must be in [0, {self.depth}]")
         if self.pos_grid < 2:
             raise ValueError("pos_grid must be >= 2")
-        if self.slice_statistics and not self.patch_physics:
-            raise ValueError("slice_statistics summarises PatchPhysics: it needs patch_physics")
 
     @property
     def head_dim(self) -> int:
@@ -82,7 +92,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Strict: unknown keys are an error, so a typo or newer format is not silently ignored."""
+        """Strict: unknown keys are an error, so a typo or newer format is not silently ignored.
+        Options removed after their trials are accepted at the value every shipped version
+        used (saved configs of that time hold them)."""
+        data = drop_retired(data, RETIRED_KEYS, "model config")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -101,4 +114,4 @@ class ModelConfig:
                    context_depth=1)
 
 
-__all__ = ["HEAD_DIMS", "TASKS", "ModelConfig"]
+__all__ = ["HEAD_DIMS", "RETIRED_KEYS", "TASKS", "ModelConfig", "drop_retired"]

@@ -6,8 +6,6 @@ scripts with TorchScript and exports with torch.export.
 
 from __future__ import annotations
 
-import math
-
 import mediqa_kernels  # noqa: F401  (importing it registers torch.ops.mediqa.*)
 import torch
 import torch.nn.functional as F
@@ -115,18 +113,7 @@ class PatchPhysics(nn.Module):
         return F.conv2d(x, self.laplacian.to(x.dtype), groups=self.channels)
 
     def forward(self, patches: Tensor) -> Tensor:
-        return self._embed(patches)[0]
-
-    def embed_with_statistics(self, patches: Tensor) -> tuple[Tensor, Tensor]:
-        """(embedding (n, width), statistics (n, channels * (n_stats + 1))): the statistics
-        the embedding is built from, plus each channel's mean of -x log x (the per-pixel term
-        of the entropy focus criterion), for `SliceStatistics` to summarise per slice."""
-        out, stats, x = self._embed(patches)
-        entropy = -(x * torch.log(x.clamp_min(1e-6))).mean((2, 3))
-        return out, torch.cat([stats, 2.0 * entropy], dim=1)
-
-    def _embed(self, patches: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(embedding, statistics, patches as (n, c, p, p) float)."""
+        """(n, patch_dim) patches -> (n, width) embedding of their statistics and Laplacian."""
         c, p = self.channels, self.patch
         x = patches.reshape(-1, c, p, p).float()
         eps = 1e-6
@@ -160,67 +147,7 @@ class PatchPhysics(nn.Module):
         # log1p compresses the map: noise (~0.01-0.1) and edges (~1) both stay in range.
         lap_map = 0.25 * torch.log1p(32.0 * lap.abs()).reshape(x.shape[0], -1)
         out = self.stats_fc2(F.gelu(self.stats_fc1(stats))) + self.map_embed(lap_map)
-        return out.to(patches.dtype), stats, x
-
-
-class SliceStatistics(nn.Module):
-    """Mean and spread over a slice's patches of their physics statistics, embedded and added to
-    the slice's query tokens.
-
-    Why: the classical IQMs that order this corpus's MR ladders best (EFC, FBER) are whole-image
-    statistics: how intensity and high-frequency energy are spread between object and
-    background. The encoder can only assemble those by learning near-uniform attention from the
-    queries; handing the queries the per-slice moments of the patch statistics (the spread of
-    patch means is the image's contrast, that of patch Laplacian energy separates a ghost in the
-    background from noise everywhere) gives them at the first block. Segment sums over the
-    packed patches only: TorchScript and export safe, no padding. The output layer starts at
-    zero, so a network starts as one without it.
-    """
-
-    def __init__(self, n_stats: int, width: int, hidden: int = 64) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(2 * n_stats, hidden)
-        self.fc2 = nn.Linear(hidden, width)
-
-    def reset_output(self) -> None:
-        nn.init.zeros_(self.fc2.weight)
-        nn.init.zeros_(self.fc2.bias)
-
-    def forward(self, stats: Tensor, patch_seq: Tensor, counts: Tensor) -> Tensor:
-        """stats (P, k) per patch, patch_seq (P,) slice of each patch, counts (S,) patches per
-        slice -> (S, width)."""
-        n_seq = counts.shape[0]
-        total = stats.new_zeros(n_seq, stats.shape[1]).index_add(0, patch_seq, stats)
-        square = stats.new_zeros(n_seq, stats.shape[1]).index_add(0, patch_seq, stats * stats)
-        n = counts.to(stats.dtype).clamp_min(1.0).unsqueeze(1)
-        mean = total / n
-        spread = torch.sqrt((square / n - mean * mean).clamp_min(0.0) + 1e-6)
-        return self.fc2(F.gelu(self.fc1(torch.cat([mean, spread], dim=1))))
-
-
-class SeverityReadout(nn.Module):
-    """The quality logit minus a learned non-negative weight per family times that family's
-    severity output.
-
-    Why: subtracting the severity heads' sum from a trained network's score ranked the val and
-    test ladders better (benchmarks/score_fusion.py: the heads, trained on simulated levels,
-    still move where the SSIM target moves under the ranking margin), but after training it also
-    took 18-70 points off clean scans. Inside the network the quality loss pulls clean images
-    back to 100 through the rest of the logit. The severities enter detached, so the
-    `phys_*` columns stay what their own loss trains them to be. A trial option, off in the
-    shipped recipe: it ranked worse (benchmarks/RESULTS.md, "The severity heads inside the
-    quality logit").
-    """
-
-    def __init__(self, n_families: int, gain: float = 2.0) -> None:
-        super().__init__()
-        # softplus(raw) = gain at the start
-        self.raw_gain = nn.Parameter(torch.full((n_families,), math.log(math.expm1(gain))))
-
-    def forward(self, logit: Tensor, severities: Tensor) -> Tensor:
-        """logit (S,), severities (S, F) in 0..1 -> (S,)."""
-        gain = F.softplus(self.raw_gain.float()).to(severities.dtype)
-        return logit - (severities.detach() * gain).sum(-1).to(logit.dtype)
+        return out.to(patches.dtype)
 
 
 class PackedAttention(nn.Module):
@@ -264,7 +191,6 @@ __all__ = [
     "GridPosition",
     "PackedAttention",
     "PatchPhysics",
-    "SliceStatistics",
     "SpacingEmbedding",
     "packed_attention",
 ]

@@ -21,8 +21,6 @@ from mediqa_cli.model.layers import (
     Block,
     GridPosition,
     PatchPhysics,
-    SeverityReadout,
-    SliceStatistics,
     SpacingEmbedding,
 )
 from mediqa_cli.model.prompts import PromptBank
@@ -44,8 +42,6 @@ class MedIQANet(nn.Module):
         self.patch_embed = nn.Linear(config.patch_dim, width)
         self.physics = (PatchPhysics(config.channels, config.patch, width)
                         if config.patch_physics else None)
-        self.slice_stats = (SliceStatistics(config.channels * (self.physics.n_stats + 1), width)
-                            if config.slice_statistics and self.physics is not None else None)
         self.position = GridPosition(config.pos_grid, width)
         self.spacing = SpacingEmbedding(config.spacing_hidden, width)
         self.prompts = PromptBank(config)
@@ -67,12 +63,8 @@ class MedIQANet(nn.Module):
         self.family_weight = nn.Parameter(torch.zeros(n_fam, width))
         self.family_bias = nn.Parameter(torch.zeros(n_fam))
         self.quality_head = nn.Linear(width, 1)
-        self.severity_readout = (SeverityReadout(n_fam) if config.severity_in_quality
-                                 else None)
         self.apply(_init_linear)
         nn.init.normal_(self.family_weight, std=0.02)
-        if self.slice_stats is not None:
-            self.slice_stats.reset_output()
 
     def queries(self) -> Tensor:
         """(n_queries, width): context, quality (offset + mixture of family queries), families."""
@@ -119,15 +111,7 @@ class MedIQANet(nn.Module):
         # repeat, not expand + reshape: the reshape would branch on n_seq == 1 under export.
         qry = self.queries().to(tok.dtype).repeat(n_seq, 1)  # (S * Q, width)
         if self.physics is not None:
-            if self.slice_stats is None:
-                tok = tok + self.physics(patches)
-            else:  # only this path pays for the entropy term the slice summaries add
-                phys, stats = self.physics.embed_with_statistics(patches)
-                tok = tok + phys
-                per_slice = self.slice_stats(stats, patch_seq, cu[1:] - cu[:-1])
-                query_seq = torch.div(torch.arange(n_seq * n_q, device=device), n_q,
-                                      rounding_mode="floor")
-                qry = qry + per_slice.to(qry.dtype)[query_seq]
+            tok = tok + self.physics(patches)
         x = tok.new_zeros(n_tokens, tok.shape[1])
         x = x.index_copy(0, patch_pos, tok).index_copy(0, query_pos, qry)
 
@@ -151,10 +135,7 @@ class MedIQANet(nn.Module):
         fam = out[:, 2:]
         severities = torch.sigmoid((fam * self.family_weight.to(fam.dtype)).sum(-1)
                                    + self.family_bias.to(fam.dtype))
-        quality_logit = self.quality_head(out[:, 1]).squeeze(1)
-        if self.severity_readout is not None:
-            quality_logit = self.severity_readout(quality_logit, severities)
-        quality = 100.0 * torch.sigmoid(quality_logit)
+        quality = 100.0 * torch.sigmoid(self.quality_head(out[:, 1]).squeeze(1))
         return (severities, quality, modality_logits, anatomy_logits, modality_used,
                 anatomy_used)
 
@@ -184,8 +165,6 @@ class MedIQANet(nn.Module):
                    self.norm, self.quality_head]
         params = [self.context_query, self.family_queries, self.quality_offset, self.expert_mix,
                   self.family_weight, self.family_bias]
-        if self.severity_readout is not None:
-            modules.append(self.severity_readout)
         for module in modules:
             params.extend(module.parameters())
         return params

@@ -13,14 +13,10 @@ from mediqa_cli.model.packing import example_batch
 CFG = ModelConfig.tiny()
 
 
-@pytest.fixture(scope="module", params=["patch", "slice_statistics", "severity_in_quality"])
-def model(request: pytest.FixtureRequest) -> MedIQANet:
+@pytest.fixture(scope="module")
+def model() -> MedIQANet:
     torch.manual_seed(0)
-    option = {} if request.param == "patch" else {request.param: True}
-    net = MedIQANet(ModelConfig(**{**CFG.__dict__, **option})).eval()
-    if net.slice_stats is not None:  # its output layer starts at zero: make it matter
-        torch.nn.init.normal_(net.slice_stats.fc2.weight, std=0.5)
-    return net
+    return MedIQANet(CFG).eval()
 
 
 def _assert_same(got: tuple[torch.Tensor, ...], want: tuple[torch.Tensor, ...]) -> None:

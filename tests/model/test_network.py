@@ -161,69 +161,16 @@ def test_config_json_round_trip_is_strict() -> None:
         ModelConfig.from_dict({**cfg.to_dict(), "widht": 3})
 
 
+def test_options_removed_after_their_trials_load_only_at_their_shipped_value() -> None:
+    saved = {**ModelConfig.tiny().to_dict(), "slice_statistics": False,
+             "severity_in_quality": False}
+    assert ModelConfig.from_dict(saved) == ModelConfig.tiny()
+    with pytest.raises(ValueError, match="severity_in_quality.*removed"):
+        ModelConfig.from_dict({**saved, "severity_in_quality": True})
+
+
 def test_configs_saved_before_patch_physics_load_without_it() -> None:
     old = {k: v for k, v in ModelConfig.tiny().to_dict().items() if k != "patch_physics"}
     assert ModelConfig.from_dict(old).patch_physics is False
     assert "physics.stats_fc1.weight" not in MedIQANet(ModelConfig.from_dict(old)).state_dict()
     assert ModelConfig.from_dict(ModelConfig.tiny().to_dict()).patch_physics is True
-
-
-def _with_slice_statistics(seed: int) -> MedIQANet:
-    torch.manual_seed(seed)
-    net = MedIQANet(ModelConfig(**{**CFG.__dict__, "slice_statistics": True})).eval()
-    torch.nn.init.normal_(net.slice_stats.fc2.weight, std=0.5)  # starts at zero: make it matter
-    return net
-
-
-def test_slice_statistics_keep_packing_invariance_and_change_the_queries() -> None:
-    net = _with_slice_statistics(3)
-    items, prompts = _slices(), _prompts(4)
-    with torch.inference_mode():
-        together = unpack(net(*pack(items, prompts, CFG).args()))
-        for i, item in enumerate(items):
-            alone = unpack(net(*pack([item], [prompts[i]], CFG).args()))[0]
-            np.testing.assert_allclose(together[i].severities, alone.severities, atol=1e-4)
-            assert together[i].quality == pytest.approx(alone.quality, abs=1e-4)
-        torch.nn.init.zeros_(net.slice_stats.fc2.weight)
-        torch.nn.init.zeros_(net.slice_stats.fc2.bias)
-        silent = unpack(net(*pack(items, prompts, CFG).args()))
-        net.slice_stats = None  # the same network without the module
-        without = unpack(net(*pack(items, prompts, CFG).args()))
-    assert any(abs(a.quality - b.quality) > 1e-3 for a, b in zip(together, silent))
-    for a, b in zip(silent, without):
-        assert a.quality == pytest.approx(b.quality, abs=1e-5)
-
-
-def test_slice_statistics_are_trained_and_need_patch_physics() -> None:
-    net = _with_slice_statistics(4).train()
-    sev, quality, *_ = net(*pack(_slices(), _prompts(4), CFG).args())
-    (sev.sum() + quality.sum()).backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0
-               for p in net.slice_stats.parameters())
-    with pytest.raises(ValueError, match="patch_physics"):
-        ModelConfig(slice_statistics=True, patch_physics=False)
-    fresh = MedIQANet(ModelConfig(**{**CFG.__dict__, "slice_statistics": True}))
-    assert not fresh.slice_stats.fc2.weight.any()  # a new network starts as one without it
-
-
-def test_severity_readout_takes_the_weighted_severities_off_the_quality_logit() -> None:
-    """quality = 100 sigmoid(head - sum_f softplus(gain_f) severity_f); the severities enter
-    detached (their own loss alone trains the phys_* heads), the gains are trained."""
-    torch.manual_seed(5)
-    net = MedIQANet(ModelConfig(**{**CFG.__dict__, "severity_in_quality": True})).train()
-    batch = pack(_slices(), _prompts(4), CFG)
-    sev, quality, *_ = net(*batch.args())
-    gain = torch.nn.functional.softplus(net.severity_readout.raw_gain)
-    torch.testing.assert_close(gain, torch.full_like(gain, 2.0))
-    quality.sum().backward()
-    assert net.severity_readout.raw_gain.grad is not None
-    assert net.family_weight.grad is None or not net.family_weight.grad.any()
-    with torch.no_grad():
-        net.severity_readout.raw_gain.fill_(-30.0)  # gain ~0: the plain quality head
-        plain = net(*batch.args())[1]
-    logit = torch.logit(plain / 100.0) - (sev * gain).detach().sum(1)
-    torch.testing.assert_close(quality.detach(), 100.0 * torch.sigmoid(logit), atol=1e-3,
-                               rtol=1e-4)
-    assert "severity_readout.raw_gain" not in MedIQANet(CFG).state_dict()
-    net.freeze_encoder()
-    assert net.severity_readout.raw_gain.requires_grad

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mediqa_cli.model.layers import PatchPhysics, SliceStatistics
+from mediqa_cli.model.layers import PatchPhysics
 
 P = 16
 
@@ -71,32 +71,3 @@ def test_output_is_finite_on_constant_and_extreme_patches() -> None:
                            torch.rand(3, P, P) > 0.5]).float()
     out = physics(patches.reshape(3, -1))
     assert out.shape == (3, 32) and torch.isfinite(out).all()
-
-
-def test_slice_statistics_are_the_per_slice_mean_and_spread_of_the_patch_statistics() -> None:
-    g = torch.Generator().manual_seed(5)
-    stats = torch.randn(9, 4, generator=g)
-    patch_seq = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
-    counts = torch.tensor([3, 2, 4])
-    module = SliceStatistics(4, 8)
-    seen: list[torch.Tensor] = []
-    handle = module.fc1.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
-    try:
-        out = module(stats, patch_seq, counts)
-    finally:
-        handle.remove()
-    assert out.shape == (3, 8)
-    for s, rows in enumerate([stats[:3], stats[3:5], stats[5:]]):
-        torch.testing.assert_close(seen[0][s, :4], rows.mean(0))
-        torch.testing.assert_close(seen[0][s, 4:], rows.std(0, unbiased=False), atol=1e-3,
-                                   rtol=1e-3)
-
-
-def test_entropy_term_rises_as_intensities_leave_black_and_white() -> None:
-    physics = PatchPhysics(3, P, 32)
-    black = torch.zeros(1, 3, P, P)
-    grey = torch.full((1, 3, P, P), 0.37)  # -x log x peaks at 1/e
-    _, dark_stats = physics.embed_with_statistics(black.reshape(1, -1))
-    _, grey_stats = physics.embed_with_statistics(grey.reshape(1, -1))
-    entropy = slice(3 * physics.n_stats, None)
-    assert (grey_stats[0, entropy] > dark_stats[0, entropy] + 0.5).all()

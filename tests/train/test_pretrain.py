@@ -12,26 +12,15 @@ import numpy as np
 import pytest
 import torch
 from mediqa_train.batches import (
-    CONTENT_MIX_TARGETS,
     BatchRecipe,
     BatchStream,
-    BorrowedSlice,
     ExampleMaker,
-    match_intensities,
     tokens_for,
 )
-from mediqa_train.pretrain import (
-    LossWeights,
-    OptimConfig,
-    RunConfig,
-    context_loss,
-    cycles_done,
-    fixed_examples,
-    lr_factor,
-    multitask_loss,
-    pretrain,
-    schedule_progress,
-)
+from mediqa_train.config import LossWeights, OptimConfig, RunConfig
+from mediqa_train.losses import context_loss, multitask_loss
+from mediqa_train.optim import cycles_done, lr_factor, schedule_progress
+from mediqa_train.pretrain import pretrain
 
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.network import MedIQANet
@@ -140,69 +129,7 @@ def test_multitask_loss_is_smaller_for_right_answers_than_for_wrong_ones(pool: l
     assert set(parts) == {"loss", "severity", "quality", "context"}
 
 
-def test_borrowed_content_is_degraded_on_the_simulated_modalitys_scale_without_context(
-        pool: list[Item]) -> None:
-    cfg = ModelConfig.tiny()
-    maker = ExampleMaker(pool, cfg, BatchRecipe(content_mix=1.0, group_size=3, crop_min=32,
-                                                crop_max=64, ct_crop_max=48))
-    by_source = {item.source: item for item in pool}
-    rng, gen = np.random.default_rng(2), torch.Generator().manual_seed(2)
-    borrowed = 0
-    for _ in range(40):
-        image, _, src = maker.draw_clean(rng)
-        if src.modality not in CONTENT_MIX_TARGETS:  # colour photographs keep their pixels
-            assert not isinstance(src, BorrowedSlice)
-            continue
-        assert isinstance(src, BorrowedSlice)  # content_mix 1: every grey crop is borrowed
-        donor_source, target = src.source.split(">")
-        donor = by_source[donor_source]
-        assert target == src.modality != donor.modality and src.anatomy == donor.anatomy
-        reference = next(i.image for i in pool if i.modality == src.modality)
-        assert image.dim() == 2
-        lo, hi = float(reference.min()), float(reference.max())
-        slack = 1e-3 * (hi - lo)  # the crop's antialiased rescale may overshoot a hair
-        assert lo - slack <= float(image.min()) <= float(image.max()) <= hi + slack
-        borrowed += 1
-    assert borrowed > 10
-    groups = [maker.group(rng, gen, g) for g in range(12)]
-    for group in groups:
-        weights = {e.context_weight for e in group}
-        assert len(weights) == 1
-        assert {e.absolute_weight for e in group} == {1.0}  # borrowed_rank_only is off
-        mixed = weights == {0.0}
-        assert mixed == (cfg.modalities[group[0].modality_id] in CONTENT_MIX_TARGETS)
-        if mixed:  # the donor's anatomy is never handed to the network as a prompt
-            assert all(e.prompt.anatomy_id == cfg.unknown_anatomy for e in group)
-    # Validation examples are never borrowed, whatever the recipe says.
-    assert all(e.context_weight == 1.0
-               for e in fixed_examples(pool, cfg, maker.recipe, 8, seed=0))
-
-
-def test_borrowed_content_trains_only_the_ranking_when_asked(pool: list[Item]) -> None:
-    run = tiny_run(content_mix=1.0, borrowed_rank_only=True, group_size=3)
-    b = next(iter(BatchStream(pool, run.model, run.data, seed=3)))
-    mods = [run.model.modalities[int(i)] for i in b.modality]
-    borrowed = torch.tensor([m in CONTENT_MIX_TARGETS for m in mods])
-    assert borrowed.any() and (~borrowed).any()
-    assert torch.equal(b.absolute_weight, (~borrowed).float())
-    assert torch.equal(b.context_weight, (~borrowed).float())
-    # Wrong severity and quality answers on borrowed slices cost nothing outside the ranking.
-    n, cfg = b.n_slices, run.model
-    mod = torch.zeros(n, len(cfg.modalities))
-    ana = torch.zeros(n, len(cfg.anatomies))
-    sev, qual = b.severities.clamp(0.01, 0.99), b.quality.clone()
-    no_rank = LossWeights(rank=0.0)
-    right, _ = multitask_loss((sev, qual, mod, ana), b, no_rank)
-    sev2, qual2 = sev.clone(), qual.clone()
-    sev2[borrowed] = 1 - sev2[borrowed]
-    qual2[borrowed] = 100 - qual2[borrowed]
-    wrong, _ = multitask_loss((sev2, qual2, mod, ana), b, no_rank)
-    assert float(wrong) == pytest.approx(float(right), abs=1e-5)
-    with pytest.raises(ValueError, match="groups"):
-        BatchRecipe(content_mix=0.5, borrowed_rank_only=True)
-
-
-def test_loss_with_every_weight_one_is_the_plain_mean(pool: list[Item]) -> None:
+def test_loss_parts_are_the_plain_means_over_the_slices(pool: list[Item]) -> None:
     run = tiny_run()
     b = next(iter(BatchStream(pool, run.model, run.data, seed=4)))
     n, cfg = b.n_slices, run.model
@@ -218,31 +145,7 @@ def test_loss_with_every_weight_one_is_the_plain_mean(pool: list[Item]) -> None:
         qual / 100, b.quality / 100, beta=0.05)), rel=1e-5)
 
 
-def test_unmixed_recipe_draws_exactly_as_before(pool: list[Item]) -> None:
-    """content_mix 0 draws no extra random numbers, so earlier recipes replay unchanged."""
-    recipe = dict(crop_min=32, crop_max=64, ct_crop_max=48)
-    a = ExampleMaker(pool, ModelConfig.tiny(), BatchRecipe(**recipe))
-    b = ExampleMaker(pool, ModelConfig.tiny(), BatchRecipe(**recipe, content_mix=0.0))
-    ra, rb = np.random.default_rng(5), np.random.default_rng(5)
-    for _ in range(10):
-        (ia, _, sa), (ib, _, sb) = a.draw_clean(ra), b.draw_clean(rb)
-        assert sa is sb and torch.equal(ia, ib)
-    with pytest.raises(ValueError, match="content_mix"):
-        BatchRecipe(content_mix=1.5)
-
-
-def test_intensity_mapping_puts_content_on_the_reference_scale() -> None:
-    content = torch.linspace(0.0, 1.0, 400).reshape(20, 20)
-    reference = torch.linspace(-1000.0, 1000.0, 400).reshape(20, 20)
-    out = match_intensities(content, reference)
-    assert torch.all(out[:, 1:] >= out[:, :-1])  # order of grey levels kept
-    assert float(out.min()) >= -1000.0 and float(out.max()) <= 1000.0
-    assert float(out.median()) == pytest.approx(float(reference.median()), abs=20.0)
-    flat = match_intensities(torch.full((8, 8), 3.0), reference)
-    assert torch.unique(flat).numel() == 1
-
-
-def test_context_loss_ignores_slices_whose_context_is_not_trained(pool: list[Item]) -> None:
+def test_context_loss_grows_when_a_slice_names_the_wrong_modality(pool: list[Item]) -> None:
     run = tiny_run()
     b = next(iter(BatchStream(pool, run.model, run.data, seed=4)))
     n, cfg = b.n_slices, run.model
@@ -254,9 +157,6 @@ def test_context_loss_ignores_slices_whose_context_is_not_trained(pool: list[Ite
     right = float(context_loss(mod, ana, b))
     mod[0] = mod[0].flip(0)  # slice 0 now names the wrong modality
     assert float(context_loss(mod, ana, b)) > right + 1.0
-    b.context_weight = torch.ones(n)
-    b.context_weight[0] = 0.0
-    assert float(context_loss(mod, ana, b)) == pytest.approx(right, abs=1e-4)
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
@@ -311,7 +211,7 @@ def test_snapshot_ensembles_need_cycles_and_exclude_best_step_selection() -> Non
 def test_a_snapshot_run_ships_every_cycle_end_as_one_ensemble_and_resumes(
     pool: list[Item], tmp_path: Path
 ) -> None:
-    from mediqa_train.pretrain import snapshot_path
+    from mediqa_train.checkpoints import snapshot_path
     from safetensors.torch import load_file
 
     from mediqa_cli.model.ensemble import MedIQAEnsemble
@@ -366,12 +266,32 @@ def test_shipped_and_smoke_configs_load() -> None:
 
 
 def test_every_config_in_train_configs_loads() -> None:
-    """A trial named in RESULTS.md must still parse, or its command cannot be rerun."""
+    """A config named in RESULTS.md or the README must still parse, or its command cannot be
+    rerun."""
     folder = Path(__file__).resolve().parents[2] / "train" / "configs"
     names = sorted(p.stem for p in folder.glob("*.json"))
-    assert {"shipped", "smoke", "trial_balanced"} <= set(names)
+    assert {"shipped", "smoke", "ablation_linear_stem"} <= set(names)
     for name in names:
         assert RunConfig.load(name).model.width > 0
+
+
+def test_options_removed_after_their_trials_load_only_at_their_shipped_value() -> None:
+    """Run configs in older model cards name options that lost their trials, at the value every
+    shipped run used: those load; any other value names code that no longer exists."""
+    old = RunConfig.load("shipped").to_dict()
+    old["ema_decay"] = 0.0
+    old["loss"]["rank_by"] = "target"
+    old["data"].update(modality_weighting="uniform", content_mix=0.0,
+                       borrowed_rank_only=False, full_level_step=False)
+    old["model"].update(slice_statistics=False, severity_in_quality=False)
+    assert RunConfig.from_dict(old) == RunConfig.load("shipped")
+    for where, key, value in (("", "ema_decay", 0.999), ("loss", "rank_by", "soft"),
+                              ("data", "content_mix", 0.4), ("data", "full_level_step", True),
+                              ("model", "slice_statistics", True)):
+        changed = json.loads(json.dumps(old))
+        (changed[where] if where else changed)[key] = value
+        with pytest.raises(ValueError, match=f"{key}.*removed"):
+            RunConfig.from_dict(changed)
 
 
 def test_smoke_pretraining_checkpoints_resumes_and_writes_verified_weights(
@@ -397,28 +317,6 @@ def test_smoke_pretraining_checkpoints_resumes_and_writes_verified_weights(
     assert torch.isfinite(quality).all() and ((severities >= 0) & (severities <= 1)).all()
 
 
-def test_simulator_weighting_draws_each_modality_as_often_as_it_has_simulators(
-        pool: list[Item]) -> None:
-    from mediqa_train.degrade import REGISTRY
-
-    recipe = dict(crop_min=32, crop_max=64, ct_crop_max=48)
-    maker = ExampleMaker(pool, ModelConfig.tiny(),
-                         BatchRecipe(**recipe, modality_weighting="simulators"))
-    mods = list(maker.by_modality)
-    counts = np.array([sum(m in sim.modalities for sim in REGISTRY.values()) for m in mods])
-    np.testing.assert_allclose(maker.modality_p, counts / counts.sum())
-    assert maker.modality_p[mods.index("MR")] > maker.modality_p[mods.index("XR")]
-    rng = np.random.default_rng(0)
-    n = 1500
-    drawn = [maker.draw_clean(rng)[2].modality for _ in range(n)]
-    freq = np.array([drawn.count(m) for m in mods]) / n
-    assert np.abs(freq - maker.modality_p).max() < 0.04  # ~3.5 binomial sd at n = 1500
-    uniform = ExampleMaker(pool, ModelConfig.tiny(), BatchRecipe(**recipe))
-    np.testing.assert_allclose(uniform.modality_p, 1.0 / len(mods))
-    with pytest.raises(ValueError, match="modality_weighting"):
-        BatchRecipe(modality_weighting="by_slices")
-
-
 def test_a_group_is_one_crop_at_rising_severity_with_one_prompt(pool: list[Item]) -> None:
     cfg = ModelConfig.tiny()
     maker = ExampleMaker(pool, cfg, BatchRecipe(group_size=3, clean_fraction=1.0, crop_min=32,
@@ -431,31 +329,6 @@ def test_a_group_is_one_crop_at_rising_severity_with_one_prompt(pool: list[Item]
         assert group[0].quality == 100.0 and not group[0].severities.any()  # clean leads
         totals = [float(e.severities.sum()) for e in group]
         assert totals == sorted(totals)
-
-
-def test_full_level_step_lets_groups_reach_the_top_severities_of_a_ladder(
-        pool: list[Item], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A one-simulator chain (downsampling, whose blur severity is its draw): with the step at
-    the group's level the severities spread over [0.05, 1] as a ladder's; with every step scaled
-    by a strength in [0.5, 1] the top fifth is rarely and the top tenth almost never trained."""
-    from mediqa_train.degrade import REGISTRY, Chain
-
-    down = REGISTRY["generic_downsample"]
-    blur = PHYSICAL_FAMILIES.index("blur")
-
-    def top_share(full_level_step: bool) -> tuple[float, float]:
-        maker = ExampleMaker(pool, ModelConfig.tiny(), BatchRecipe(
-            group_size=3, clean_fraction=0.0, crop_min=32, crop_max=48, ct_crop_max=32,
-            full_level_step=full_level_step))
-        monkeypatch.setattr(maker, "choose_chain", lambda modality, gen, severity=None: Chain(
-            [(down, down.sample(gen))]))
-        rng, gen = np.random.default_rng(7), torch.Generator().manual_seed(7)
-        sev = np.array([e.severities[blur] for g in range(60) for e in maker.group(rng, gen, g)])
-        return float(np.mean(sev > 0.8)), float(np.mean(sev > 0.9))
-
-    full, scaled = top_share(True), top_share(False)
-    assert full[0] > 0.12 and full[1] > 0.05  # uniform levels: about 0.21 and 0.105
-    assert scaled[0] < 0.10 and scaled[1] < 0.03  # level x strength: about 0.045 and 0.011
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.35])
@@ -483,7 +356,7 @@ def test_a_shading_group_is_ranked_only_when_the_target_prices_shading(
 
 
 def test_ranking_loss_rewards_the_right_order_within_a_group_only() -> None:
-    from mediqa_train.pretrain import ranking_loss
+    from mediqa_train.losses import ranking_loss
 
     target = torch.tensor([100.0, 80.0, 50.0, 90.0])
     group = torch.tensor([0, 0, 0, 1])
@@ -494,52 +367,6 @@ def test_ranking_loss_rewards_the_right_order_within_a_group_only() -> None:
     alone = ranking_loss(torch.tensor([1.0, 2.0]), torch.tensor([10.0, 90.0]),
                          torch.tensor([0, 1]), w)
     assert float(alone) == 0.0
-
-
-def test_soft_ranking_asks_each_pair_for_its_target_gap() -> None:
-    """rank_by "soft": a pair under the margin still counts, its loss is zero where the predicted
-    gap equals the target gap and grows both ways from there (unlike the one-sided logistic
-    loss); reversed order costs the most; pairs across groups never count."""
-    from mediqa_train.pretrain import ranking_loss
-
-    w = LossWeights(rank=1.0, rank_by="soft")
-    target = torch.tensor([100.0, 99.0, 70.0])
-    group = torch.tensor([0, 0, 1])
-
-    def loss(a: float, b: float) -> float:
-        return float(ranking_loss(torch.tensor([a, b, 0.0]), target, group, w))
-
-    assert loss(80.0, 79.0) == pytest.approx(0.0, abs=1e-6)
-    assert 0.0 < loss(80.0, 80.0) < loss(80.0, 81.0)
-    assert 0.0 < loss(80.0, 69.0) < loss(80.0, 40.0)
-    assert float(ranking_loss(torch.tensor([80.0, 80.0, 5.0]), torch.tensor([100.0, 100.0, 5.0]),
-                              group, w)) == 0.0
-
-
-def test_ranking_by_level_orders_versions_whose_targets_sit_within_the_margin(
-        pool: list[Item]) -> None:
-    """A bias ladder's SSIM targets step by under the 2-point margin: "target" ranks none of
-    its pairs, "level" ranks them all by simulated level; groups carry their levels."""
-    from mediqa_train.pretrain import ranking_loss
-
-    target = torch.tensor([100.0, 99.5, 99.0, 98.6])
-    level = torch.tensor([0.0, 0.3, 0.6, 0.9])
-    group = torch.zeros(4, dtype=torch.int64)
-    wrong = torch.tensor([90.0, 91.0, 92.0, 93.0])
-    assert float(ranking_loss(wrong, target, group, LossWeights(rank=1.0), level)) == 0.0
-    by_level = LossWeights(rank=1.0, rank_by="level")
-    right = ranking_loss(wrong.flip(0), target, group, by_level, level)
-    assert float(right) < float(ranking_loss(wrong, target, group, by_level, level))
-    with pytest.raises(ValueError, match="levels"):
-        ranking_loss(wrong, target, group, by_level)
-    with pytest.raises(ValueError, match="rank_by"):
-        LossWeights(rank_by="severity")
-    run = tiny_run(group_size=3, clean_fraction=1.0)
-    b = next(iter(BatchStream(pool, run.model, run.data, seed=5)))
-    assert b.level is not None and b.group is not None
-    for g in b.group.unique():
-        levels = b.level[b.group == g]
-        assert levels[0] == 0.0 and bool((levels[1:] >= levels[:-1]).all())
 
 
 def test_grouped_stream_never_splits_a_group_across_batches(pool: list[Item]) -> None:
@@ -583,53 +410,6 @@ def test_flip_rotate_keeps_pixels_and_swaps_spacing_on_a_quarter_turn() -> None:
         assert spacing == ((0.5, 2.0) if out.shape == (3, 4) else (2.0, 0.5))
         seen_shapes.add(tuple(out.shape))
     assert seen_shapes == {(3, 4), (4, 3)}
-
-
-def test_weight_average_follows_the_live_weights_at_the_ramped_decay() -> None:
-    from mediqa_train.pretrain import WeightAverage
-
-    model = torch.nn.Linear(2, 1)
-    with torch.no_grad():
-        model.weight.fill_(0.0)
-    average = WeightAverage(model, decay=0.9)
-    with torch.no_grad():
-        model.weight.fill_(1.0)
-    average.update(model, step=0)  # decay min(0.9, 1/10): 90% of the way to the live weights
-    assert torch.allclose(average.shadow["weight"], torch.full((1, 2), 0.9))
-    average.update(model, step=1000)  # decay 0.9 once ramped up: 0.9 * 0.9 + 0.1 * 1
-    assert torch.allclose(average.shadow["weight"], torch.full((1, 2), 0.91))
-    with average.swapped_into(model):
-        assert torch.allclose(model.weight, torch.full((1, 2), 0.91))
-    assert torch.equal(model.weight, torch.ones(1, 2))
-
-
-def test_run_with_weight_average_ships_the_best_of_live_and_average(pool: list[Item],
-                                                                   tmp_path: Path) -> None:
-    from safetensors.torch import load_file
-
-    run = RunConfig.from_dict({**tiny_run().to_dict(), "val_every": 1, "ema_decay": 0.5,
-                               "val_ladders_per_modality": 1, "select_best": True})
-    out = tmp_path / "run"
-    weights = pretrain(run, out, pool, pool, max_steps=4, echo=None)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    val = [r for r in rows if "val_ladder_srcc_modality_mean" in r]
-    assert all("ema_val_ladder_srcc_modality_mean" in r for r in val)
-    scored = [(r[f"{prefix}val_ladder_srcc_modality_mean"], r["step"], kind)
-              for r in val for prefix, kind in (("", "live"), ("ema_", "ema"))]
-    best = max(scored, key=lambda t: t[0])  # the first of equals wins, as in the run
-    _, card = load_weights(weights)
-    assert card["training"]["selected_step"] == best[1]
-    assert card["training"]["selected_weights"].startswith(
-        "exponential" if best[2] == "ema" else "live")
-    assert (out / "checkpoints" / "step_000004" / "ema.safetensors").exists()
-    shipped = load_file(str(weights / "model.safetensors"))
-    kept = load_file(str(out / "best_model.safetensors"))
-    assert all(torch.equal(shipped[k], kept[k]) for k in shipped)
-    # Resuming restores the average; training two more steps keeps it finite and separate.
-    pretrain(run, out, pool, pool, max_steps=6, resume=True, echo=None)
-    ema = load_file(str(out / "checkpoints" / "step_000006" / "ema.safetensors"))
-    live = load_file(str(out / "checkpoints" / "step_000006" / "model.safetensors"))
-    assert any(not torch.equal(ema[k], live[k]) for k in live if live[k].is_floating_point())
 
 
 def test_the_shipped_recipe_is_the_one_that_trained_the_shipped_weights() -> None:

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 import torch
+from mediqa_train.config import LossWeights
 from mediqa_train.degrade import REGISTRY, candidates, combine_severities, draw
 from mediqa_train.degrade.generic import JpegParams
-from mediqa_train.pretrain import LossWeights
 from mediqa_train.quality import (
     SHADING_WEIGHT,
     reference_quality,

@@ -1,0 +1,80 @@
+"""`mediqa-train pretrain` and `finetune`: options reach the training functions, and the model
+card records the command that reproduces the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from mediqa_train.cli import app
+from mediqa_train.corpus import build_corpus
+from mediqa_train.rater import make_rated_set, write_labels
+from typer.testing import CliRunner
+
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.model.network import MedIQANet
+from mediqa_cli.model.weights import load_weights, save_weights
+from tests.train.train_images import CorpusLikeItem as Item
+from tests.train.train_images import real_image
+
+runner = CliRunner()
+SOURCES = ["pydicom:CT_small", "pydicom:MR_small", "nibabel:anatomical", "skimage:retina"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli_corpus") / "corpus"
+    build_corpus(str(root), sources=SOURCES, max_side=64, seed=0, log=lambda _: None)
+    return root
+
+
+def test_pretrain_runs_the_named_config_with_the_overrides_and_records_the_command(
+        corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["pretrain", "--out", str(out), "--config", "smoke", "--corpus",
+                                 str(corpus), "--max-steps", "2", "--threads", "1", "--seed",
+                                 "5", "--exclude-family", "noise"])
+    assert result.exit_code == 0, result.output
+    _, card = load_weights(out / "weights")
+    assert card["training_command"] == (
+        f"mediqa-train pretrain --out {out} --config smoke --corpus {corpus} --device cpu "
+        "--exclude-family noise --max-steps 2 --threads 1 --seed 5")
+    run_config = card["training"]["run_config"]
+    assert run_config["seed"] == 5 and run_config["data"]["exclude_families"] == ["noise"]
+    assert card["training"]["steps"] == 2
+    saved = json.loads((out / "run_config.json").read_text())
+    assert saved == run_config
+
+
+def test_pretrain_refuses_an_unknown_family_and_a_missing_corpus(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["pretrain", "--out", str(tmp_path / "a"), "--corpus",
+                                 str(tmp_path), "--exclude-family", "sparkle"])
+    assert result.exit_code == 2 and "sparkle" in result.output
+    result = runner.invoke(app, ["pretrain", "--out", str(tmp_path / "b"), "--corpus",
+                                 str(tmp_path / "none")])
+    assert result.exit_code == 1 and "no corpus" in result.output
+
+
+def test_finetune_passes_its_options_and_records_the_command(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    base = save_weights(MedIQANet(ModelConfig.tiny()), tmp_path / "base", card={"version": "t"})
+    pool = [Item(*real_image(m), m, a, f"t:{m}")
+            for m, a in (("MR", "upper_limb"), ("FUNDUS", "eye"), ("XR", "chest"))]
+    labels = write_labels(make_rated_set(pool, 6, tmp_path / "data", ModelConfig.tiny(), seed=0),
+                          tmp_path / "data" / "labels.csv")
+    out = tmp_path / "tuned"
+    result = runner.invoke(app, ["finetune", "--labels", str(labels), "--base", str(base),
+                                 "--out", str(out), "--folds", "0", "--epochs", "1", "--lr",
+                                 "0.002", "--seed", "3", "--lower-is-better"])
+    assert result.exit_code == 0, result.output
+    _, card = load_weights(out)
+    assert card["recipe"]["lr"] == 0.002 and card["recipe"]["seed"] == 3
+    assert card["labels"]["lower_is_better"] is True and card["cross_validation"] is None
+    assert card["training_command"] == (
+        f"mediqa-train finetune --labels {labels} --out {out} --base {base} --folds 0 "
+        "--epochs 1 --lr 0.002 --unfreeze-last 0 --seed 3 --device cpu --lower-is-better")
+    missing = runner.invoke(app, ["finetune", "--labels", str(tmp_path / "none.csv"), "--base",
+                                  str(base), "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 1
