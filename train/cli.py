@@ -267,9 +267,18 @@ def agreement(
     cache: Annotated[Path, typer.Option("--cache", help="Checked manifest files.")] = Path(
         ".cache/manifest"),
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    few_labels: Annotated[list[int] | None, typer.Option(
+        "--few-labels", help="Also fine-tune on this many labels (repeatable: 10, 20, 40) and "
+                             "score the images left out.")] = None,
+    repeats: Annotated[int, typer.Option(
+        "--repeats", min=1, help="Stratified draws per --few-labels size.")] = 5,
+    rival: Annotated[str, typer.Option(
+        "--rival", help="The classical measure the few-label curve is compared with.")
+    ] = "iqm_noise_sigma",
+    out: Annotated[Path | None, typer.Option("--out", help="Write the figures as JSON.")] = None,
 ) -> None:
     """AUC of the score and of every rival against expert accept/reject labels, with bootstrap
-    intervals over images."""
+    intervals over images; with --few-labels, the fine-tuning curve on held-out images."""
     from mediqa_train import expert
     from mediqa_train.manifest import ManifestError, read_manifest
 
@@ -289,6 +298,27 @@ def agreement(
         low, high = expert.bootstrap_auc(values, y, seed=seed)
         table.add_row(name, f"{expert.auc(values, y):.3f}", f"[{low:.3f}, {high:.3f}]")
     console.print(table)
+    result: dict = {"n_images": len(y), "n_acceptable": int(y.sum()), "auc": {
+        name: [expert.auc(v, y), *expert.bootstrap_auc(v, y, seed=seed)]
+        for name, v in columns.items()}}
+    if few_labels:
+        if rival not in columns:
+            raise typer.BadParameter(f"unknown rival {rival!r}", param_hint="--rival")
+        rows = expert.few_label_curve(images, weights, columns["model"], columns[rival],
+                                      few_labels, repeats, seed, log=console.print)
+        curve = Table(title=f"few-label fine-tuning: AUC on the images left out (mean over "
+                            f"{repeats} stratified draws; rival {rival} on the same images)")
+        for column in ("labels", "fine-tuned", "untuned score", rival):
+            curve.add_column(column, justify="right")
+        for n in few_labels:
+            part = [r for r in rows if r["n"] == n]
+            curve.add_row(str(n), *[f"{np.mean([r[k] for r in part]):.3f} "
+                                    f"(min {np.min([r[k] for r in part]):.3f})"
+                                    for k in ("tuned", "untuned", "rival")])
+        console.print(curve)
+        result["few_labels"] = {"rival": rival, "draws": rows}
+    if out is not None:
+        out.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def _print_evaluation(summary: dict, meta: dict) -> None:

@@ -187,13 +187,16 @@ def iqm_values(rows: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
     return out
 
 
-def rival_values(images: Sequence[np.ndarray], base: EvalImage) -> dict[str, list[float]]:
-    """BRISQUE, PIQE and NIQE on each image, oriented so that higher is better."""
+def rival_values(images: Sequence[np.ndarray], base: EvalImage,
+                 clean: dict[str, float] | None = None) -> dict[str, list[float]]:
+    """BRISQUE, PIQE and NIQE on each image, oriented so that higher is better; `clean` gives
+    the values of images[0] when they are known (every family of an image shares it)."""
     from mediqa_train.rivals import score_all
 
     out: dict[str, list[float]] = defaultdict(list)
-    for image in images:
-        for name, value in score_all(image, base.modality).items():
+    for k, image in enumerate(images):
+        values = clean if k == 0 and clean is not None else score_all(image, base.modality)
+        for name, value in values.items():
             out[name].append(value)
     return dict(out)
 
@@ -212,6 +215,7 @@ def run_ladders(images: Sequence[EvalImage], weight_sets: Sequence[WeightSet], s
     done_before = _read_journal(journal)
     done = 0
     for image in images:
+        clean_rivals: dict[str, float] | None = None
         for family in families.get(image.modality, ()):
             key = f"{seed}|{image.source_id}|{family.name}"
             done += 1
@@ -228,7 +232,9 @@ def run_ladders(images: Sequence[EvalImage], weight_sets: Sequence[WeightSet], s
                 if rivals and k == 0:
                     result.values.update(iqm_values(rows))
             if rivals:
-                result.values.update(rival_values(steps, image))
+                result.values.update(rival_values(steps, image, clean_rivals))
+                clean_rivals = {k: v[0] for k, v in result.values.items()
+                                if k in ("brisque", "piqe", "niqe")}
             if journal is not None:
                 with open(journal, "a") as handle:
                     handle.write(json.dumps({"key": key, **to_jsonable([result])[0]}) + "\n")

@@ -116,3 +116,46 @@ def stratified_draw(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.
     n_pos = int(np.clip(round(n * len(positives) / len(labels)), 1, n - 1))
     return np.concatenate([rng.choice(positives, n_pos, replace=False),
                            rng.choice(negatives, n - n_pos, replace=False)])
+
+
+def few_label_curve(images: Sequence[LabelledImage], weights: Path, zero_shot: np.ndarray,
+                    rival: np.ndarray, sizes: Sequence[int] = (10, 20, 40), repeats: int = 5,
+                    seed: int = 0, workdir: Path | None = None,
+                    log: Callable[[str], None] = print) -> list[dict[str, float]]:
+    """Fine-tune on n labels (stratified draws), AUC on the images left out, next to the
+    untuned score and a rival on the same held-out images; one row per draw."""
+    import tempfile
+
+    from mediqa_train.finetune import member_states, prepare_labelled, score_prepared, tune_members
+
+    from mediqa_cli.model.weights import load_weights
+
+    model, _ = load_weights(weights)
+    config = model.config
+    base_states = member_states(model)
+    y = np.array([im.label for im in images])
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        labels_csv = Path(tmp) / "labels.csv"
+        with open(labels_csv, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "score", "modality", "anatomy"])
+            for im in images:
+                writer.writerow([str(im.path), im.label, im.entry.modality, im.entry.anatomy])
+        items = prepare_labelled(labels_csv, config)
+    if len(items) != len(images):
+        raise ValueError(f"{len(images) - len(items)} labelled images could not be prepared")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in sizes:
+        for r in range(repeats):
+            train = stratified_draw(y, n, rng)
+            test = np.setdiff1d(np.arange(len(y)), train)
+            tuned = tune_members(base_states, config, [items[i] for i in train],
+                                 y[train].astype(float), seed=seed + r)
+            scores = score_prepared(tuned, [items[i] for i in test])
+            rows.append({"n": n, "draw": r, "tuned": auc(scores, y[test]),
+                         "untuned": auc(zero_shot[test], y[test]),
+                         "rival": auc(rival[test], y[test])})
+            log(f"n={n} draw {r}: tuned {rows[-1]['tuned']:.3f}, untuned "
+                f"{rows[-1]['untuned']:.3f}, rival {rows[-1]['rival']:.3f}")
+    return rows
