@@ -1,0 +1,55 @@
+"""Expert-label agreement: AUC, its bootstrap, stratified draws, the labels file."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from mediqa_train.expert import auc, bootstrap_auc, read_binary_labels, stratified_draw
+
+
+def test_auc_counts_pairs_and_ties() -> None:
+    y = np.array([1, 1, 0, 0])
+    assert auc(np.array([4.0, 3.0, 2.0, 1.0]), y) == 1.0
+    assert auc(np.array([1.0, 2.0, 3.0, 4.0]), y) == 0.0
+    assert auc(np.array([1.0, 1.0, 1.0, 1.0]), y) == 0.5
+    assert auc(np.array([4.0, math.nan, 2.0, 1.0]), y) == 1.0  # NaN dropped, not ranked
+    assert math.isnan(auc(np.array([1.0, 2.0]), np.array([1, 1])))
+
+
+def test_bootstrap_interval_brackets_the_value() -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    values = y + rng.normal(0, 1.0, 80)
+    low, high = bootstrap_auc(values, y, n=300)
+    assert low < auc(values, y) < high
+    assert low > 0.6 and high < 0.95
+
+
+def test_stratified_draw_keeps_both_classes() -> None:
+    y = np.array([1] * 25 + [0] * 25)
+    rng = np.random.default_rng(1)
+    for n in (2, 10, 40):
+        draw = stratified_draw(y, n, rng)
+        assert len(draw) == len(set(draw.tolist())) == n
+        assert 0 < y[draw].sum() < n
+
+
+def test_labels_file(tmp_path) -> None:
+    path = tmp_path / "l.csv"
+    path.write_text("sha256,label\nabc,1\ndef,0\n")
+    assert read_binary_labels(path) == {"abc": 1, "def": 0}
+    path.write_text("sha256,label\nabc,2\n")
+    with pytest.raises(ValueError, match="line 2"):
+        read_binary_labels(path)
+
+
+def test_committed_hip_labels_are_in_the_manifest() -> None:
+    from mediqa_train.cli import HIP_LABELS
+    from mediqa_train.manifest import read_manifest
+
+    labels = read_binary_labels(HIP_LABELS)
+    manifest = {e.sha256: e for e in read_manifest()}
+    assert len(labels) == 50 and sum(labels.values()) == 25
+    assert all(manifest[s].modality == "US" for s in labels)
