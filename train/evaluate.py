@@ -173,16 +173,17 @@ class WeightSet:
             return list(run(scans, EngineOptions(workers=0), self.scorers[base.fold]))
 
 
-def _score_of(row: dict[str, Any]) -> float:
-    ok = row.get("status") == "ok" and row.get("score") not in (None, "")
-    return float(row["score"]) if ok else math.nan
+def _score_of(row: Any) -> float:
+    """The row's score (a report row or a result: both answer `.get`), NaN when not scored."""
+    score = row.get("score")
+    return float(score) if row.get("status") == "ok" and score not in (None, "") else math.nan
 
 
 def iqm_values(rows: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
     """The report's IQM columns, oriented so that higher is better."""
     out: dict[str, list[float]] = {}
     for name, higher in IQM_HIGHER_IS_BETTER.items():
-        values = [math.nan if r.get(name) in (None, "") else float(r[name]) for r in rows]
+        values = [math.nan if r.get(name) in (None, "") else float(r.get(name)) for r in rows]
         out[name] = [v if higher else -v for v in values]
     return out
 

@@ -98,9 +98,11 @@ def score_images(images: Sequence[LabelledImage], weights: Path,
             scan.modality, scan.anatomy = image.entry.modality, image.entry.anatomy
         rows = list(run(scans, EngineOptions(workers=0), scorer))
     for scan, row in zip(scans, rows):
-        values = {"model": float(row["score"])}
+        score = row.get("score")
+        values = {"model": math.nan if score in (None, "") else float(score)}
         for name, higher in IQM_HIGHER_IS_BETTER.items():
-            value = float(row.get(name, math.nan))
+            raw = row.get(name)
+            value = math.nan if raw in (None, "") else float(raw)
             values[name] = value if higher else -value
         values.update(score_all(np.asarray(scan.read_slice(0), dtype=np.float32),
                                 scan.modality or "US"))
