@@ -157,3 +157,21 @@ def test_sources_summary_json(tmp_path, mirror) -> None:
                                       "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"FUNDUS": {"groups": 1, "images": 2, "ground_truth": 2}}
+
+
+def test_holdout_fold_leaves_its_groups_out(tmp_path, mirror) -> None:
+    from mediqa_train.cli import app
+
+    root, commit, files = mirror
+    (a, data_a), (b, data_b) = files.items()
+    assert fold_of("g-0") == 4 and fold_of("g-2") == 1
+    manifest = _write(tmp_path / "m.csv", [_row(commit, a, data_a, group="g-0"),
+                                           _row(commit, b, data_b, group="g-2")])
+    result = CliRunner().invoke(app, ["corpus", "--out", str(tmp_path / "c"), "--source", "none",
+                                      "--manifest", str(manifest), "--mirror", str(root),
+                                      "--cache", str(tmp_path / "cache"), "--holdout-fold", "4"])
+    assert result.exit_code == 0, result.output
+    assert "1 of 1 files resolved" in result.output
+    groups = {json.loads(line)["group"].split("#")[0]
+              for line in open(tmp_path / "c" / "sources.jsonl")}
+    assert groups == {"g-2"}
