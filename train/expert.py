@@ -142,7 +142,8 @@ def few_label_curve(images: Sequence[LabelledImage], weights: Path, zero_shot: n
             writer = csv.writer(handle)
             writer.writerow(["path", "score", "modality", "anatomy"])
             for im in images:
-                writer.writerow([str(im.path), im.label, im.entry.modality, im.entry.anatomy])
+                writer.writerow([str(im.path.resolve()), im.label, im.entry.modality,
+                                 im.entry.anatomy])
         items = prepare_labelled(labels_csv, config)
     if len(items) != len(images):
         raise ValueError(f"{len(images) - len(items)} labelled images could not be prepared")
