@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import IterableDataset, get_worker_info
 
-from mediqa_cli.model.config import ModelConfig, drop_retired
+from mediqa_cli.model.config import ModelConfig, checked_keys
 from mediqa_cli.model.packing import PackedBatch, pack, sequence_tokens
 from mediqa_cli.model.prompts import PromptRequest
 from mediqa_cli.preprocess import DEFAULT_MAX_PATCHES, SliceTokens, preprocess_slice
@@ -96,11 +96,7 @@ class BatchRecipe:
     def from_dict(cls, data: dict[str, Any]) -> BatchRecipe:
         """Strict about unknown keys; options removed after their trials are accepted at the
         value every shipped run used (old run configs and model cards hold them)."""
-        data = drop_retired(data, RETIRED_RECIPE_KEYS, "data recipe")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown data recipe keys: {', '.join(unknown)}")
+        data = checked_keys(cls, data, RETIRED_RECIPE_KEYS, "data recipe")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 

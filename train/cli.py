@@ -34,6 +34,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 COMMITTED_MANIFEST = Path(__file__).with_name("manifest.csv")
 HIP_LABELS = Path(__file__).with_name("labels") / "hip_spj.csv"
+DEFAULT_CACHE = Path(".cache/manifest")
+
+# Options several commands share, declared once.
+ManifestOption = Annotated[Path, typer.Option("--manifest", help="Source manifest CSV.")]
+MirrorOption = Annotated[Path | None, typer.Option(
+    "--mirror", help="Folder of bare git mirrors to read manifest files from (else GitHub's raw "
+                     "files at the pinned commits).")]
+CacheOption = Annotated[Path, typer.Option("--cache", help="Where checked manifest files are "
+                                                           "kept.")]
 
 
 @app.command()
@@ -54,14 +63,11 @@ def corpus(
     manifest: Annotated[Path | None, typer.Option(
         "--manifest", help="Add the pinned public images of a source manifest (the committed "
                            "one: train/manifest.csv).")] = None,
-    mirror: Annotated[Path | None, typer.Option(
-        "--mirror", help="Folder of bare git mirrors to read --manifest files from (else "
-                         "GitHub's raw files at the pinned commits).")] = None,
+    mirror: MirrorOption = None,
     holdout_fold: Annotated[int | None, typer.Option(
         "--holdout-fold", min=0, help="Leave this evaluation fold's groups out of the corpus, "
                                       "for `evaluate --fold`.")] = None,
-    cache: Annotated[Path, typer.Option(
-        "--cache", help="Where checked manifest files are kept.")] = Path(".cache/manifest"),
+    cache: CacheOption = DEFAULT_CACHE,
 ) -> None:
     """Build the training corpus from the real images shipped in installed packages (and your
     own, with --images)."""
@@ -88,15 +94,22 @@ def corpus(
         raise typer.Exit(1)
 
 
-def _manifest_sources(manifest: Path, mirror: Path | None, cache: Path,
-                      holdout_fold: int | None) -> list:
-    from mediqa_train.manifest import ManifestError, as_sources, read_manifest
+def _read_manifest(manifest: Path) -> list:
+    """The manifest's entries, or exit 2 with the reason (a bad row names its line)."""
+    from mediqa_train.manifest import ManifestError, read_manifest
 
     try:
-        entries = read_manifest(manifest)
+        return read_manifest(manifest)
     except (OSError, ManifestError) as err:
-        console.print(f"[red]--manifest: {err}[/]")
+        console.print(f"[red]--manifest: {escape(str(err))}[/]")
         raise typer.Exit(2) from None
+
+
+def _manifest_sources(manifest: Path, mirror: Path | None, cache: Path,
+                      holdout_fold: int | None) -> list:
+    from mediqa_train.manifest import as_sources
+
+    entries = _read_manifest(manifest)
     if holdout_fold is not None:
         entries = [e for e in entries if e.fold != holdout_fold]
     found = as_sources(entries, cache, mirror,
@@ -107,22 +120,16 @@ def _manifest_sources(manifest: Path, mirror: Path | None, cache: Path,
 
 @app.command()
 def sources(
-    manifest: Annotated[Path, typer.Option("--manifest", help="Source manifest CSV.")] = (
-        COMMITTED_MANIFEST),
+    manifest: ManifestOption = COMMITTED_MANIFEST,
     summary: Annotated[bool, typer.Option(
         "--summary", help="Images and groups per modality (else one line per repository).")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """What the committed source manifest holds, from the manifest alone (nothing is read)."""
-    from mediqa_train.manifest import ManifestError, read_manifest
     from mediqa_train.manifest import summary as summarise
 
-    try:
-        entries = read_manifest(manifest)
-    except (OSError, ManifestError) as err:
-        console.print(f"[red]{err}[/]")
-        raise typer.Exit(2) from None
+    entries = _read_manifest(manifest)
     if not summary:
         _per_repository(entries, as_json)
         return
@@ -178,12 +185,9 @@ def evaluate(
     rivals: Annotated[bool, typer.Option(
         "--rivals/--no-rivals", help="Also score the classical rivals (slow; not needed for "
                                      "--compare).")] = True,
-    manifest: Annotated[Path, typer.Option("--manifest", help="Source manifest CSV.")] = (
-        COMMITTED_MANIFEST),
-    mirror: Annotated[Path | None, typer.Option(
-        "--mirror", help="Folder of bare git mirrors (else GitHub raw files).")] = None,
-    cache: Annotated[Path, typer.Option("--cache", help="Checked manifest files.")] = Path(
-        ".cache/manifest"),
+    manifest: ManifestOption = COMMITTED_MANIFEST,
+    mirror: MirrorOption = None,
+    cache: CacheOption = DEFAULT_CACHE,
     groups: Annotated[int, typer.Option(
         "--groups", min=2, help="Most patient groups per modality.")] = 30,
     modality: Annotated[list[str] | None, typer.Option(
@@ -204,7 +208,7 @@ def evaluate(
     """Rank quality on real images of many patients, degraded by code the model never trained
     on, next to BRISQUE, PIQE, NIQE and the IQMs; pooled over groups, with intervals."""
     from mediqa_train import evaluate as ev
-    from mediqa_train.manifest import ManifestError, read_manifest
+    from mediqa_train.manifest import ManifestError
 
     if threads:
         torch.set_num_threads(threads)
@@ -214,11 +218,7 @@ def evaluate(
         meta = {**parts[0]["meta"], "ground_truth_images": {
             k: v for part in parts for k, v in part["meta"]["ground_truth_images"].items()}}
     else:
-        try:
-            entries = read_manifest(manifest)
-        except (OSError, ManifestError) as err:
-            console.print(f"[red]{err}[/]")
-            raise typer.Exit(2) from None
+        entries = _read_manifest(manifest)
         if fold is not None:
             entries = [e for e in entries if e.fold == fold]
         sets = [ev.WeightSet("model", weights, member=member)]
@@ -260,12 +260,9 @@ def agreement(
         "--labels", help="sha256,label CSV of manifest images (1 = acceptable).")] = (
         HIP_LABELS),
     weights: Annotated[Path, typer.Option("--weights", help="Weights folder.")] = Path("weights"),
-    manifest: Annotated[Path, typer.Option("--manifest", help="Source manifest CSV.")] = (
-        COMMITTED_MANIFEST),
-    mirror: Annotated[Path | None, typer.Option(
-        "--mirror", help="Folder of bare git mirrors (else GitHub raw files).")] = None,
-    cache: Annotated[Path, typer.Option("--cache", help="Checked manifest files.")] = Path(
-        ".cache/manifest"),
+    manifest: ManifestOption = COMMITTED_MANIFEST,
+    mirror: MirrorOption = None,
+    cache: CacheOption = DEFAULT_CACHE,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     few_labels: Annotated[list[int] | None, typer.Option(
         "--few-labels", help="Also fine-tune on this many labels (repeatable: 10, 20, 40) and "
@@ -280,10 +277,10 @@ def agreement(
     """AUC of the score and of every rival against expert accept/reject labels, with bootstrap
     intervals over images; with --few-labels, the fine-tuning curve on held-out images."""
     from mediqa_train import expert
-    from mediqa_train.manifest import ManifestError, read_manifest
+    from mediqa_train.manifest import ManifestError
 
     try:
-        images = expert.labelled_images(read_manifest(manifest),
+        images = expert.labelled_images(_read_manifest(manifest),
                                         expert.read_binary_labels(labels), cache, mirror)
     except (OSError, ValueError, ManifestError) as err:
         console.print(f"[red]{escape(str(err))}[/]")

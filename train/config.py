@@ -18,7 +18,7 @@ from typing import Any
 
 from mediqa_train.batches import BatchRecipe
 
-from mediqa_cli.model.config import ModelConfig, drop_retired
+from mediqa_cli.model.config import ModelConfig, checked_keys, drop_retired
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -82,11 +82,7 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Strict about unknown keys; options removed after their trials are accepted at the
         value every shipped run used (run configs in older model cards hold them)."""
-        data = drop_retired(data, RETIRED_RUN_KEYS, "run config")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown run config keys: {', '.join(unknown)}")
+        data = checked_keys(cls, data, RETIRED_RUN_KEYS, "run config")
         kw: dict[str, Any] = {k: v for k, v in data.items()
                               if k not in ("model", "data", "optim", "loss")}
         if "model" in data:

@@ -312,6 +312,12 @@ def mr_noise(image: np.ndarray, fraction: float, spacing: tuple[float, float],
     return np.abs(_torchio(image, spacing, tio.Noise(mean=0.0, std=std, seed=seed)))
 
 
+JPEG = Family("jpeg", "Pillow JPEG quality", (75, 45, 25, 12, 5), jpeg)
+DEFOCUS = Family("defocus", "Pillow GaussianBlur", (1.0, 2.0, 3.5, 5.0, 7.5), defocus)
+PHOTO_NOISE = Family("noise", "skimage random_noise gaussian",
+                     (0.001, 0.003, 0.007, 0.015, 0.03), gaussian_noise)
+DARKER = (0.85, 0.7, 0.55, 0.42, 0.3)  # brightness factors: under-gain, dim illumination, fading
+
 FAMILIES: dict[str, tuple[Family, ...]] = {
     "CT": (
         Family("dose", "skimage radon/iradon + Poisson counts",
@@ -333,31 +339,27 @@ FAMILIES: dict[str, tuple[Family, ...]] = {
         Family("dose", "numpy Poisson counts", (3000, 1000, 400, 150, 60), poisson_counts),
         Family("scatter", "scipy veil", (0.1, 0.2, 0.32, 0.45, 0.6), scatter),
         Family("exposure", "gain + detector clipping", (1.15, 1.3, 1.5, 1.8, 2.2), overexpose),
-        Family("jpeg", "Pillow JPEG quality", (75, 45, 25, 12, 5), jpeg),
+        JPEG,
         Family("blur", "scipy.ndimage.gaussian_filter (mm)", (0.2, 0.4, 0.7, 1.0, 1.5),
                gaussian_blur_mm),
     ),
     "US": (
         Family("speckle", "skimage random_noise speckle", (0.02, 0.05, 0.1, 0.18, 0.3), speckle),
-        Family("gain", "under-gain (multiplication)", (0.85, 0.7, 0.55, 0.42, 0.3), darken),
+        Family("gain", "under-gain (multiplication)", DARKER, darken),
         Family("blur", "Pillow GaussianBlur", (1.5, 3.0, 5.0, 7.5, 11.0), defocus),
-        Family("jpeg", "Pillow JPEG quality", (75, 45, 25, 12, 5), jpeg),
+        JPEG,
     ),
     "FUNDUS": (
-        Family("jpeg", "Pillow JPEG quality", (75, 45, 25, 12, 5), jpeg),
-        Family("defocus", "Pillow GaussianBlur", (1.0, 2.0, 3.5, 5.0, 7.5), defocus),
-        Family("illumination", "Pillow ImageEnhance.Brightness", (0.85, 0.7, 0.55, 0.42, 0.3),
-               darken),
-        Family("noise", "skimage random_noise gaussian", (0.001, 0.003, 0.007, 0.015, 0.03),
-               gaussian_noise),
+        JPEG,
+        DEFOCUS,
+        Family("illumination", "Pillow ImageEnhance.Brightness", DARKER, darken),
+        PHOTO_NOISE,
     ),
     "HISTO": (
-        Family("jpeg", "Pillow JPEG quality", (75, 45, 25, 12, 5), jpeg),
-        Family("defocus", "Pillow GaussianBlur", (1.0, 2.0, 3.5, 5.0, 7.5), defocus),
-        Family("noise", "skimage random_noise gaussian", (0.001, 0.003, 0.007, 0.015, 0.03),
-               gaussian_noise),
-        Family("fade", "Pillow ImageEnhance.Contrast + Color", (0.85, 0.7, 0.55, 0.42, 0.3),
-               fade),
+        JPEG,
+        DEFOCUS,
+        PHOTO_NOISE,
+        Family("fade", "Pillow ImageEnhance.Contrast + Color", DARKER, fade),
     ),
     "NM": (
         Family("counts", "numpy Poisson counts", (300, 120, 50, 20, 8), poisson_counts),

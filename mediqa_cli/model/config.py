@@ -35,6 +35,18 @@ def drop_retired(data: dict[str, Any], retired: dict[str, Any], what: str) -> di
     return {k: v for k, v in data.items() if k not in retired}
 
 
+def checked_keys(cls: type, data: dict[str, Any], retired: dict[str, Any],
+                 what: str) -> dict[str, Any]:
+    """`data` for dataclass `cls`: retired keys dropped (`drop_retired`), unknown keys refused."""
+    from dataclasses import fields
+
+    data = drop_retired(data, retired, what)
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {what} keys: {', '.join(unknown)}")
+    return data
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of the MedIQA network. Defaults: width 192, depth 6, 6 heads of 32 (2.4M params)."""
