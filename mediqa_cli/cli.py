@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 import mediqa_cli
-from mediqa_cli.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WEIGHTS
+from mediqa_cli.exit_codes import EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_USAGE, EXIT_WEIGHTS
 from mediqa_cli.taxonomy import ANATOMIES, MODALITIES
 
 log = logging.getLogger("mediqa")
@@ -121,6 +121,11 @@ def score(
     include_phi: Annotated[
         bool, typer.Option(help="Add patient name/ID/dates columns (off by default).")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Replace an existing --out file that is not a MedIQA report (never an "
+                     "input, a folder or a device)."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="One log line per scan.")
@@ -145,6 +150,7 @@ def score(
         anatomy=_check_choice(anatomy, ANATOMIES, "--anatomy"),
         max_slices=max_slices,
         include_phi=include_phi,
+        force=force,
         quiet=quiet,
         verbose=verbose,
     )
@@ -311,4 +317,20 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.stderr.write("mediqa: interrupted\n")
+        _quiet_stdout()
         sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as done:
+        if done.code == EXIT_OUTPUT:
+            _quiet_stdout()  # a closed pipe must not print "Exception ignored" at shutdown
+        raise
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -86,8 +86,16 @@ class EngineOptions:
     include_phi: bool = False
     batch_scans: int = 16
 
+    def key(self) -> str:
+        """The options a row depends on, as written in its `options` column: --resume reuses
+        a row only when they are the same (the model version is compared on its own)."""
+        return (f"max_slices={self.max_slices};modality={self.modality or 'auto'};"
+                f"anatomy={self.anatomy or 'auto'}")
 
-def base_row(item: Scan | ScanProblem, include_phi: bool) -> dict[str, Any]:
+
+def base_row(
+    item: Scan | ScanProblem, include_phi: bool, options_key: str | None = None
+) -> dict[str, Any]:
     """Row fields known before any pixel is read."""
     paths = item.paths
     shown = _display_path(paths)
@@ -99,6 +107,7 @@ def base_row(item: Scan | ScanProblem, include_phi: bool) -> dict[str, Any]:
         "kind": item.kind,
         "n_files": len(paths),
         "fingerprint": item.fingerprint,
+        "options": options_key,
         "mediqa_version": mediqa_cli.__version__,
     }
     if isinstance(item, ScanProblem):
@@ -170,7 +179,7 @@ def prepare_scan(
     """Decode, validate, pick salient slices and summarise one scan (runs in a worker)."""
     started = time.perf_counter()
     apply_overrides(scan, options.modality, options.anatomy)
-    row = base_row(scan, options.include_phi)
+    row = base_row(scan, options.include_phi, options.key())
     try:
         _check_geometry(scan)
         thumbs, kept = _first_pass(scan, options.max_slices)
@@ -270,7 +279,13 @@ def run(
     scorer: Scorer | None = None,
     reuse: Callable[[Scan | ScanProblem], dict[str, Any] | None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Rows for every item, in order; decoding overlaps with scoring through a process pool."""
+    """Rows for every item, in order; decoding overlaps with scoring through a process pool.
+
+    A row leaves as soon as its scan is scored, so the caller can journal it: scans are batched
+    for the model only while more are ready (never waiting on a decoder to fill a batch). On
+    Ctrl-C the scans already decoded are scored and their rows given out before the interrupt
+    goes on (a second Ctrl-C stops at once).
+    """
     executor: Executor | None = None
     if options.workers > 0:
         import multiprocessing
@@ -284,12 +299,19 @@ def run(
     limit = max(2, 2 * options.workers + 1)
     pending: list[PreparedScan] = []
     try:
-        for item in items:
-            in_flight.append(_submit(item, options, scorer, reuse, executor))
-            while len(in_flight) > limit:
+        try:
+            for item in items:
+                in_flight.append(_submit(item, options, scorer, reuse, executor))
+                while len(in_flight) > limit:
+                    yield from _drain_one(in_flight, pending, scorer, options)
+            while in_flight:
                 yield from _drain_one(in_flight, pending, scorer, options)
-        while in_flight:
-            yield from _drain_one(in_flight, pending, scorer, options)
+        except KeyboardInterrupt:
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+                executor = None
+            yield from _flush(pending + _salvage(in_flight), scorer)
+            raise
         yield from _flush(pending, scorer)
     finally:
         if executor is not None:
@@ -303,8 +325,13 @@ def _worker_init() -> None:
     tracebacks and header warnings there too (each failure is reported in its row).
     """
     import logging
+    import signal
     import warnings
 
+    # Ctrl-C is the parent's to handle (it scores what is decoded and exits); a worker that
+    # also caught it would print its own traceback. Workers end with the parent, even on kill -9.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", module="pydicom")
     warnings.filterwarnings("ignore", module="nibabel")
@@ -313,6 +340,22 @@ def _worker_init() -> None:
 
         torch.set_num_threads(1)
     except ImportError:
+        pass
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
         pass
 
 
@@ -328,12 +371,12 @@ def _submit(
         if previous is not None:
             return ("row", previous)
     if isinstance(item, ScanProblem):
-        return ("row", base_row(item, options.include_phi))
+        return ("row", base_row(item, options.include_phi, options.key()))
     preparer = scorer.preparer if scorer is not None else None
     if executor is None:
         return ("prepared", prepare_scan(item, options, preparer))
     future = executor.submit(prepare_scan, item, options, preparer)
-    return ("future", (future, base_row(item, options.include_phi)))
+    return ("future", (future, base_row(item, options.include_phi, options.key())))
 
 
 def _drain_one(
@@ -353,8 +396,28 @@ def _drain_one(
         return
     prepared: PreparedScan = value
     pending.append(prepared)
-    if len(pending) >= options.batch_scans or not in_flight:
+    if len(pending) >= options.batch_scans or not in_flight or not _ready(in_flight[0]):
         yield from _flush(pending, scorer)
+
+
+def _salvage(in_flight: deque[tuple[str, Any]]) -> list[PreparedScan]:
+    """In-flight scans already decoded (on an interrupt: score those, drop the rest)."""
+    ready: list[PreparedScan] = []
+    for kind, value in in_flight:
+        if kind == "prepared":
+            ready.append(value)
+        elif kind == "future" and value[0].done() and not value[0].cancelled():
+            ready.append(_result(*value))
+        elif kind == "row":
+            ready.append(PreparedScan(row=value, failed=True))
+    in_flight.clear()
+    return ready
+
+
+def _ready(entry: tuple[str, Any]) -> bool:
+    """Is the next item available without waiting on a decoder?"""
+    kind, value = entry
+    return kind != "future" or value[0].done()
 
 
 def _result(future: Future, row: dict[str, Any]) -> PreparedScan:

@@ -9,20 +9,40 @@ PHI columns exist only when the user asks for them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from mediqa_cli.iqm import IQM_KEYS
+from mediqa_cli.outputs import OutputError, atomic_write, describe_os_error
 from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 
-FORMATS = ("csv", "jsonl", "h5")
+FORMATS = ("csv", "jsonl", "h5", "parquet")
+
+# Extensions that name each format.
+EXTENSIONS: dict[str, str] = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+    ".h5": "h5",
+    ".hdf5": "h5",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+# Extensions of formats MedIQA does not write (spreadsheets, compression): refused, never a CSV
+# under a name that promises something else.
+REFUSED_EXTENSIONS = (".xlsx", ".xls", ".xlsm", ".ods", ".tsv", ".gz", ".bz2", ".xz", ".zip",
+                      ".zst", ".7z", ".feather", ".arrow", ".pkl", ".pickle", ".sqlite", ".db")
+
+# A CSV cell starting with one of these is a formula to a spreadsheet (CWE-1236): prefixed by "'".
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 IQM_COLUMNS: tuple[str, ...] = IQM_KEYS
 
@@ -52,6 +72,7 @@ COLUMNS: tuple[str, ...] = (
     *IQM_COLUMNS,
     "notes",
     "fingerprint",
+    "options",
     "read_seconds",
     "score_seconds",
     "model_version",
@@ -72,22 +93,26 @@ DETAIL_KEY = "_slices"
 
 
 def infer_format(out: str, explicit: str | None) -> str:
-    """Format from --format, else from the extension (.csv, .jsonl/.json, .h5/.hdf5)."""
+    """Format from --format, else from the extension (.csv, .jsonl/.json, .h5/.hdf5, .parquet).
+
+    A name without an extension is CSV. An extension of another format (.xlsx, .csv.gz, ...) or
+    one that contradicts --format is a usage error: the file would not be what its name says.
+    """
+    suffix = "" if out == "-" else Path(out).suffix.lower()
+    if suffix in REFUSED_EXTENSIONS:
+        writable = ", ".join(sorted(EXTENSIONS))
+        raise ValueError(f"cannot write {suffix} reports ({out}); use one of {writable}")
     if explicit:
-        aliases = {"hdf5": "h5", "json": "jsonl", "ndjson": "jsonl"}
+        aliases = {"hdf5": "h5", "json": "jsonl", "ndjson": "jsonl", "pq": "parquet"}
         fmt = aliases.get(explicit.lower(), explicit.lower())
         if fmt not in FORMATS:
             choices = ", ".join(FORMATS)
             raise ValueError(f"unknown report format {explicit!r}; choose one of {choices}")
+        named = EXTENSIONS.get(suffix)
+        if named is not None and named != fmt:
+            raise ValueError(f"--format {fmt} contradicts the extension of {out} ({named})")
         return fmt
-    if out == "-":
-        return "csv"
-    suffix = Path(out).suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        return "jsonl"
-    if suffix in (".h5", ".hdf5"):
-        return "h5"
-    return "csv"
+    return EXTENSIONS.get(suffix, "csv")
 
 
 def columns_for(include_phi: bool) -> tuple[str, ...]:
@@ -95,16 +120,34 @@ def columns_for(include_phi: bool) -> tuple[str, ...]:
 
 
 def format_cell(value: Any) -> str:
-    """CSV text for one value: empty for None/NaN, compact floats, lists joined by ';'."""
+    """CSV text for one value: empty for None/NaN, compact floats, lists joined by ';'.
+
+    Text that a spreadsheet would run as a formula (starting with = + - @ tab or CR) gets a
+    leading apostrophe; numbers are never touched (a negative number stays a number).
+    """
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return str(value)
     if isinstance(value, float):
         if math.isnan(value):
             return ""
         return f"{value:.6g}"
+    if isinstance(value, int):
+        return str(value)
     if isinstance(value, (list, tuple)):
         return ";".join(format_cell(v) for v in value)
-    return str(value)
+    text = str(value)
+    if text.startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
+def unescape_cell(text: str) -> str:
+    """Undo format_cell's formula guard."""
+    if text.startswith("'") and text[1:].startswith(FORMULA_STARTS):
+        return text[1:]
+    return text
 
 
 def json_ready(value: Any) -> Any:
@@ -136,14 +179,21 @@ class Journal:
         self._handle = open(self.path, "a" if keep_existing else "w", encoding="utf-8")  # noqa: SIM115
 
     def append(self, row: dict[str, Any]) -> None:
+        """One line per finished scan, on disk (fsync) before the next scan is reported."""
         assert self._handle is not None, "journal not open"
-        self._handle.write(json.dumps(json_ready(row), separators=(",", ":")) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        try:
+            self._handle.write(json.dumps(json_ready(row), separators=(",", ":")) + "\n")
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            raise OutputError(f"cannot write the journal: {describe_os_error(exc, self.path)}") \
+                from exc
 
     def close(self, remove: bool) -> None:
         if self._handle is not None:
-            self._handle.close()
+            # An error here was already reported by append; the rows written so far stay.
+            with contextlib.suppress(OSError):
+                self._handle.close()
             self._handle = None
         if remove:
             self.path.unlink(missing_ok=True)
@@ -191,6 +241,8 @@ def _read_report(path: Path, fmt: str) -> Iterator[dict[str, Any]]:
                 yield {key: _parse_csv_value(key, value) for key, value in row.items()}
     elif fmt == "h5":
         yield from _read_h5_rows(path)
+    elif fmt == "parquet":
+        yield from _read_parquet_rows(path)
 
 
 _NUMERIC = set(IQM_COLUMNS) | set(PHYSICAL_COLUMNS) | {
@@ -203,6 +255,7 @@ def _parse_csv_value(key: str, value: str | None) -> Any:
     """Undo format_cell closely enough that a resumed report re-serialises identically."""
     if value is None or value == "":
         return None
+    value = unescape_cell(value)
     if key in _INTEGER:
         try:
             return int(value)
@@ -220,11 +273,8 @@ def write_report(
     rows: Sequence[dict[str, Any]], out: Path, fmt: str, include_phi: bool
 ) -> None:
     """Write the whole report atomically (temporary file in the same folder, then rename)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
+
+    def write(tmp: Path) -> None:
         if fmt == "csv":
             with open(tmp, "w", newline="", encoding="utf-8") as stream:
                 write_csv(rows, stream, include_phi)
@@ -234,11 +284,15 @@ def write_report(
                     stream.write(json.dumps(json_ready(public_row(row, include_phi))) + "\n")
         elif fmt == "h5":
             write_h5(rows, tmp, include_phi)
+        elif fmt == "parquet":
+            write_parquet(rows, tmp, include_phi)
         else:
             raise ValueError(f"unknown format {fmt}")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    try:
+        atomic_write(out, write)
+    except OSError as exc:
+        raise OutputError(f"cannot write report: {describe_os_error(exc, out)}") from exc
 
 
 def write_csv(rows: Iterable[dict[str, Any]], stream: TextIO, include_phi: bool) -> None:
@@ -258,8 +312,12 @@ class CsvStreamWriter:
         self._writer.writerow(self.columns)
 
     def write(self, row: dict[str, Any]) -> None:
-        self._writer.writerow([format_cell(row.get(column)) for column in self.columns])
-        self.stream.flush()
+        try:
+            self._writer.writerow([format_cell(row.get(column)) for column in self.columns])
+            self.stream.flush()
+        except OSError as exc:  # BrokenPipeError when the reader of `--out -` goes away
+            raise OutputError(f"cannot write to stdout: {describe_os_error(exc, 'stdout')}") \
+                from exc
 
 
 def write_h5(rows: Sequence[dict[str, Any]], path: Path, include_phi: bool) -> None:
@@ -281,6 +339,25 @@ def write_h5(rows: Sequence[dict[str, Any]], path: Path, include_phi: bool) -> N
                 group.attrs[column] = value
             for name, values in (row.get(DETAIL_KEY) or {}).items():
                 group.create_dataset(name, data=np.asarray(values))
+
+
+def write_parquet(rows: Sequence[dict[str, Any]], path: Path, include_phi: bool) -> None:
+    """One row per scan, the report columns (lists as lists), tagged as a MedIQA report."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = columns_for(include_phi)
+    table = pa.Table.from_pylist([json_ready(public_row(row, include_phi)) for row in rows])
+    if not rows:
+        table = pa.table({column: pa.array([], pa.string()) for column in columns})
+    table = table.replace_schema_metadata({b"mediqa": b"mediqa-report-1"})
+    pq.write_table(table, path)
+
+
+def _read_parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    yield from pq.read_table(path).to_pylist()
 
 
 def _read_h5_rows(path: Path) -> Iterator[dict[str, Any]]:

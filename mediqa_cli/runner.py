@@ -26,6 +26,7 @@ from mediqa_cli.exit_codes import (
     EXIT_WEIGHTS,
 )
 from mediqa_cli.io import InputPathError, Scan, ScanProblem, discover
+from mediqa_cli.outputs import OutputError, target_problem
 from mediqa_cli.reports import (
     Journal,
     infer_format,
@@ -57,6 +58,7 @@ class ScoreRequest:
     anatomy: str | None = None
     max_slices: int = 8
     include_phi: bool = False
+    force: bool = False
     quiet: bool = False
     verbose: bool = False
 
@@ -82,12 +84,6 @@ def run_score(request: ScoreRequest) -> int:
         log.error("--resume needs a report file, not stdout")
         return EXIT_USAGE
     out = Path(request.out)
-    problem = None if to_stdout else _output_problem(out)
-    if problem is None and request.hdf5:
-        problem = _output_problem(Path(request.hdf5))
-    if problem:
-        log.error("cannot write report: %s", problem)
-        return EXIT_OUTPUT
     for path in request.paths:
         if not os.path.exists(path):
             log.error("input path does not exist: %s", path)
@@ -95,6 +91,14 @@ def run_score(request: ScoreRequest) -> int:
         if not os.access(path, os.R_OK):
             log.error("input path is not readable: %s", path)
             return EXIT_INPUT
+    targets = [] if to_stdout else [(out, fmt), (journal_path(out), "jsonl")]
+    if request.hdf5:
+        targets.append((Path(request.hdf5), "h5"))
+    for target, target_fmt in targets:
+        problem = target_problem(target, target_fmt, request.paths, request.force)
+        if problem:
+            log.error("cannot write report: %s", problem)
+            return EXIT_OUTPUT
 
     previous: dict[str, dict[str, Any]] = {}
     if request.resume:
@@ -107,15 +111,6 @@ def run_score(request: ScoreRequest) -> int:
         log.error("cannot load the model: %s", exc)
         return EXIT_WEIGHTS
     model_version = scorer.version if scorer is not None else None
-
-    def reuse(item: Scan | ScanProblem) -> dict[str, Any] | None:
-        """An earlier row stands only if the files and the model that scored them are the same."""
-        row = previous.get(item.scan_id)
-        if row is None or row.get("fingerprint") != item.fingerprint:
-            return None
-        if row.get("status") == "ok" and (row.get("model_version") or None) != model_version:
-            return None
-        return row
     options = EngineOptions(
         workers=default_workers() if request.workers < 0 else request.workers,
         max_slices=request.max_slices,
@@ -123,6 +118,22 @@ def run_score(request: ScoreRequest) -> int:
         anatomy=request.anatomy,
         include_phi=request.include_phi,
     )
+    options_key = options.key()
+    changed = Counter[str]()
+
+    def reuse(item: Scan | ScanProblem) -> dict[str, Any] | None:
+        """An earlier row stands only if the files, the options and the model are the same."""
+        row = previous.get(item.scan_id)
+        if row is None or row.get("fingerprint") != item.fingerprint:
+            return None
+        if row.get("options") != options_key:
+            changed["options"] += 1
+            return None
+        if row.get("status") == "ok" and (row.get("model_version") or None) != model_version:
+            changed["model"] += 1
+            return None
+        return row
+
     journal = None if to_stdout else Journal(journal_path(out))
     stream = stdout_writer(request.include_phi) if to_stdout else None
     rows: list[dict[str, Any]] = []
@@ -153,19 +164,33 @@ def run_score(request: ScoreRequest) -> int:
     except InputPathError as exc:
         log.error("%s", exc)
         return EXIT_INPUT
+    except OutputError as exc:
+        log.error("%s; the rows written so far stay in the journal, rerun with --resume", exc)
+        if journal is not None:
+            journal.close(remove=False)
+        return EXIT_OUTPUT
     except KeyboardInterrupt:
         log.error("interrupted: %d row(s) kept in %s; rerun with --resume",
                   len(rows), journal.path if journal else "stdout")
         if journal is not None:
             journal.close(remove=False)
         raise
+    for reason, count in sorted(changed.items()):
+        log.info("resume: %d scan(s) rescored because the %s changed", count, reason)
+    if not rows:
+        log.error("no scans found under %s (nothing written)", ", ".join(request.paths))
+        if journal is not None:
+            journal.close(remove=True)
+        return EXIT_INPUT
     try:
         if not to_stdout:
             write_report(rows, out, fmt, request.include_phi)
         if request.hdf5:
             write_report(rows, Path(request.hdf5), "h5", request.include_phi)
-    except OSError as exc:
-        log.error("cannot write report: %s", exc)
+    except OutputError as exc:
+        log.error("%s", exc)
+        if journal is not None:
+            journal.close(remove=False)
         return EXIT_OUTPUT
     if journal is not None:
         journal.close(remove=True)
@@ -190,23 +215,6 @@ def describe_weights() -> list[tuple[str, str]]:
     from mediqa_cli.scoring import describe_installed_weights
 
     return describe_installed_weights()
-
-
-def _output_problem(out: Path) -> str | None:
-    """Why the report could not be written, checked before hours of scoring, or None."""
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.exists() and out.is_dir():
-        return f"{out} is a folder"
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            return f"cannot create {parent}: {exc.strerror}"
-    if not os.access(parent, os.W_OK):
-        return f"folder {parent} is not writable"
-    if out.exists() and not os.access(out, os.W_OK):
-        return f"{out} is not writable"
-    return None
 
 
 def _under_threshold(rows: list[dict[str, Any]], threshold: float | None) -> int:

@@ -201,6 +201,13 @@ def _non_image_problem(info: DicomFileInfo) -> ScanProblem | None:
             (info.path,), "skipped", f"non-image DICOM object (Modality {info.modality_code})",
             kind="dicom",
         )
+    if (info.rows == 0 or info.cols == 0) and _is_image_sop_class(info.sop_class):
+        return ScanProblem(
+            (info.path,), "error",
+            f"truncated or incomplete DICOM header: {_sop_class_name(info.sop_class)} is an "
+            "image, but Rows/Columns are missing",
+            kind="dicom",
+        )
     if info.rows == 0 or info.cols == 0:
         return ScanProblem(
             (info.path,), "skipped", "DICOM object without image attributes (no Rows/Columns)",
@@ -209,6 +216,15 @@ def _non_image_problem(info: DicomFileInfo) -> ScanProblem | None:
     if not info.has_pixels:
         return ScanProblem((info.path,), "error", "DICOM image without pixel data", kind="dicom")
     return None
+
+
+def _sop_class_name(uid: str) -> str:
+    return pydicom.uid.UID(uid).name if uid else "unknown SOP class"
+
+
+def _is_image_sop_class(uid: str) -> bool:
+    """SOP classes whose instances are images ("... Image Storage"), by pydicom's UID names."""
+    return bool(uid) and "Image Storage" in _sop_class_name(uid)
 
 
 def _geometry_key(info: DicomFileInfo) -> tuple:
