@@ -171,7 +171,8 @@ def test_resume_rescores_scans_scored_with_other_options(scans: Path, tmp_path: 
     assert _score([scans], out, resume=True, modality="XR") == 0
     assert {r["modality"] for r in _csv(out)} == {"XR"}
     assert _score([scans], out, resume=True, modality="XR", max_slices=2) == 0
-    assert {r["options"] for r in _csv(out)} == {"max_slices=2;modality=XR;anatomy=auto"}
+    expected = "max_slices=2;modality=XR;anatomy=auto;privacy=default"
+    assert {r["options"] for r in _csv(out)} == {expected}
 
 
 def test_csv_cells_that_look_like_formulas_are_escaped(tmp_path: Path, monkeypatch):
