@@ -355,12 +355,12 @@ def write_h5(rows: Sequence[dict[str, Any]], path: Path, columns: Sequence[str])
     saliency_frame[["slice", "saliency"]] = saliency_frame[["slice", "saliency"]].astype(
         np.float64)
     with pd.HDFStore(path, mode="w") as store:
-        store.put("report", frame, format="table", min_itemsize=_itemsize(frame),
-                  track_times=False)
-        store.put("slices", slice_frame, format="table",
-                  min_itemsize=_itemsize(slice_frame), track_times=False)
-        store.put("saliency", saliency_frame, format="table",
-                  min_itemsize=_itemsize(saliency_frame), track_times=False)
+        # An empty table is not written (PyTables cannot hold one): the reader handles that.
+        for key, table in (("report", frame), ("slices", slice_frame),
+                           ("saliency", saliency_frame)):
+            if len(table) or key == "report":
+                store.put(key, table, format="table", min_itemsize=_itemsize(table),
+                          track_times=False)
     import h5py
 
     with h5py.File(path, "a") as h5:

@@ -174,3 +174,14 @@ def test_path_components_match_whole_tokens_only(tmp_path: Path):
         f"data/scanner/{token}/{token}/x.dcm"
     )
     assert gate.public_path("/data/annex/12345/x.dcm") == "data/annex/12345/x.dcm"
+
+
+def test_score_seconds_is_each_scans_share_not_a_batch_average(tree: Path, tmp_path: Path):
+    out = tmp_path / "r.csv"
+    assert _score(tree, out) == 0
+    rows = _csv(out)
+    if not rows[0]["score"]:
+        pytest.skip("no model weights installed")
+    seconds = {r["path"].split("/")[-1]: float(r["score_seconds"]) for r in rows}
+    assert len(set(seconds.values())) > 1
+    assert seconds["series"] > seconds["CT_small.dcm"]  # 8 slices scored against 1
