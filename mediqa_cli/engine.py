@@ -12,6 +12,7 @@ can run under another executor later.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -219,6 +220,7 @@ def run(
             max_workers=options.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
+            initargs=(os.getpid(),),
         )
     in_flight: deque[tuple[str, Any]] = deque()
     limit = max(2, 2 * options.workers + 1)
@@ -243,7 +245,7 @@ def run(
             executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int | None = None) -> None:
     """Workers decode; one thread each keeps them from fighting the model for cores.
 
     Spawned workers do not inherit the CLI's logging set-up: silence pydicom's decoder
@@ -256,7 +258,7 @@ def _worker_init() -> None:
     # Ctrl-C is the parent's to handle (it scores what is decoded and exits); a worker that
     # also caught it would print its own traceback. Workers end with the parent, even on kill -9.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_parent(parent)
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", module="pydicom")
     warnings.filterwarnings("ignore", module="nibabel")
@@ -268,8 +270,9 @@ def _worker_init() -> None:
         pass
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+def _die_with_parent(parent: int | None) -> None:
+    """Linux: SIGTERM this process when its parent dies (prctl PR_SET_PDEATHSIG), and exit now
+    if the parent already died while this worker was still starting (importing torch)."""
     import sys
 
     if not sys.platform.startswith("linux"):
@@ -282,6 +285,8 @@ def _die_with_parent() -> None:
         libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
     except (OSError, AttributeError):
         pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def _submit(
