@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 import mediqa_cli
-from mediqa_cli.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WEIGHTS
+from mediqa_cli.exit_codes import EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_USAGE, EXIT_WEIGHTS
 from mediqa_cli.taxonomy import ANATOMIES, MODALITIES
 
 log = logging.getLogger("mediqa")
@@ -47,15 +47,35 @@ class Backend(str, Enum):
     export = "export"
 
 
-def _setup_logging(quiet: bool, verbose: bool) -> None:
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (a test runner swaps and closes it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+def _setup_logging(quiet: bool, verbose: int) -> None:
+    """Our logger at INFO (-q: WARNING, -v: DEBUG); libraries stay silent unless -vv.
+
+    Library lines (pydicom's "Reading file '<path>'", decoder tracebacks, header warnings) name
+    raw paths: they are shown only when asked for twice, and still pass the privacy filter.
+    """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s mediqa %(levelname)s %(message)s",
-                        stream=sys.stderr, force=True)
-    # pydicom warns on every odd header value: route to the log, shown only with --verbose.
+    logging.basicConfig(level=logging.WARNING, handlers=[_StderrHandler()], force=True,
+                        format="%(asctime)s mediqa %(levelname)s %(message)s")
+    logging.getLogger("mediqa").setLevel(level)
+    libraries = logging.DEBUG if verbose >= 2 else logging.CRITICAL
     logging.captureWarnings(True)
-    logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose else logging.ERROR)
-    # pydicom logs every failed decoder attempt with a traceback; the row's error says it all.
-    logging.getLogger("pydicom").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    logging.getLogger("py.warnings").setLevel(libraries)
+    for name in ("pydicom", "nibabel", "PIL", "h5py", "tifffile"):
+        logging.getLogger(name).setLevel(libraries)
+    if verbose >= 2:
+        logging.getLogger().setLevel(logging.DEBUG)
     warnings.filterwarnings("default")
 
 
@@ -121,10 +141,27 @@ def score(
     include_phi: Annotated[
         bool, typer.Option(help="Add patient name/ID/dates columns (off by default).")
     ] = False,
+    deid: Annotated[
+        str,
+        typer.Option(help="default: keep descriptors (manufacturer, model, protocol, ...); "
+                     "strict: drop them too."),
+    ] = "default",
+    pseudonym_key: Annotated[
+        Path | None,
+        typer.Option(help="Site key file for the patient/study/series/scanner pseudonyms "
+                     "(default: created on first use in the user's config folder)."),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(help="Replace an existing --out file that is not a MedIQA report (never an "
+                     "input, a folder or a device)."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="One log line per scan.")
-    ] = False,
+        int,
+        typer.Option("--verbose", "-v", count=True,
+                     help="-v: one log line per scan; -vv: library debug lines too."),
+    ] = 0,
 ) -> None:
     """Score every scan under PATHS and write one report row per scan."""
     from mediqa_cli.runner import ScoreRequest, run_score
@@ -145,6 +182,9 @@ def score(
         anatomy=_check_choice(anatomy, ANATOMIES, "--anatomy"),
         max_slices=max_slices,
         include_phi=include_phi,
+        deid=_check_choice(deid, ("default", "strict"), "--deid") or "default",
+        pseudonym_key=str(pseudonym_key) if pseudonym_key else None,
+        force=force,
         quiet=quiet,
         verbose=verbose,
     )
@@ -214,7 +254,7 @@ def demo(
     from mediqa_cli.demo import build_demo_tree, default_demo_dir
     from mediqa_cli.runner import ScoreRequest, print_report_table, run_score
 
-    _setup_logging(quiet, False)
+    _setup_logging(quiet, 0)
     target = data_dir or default_demo_dir()
     started = time.perf_counter()
     missing = build_demo_tree(target)
@@ -249,7 +289,7 @@ def eval_command(
     from mediqa_cli.reports import infer_format, load_previous_rows
     from mediqa_cli.runner import ScoreRequest, run_score
 
-    _setup_logging(False, False)
+    _setup_logging(False, 0)
     try:
         label_rows = read_labels(labels)
     except (OSError, ValueError) as exc:
@@ -295,7 +335,7 @@ def export_model(
     """Write the model as TorchScript (model.ts) and/or a torch.export program (model.pt2)."""
     from mediqa_cli.artifacts import export_artifacts
 
-    _setup_logging(False, False)
+    _setup_logging(False, 0)
     try:
         written = export_artifacts(out, format.value, weights)
     except Exception as exc:  # noqa: BLE001 - any failure is reported with its reason
@@ -305,10 +345,42 @@ def export_model(
         typer.echo(str(path))
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mediqa {mediqa_cli.__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True,
+                           help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Medical image quality assessment for DICOM, NIfTI and 2D image archives."""
+
+
 def main() -> None:
     """Console entry point: usage errors exit 2, Ctrl-C exits 130."""
     try:
         app()
     except KeyboardInterrupt:
         sys.stderr.write("mediqa: interrupted\n")
+        _quiet_stdout()
         sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as done:
+        if done.code == EXIT_OUTPUT:
+            _quiet_stdout()  # a closed pipe must not print "Exception ignored" at shutdown
+        raise
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,8 +1,10 @@
-"""Streaming scheduler: decode and prepare scans in a worker pool, score them, emit report rows.
+"""Streaming scheduler: decode and prepare scans in a worker pool, score them, emit results.
 
 Work flows one way: Scan -> `prepare_scan` (worker: decode, validate, pick slices, IQMs, model
-inputs) -> `Scorer.score` (main process: packed model batches) -> row. At most a bounded number
-of scans are in flight, and rows leave in discovery order, so memory stays flat however large
+inputs) -> `Scorer.score` (main process: packed model batches) -> `ScanResult`. The engine
+schedules and builds no rows: results are made by `mediqa_cli.results`, published by
+`mediqa_cli.privacy`, and written by `mediqa_cli.reports`. At most a bounded number
+of scans are in flight, and results leave in discovery order, so memory stays flat however large
 the archive is. `prepare_scan` takes and returns picklable values, so the same per-scan function
 can run under another executor later.
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -21,10 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-import mediqa_cli
 from mediqa_cli.io.scan import SOURCE_OVERRIDE, Scan, ScanProblem
 from mediqa_cli.iqm import compute_iqms
-from mediqa_cli.reports import DETAIL_KEY, PHI_COLUMNS
+from mediqa_cli.results import ScanResult, new_result
 from mediqa_cli.saliency import SliceSelection, select_slices, thumbnail
 
 # Slices smaller than this on either side carry too little to assess.
@@ -35,16 +35,6 @@ MAX_SLICE_PIXELS = 120_000_000
 # is stable, and IQMs cost ~20 ms a slice).
 IQM_SLICES = 5
 
-_PHI_KEYWORD_TO_COLUMN = {
-    "PatientName": "patient_name",
-    "PatientID": "patient_id",
-    "PatientBirthDate": "patient_birth_date",
-    "AccessionNumber": "accession_number",
-    "StudyDate": "study_date",
-    "InstitutionName": "institution_name",
-}
-
-
 class ScanInputError(Exception):
     """Pixel data that cannot be assessed (NaN, constant, too small...): an error row."""
 
@@ -53,11 +43,16 @@ class ScanInputError(Exception):
 class PreparedScan:
     """What the worker hands back: metadata, checks passed, IQMs and model inputs."""
 
-    row: dict[str, Any]
+    result: ScanResult
     slice_indices: list[int] = field(default_factory=list)
     slice_weights: list[float] = field(default_factory=list)
     model_inputs: Any = None
     failed: bool = False
+
+    @property
+    def row(self) -> ScanResult:
+        """The result (read like a row: `.get(column)`); kept for callers of the old name."""
+        return self.result
 
 
 class Preparer(Protocol):
@@ -74,7 +69,7 @@ class Scorer(Protocol):
     preparer: Preparer
 
     def score(self, batch: list[PreparedScan]) -> None:
-        """Main side: fill score/grade/phys_*/prompt columns of each prepared row in place."""
+        """Main side: fill score/grade/physical/prompt fields of each prepared result in place."""
 
 
 @dataclass
@@ -84,76 +79,15 @@ class EngineOptions:
     modality: str | None = None
     anatomy: str | None = None
     include_phi: bool = False
+    deid: str = "default"
     batch_scans: int = 16
 
-
-def base_row(item: Scan | ScanProblem, include_phi: bool) -> dict[str, Any]:
-    """Row fields known before any pixel is read."""
-    paths = item.paths
-    shown = _display_path(paths)
-    if not include_phi and isinstance(item, Scan):
-        shown = redact_phi(shown, item.phi)
-    row: dict[str, Any] = {
-        "path": shown,
-        "scan_id": item.scan_id,
-        "kind": item.kind,
-        "n_files": len(paths),
-        "fingerprint": item.fingerprint,
-        "mediqa_version": mediqa_cli.__version__,
-    }
-    if isinstance(item, ScanProblem):
-        row.update(status=item.status, error=item.message)
-        return row
-    row.update(
-        status="ok",
-        error=None,
-        modality=item.modality,
-        modality_source=item.modality_source if item.modality else None,
-        anatomy=item.anatomy,
-        anatomy_source=item.anatomy_source if item.anatomy else None,
-        shape="x".join(str(s) for s in (*item.shape, *(() if item.channels == 1 else (3,)))),
-        spacing_mm="x".join(_fmt_mm(s) for s in item.spacing),
-        n_slices=item.n_slices,
-        notes="; ".join(item.notes) or None,
-    )
-    if include_phi:
-        for keyword, column in _PHI_KEYWORD_TO_COLUMN.items():
-            row[column] = item.phi.get(keyword) or None
-    return row
-
-
-def redact_phi(path: str, phi: dict[str, str]) -> str:
-    """Replace patient name parts, ID and accession number found in a path with [redacted].
-
-    PACS exports often name folders after the patient; the tags tell us what to look for.
-    """
-    values: set[str] = set()
-    for keyword in ("PatientName", "PatientID", "AccessionNumber"):
-        text = (phi.get(keyword) or "").strip()
-        if not text:
-            continue
-        values.add(text)
-        if keyword == "PatientName":
-            values.update(part for part in text.replace("^", " ").split() if part)
-    redacted = path
-    for value in sorted(values, key=len, reverse=True):
-        if len(value) < 3:
-            continue
-        # Whole tokens only (between non-alphanumerics), so "Ann" does not hit "scanner".
-        pattern = rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])"
-        redacted = re.sub(pattern, "[redacted]", redacted, flags=re.IGNORECASE)
-    return redacted
-
-
-def _display_path(paths: tuple[str, ...]) -> str:
-    """One file: itself; a multi-file series: the folder holding it."""
-    if len(paths) == 1:
-        return paths[0]
-    return os.path.commonpath([os.path.dirname(p) or "." for p in paths])
-
-
-def _fmt_mm(value: float) -> str:
-    return "nan" if not math.isfinite(value) else f"{value:.4g}"
+    def key(self) -> str:
+        """The options a row depends on, as written in its `options` column: --resume reuses
+        a row only when they are the same (the model version is compared on its own)."""
+        privacy = "phi" if self.include_phi else self.deid
+        return (f"max_slices={self.max_slices};modality={self.modality or 'auto'};"
+                f"anatomy={self.anatomy or 'auto'};privacy={privacy}")
 
 
 def apply_overrides(scan: Scan, modality: str | None, anatomy: str | None) -> None:
@@ -170,7 +104,7 @@ def prepare_scan(
     """Decode, validate, pick salient slices and summarise one scan (runs in a worker)."""
     started = time.perf_counter()
     apply_overrides(scan, options.modality, options.anatomy)
-    row = base_row(scan, options.include_phi)
+    result = new_result(scan, options.key())
     try:
         _check_geometry(scan)
         thumbs, kept = _first_pass(scan, options.max_slices)
@@ -179,20 +113,21 @@ def prepare_scan(
         weights = [float(w) for w in selection.weights]
         slices = {i: kept[i] if i in kept else scan.read_slice(i) for i in indices}
         _check_finite(slices, scan)
-        row.update(compute_iqms([slices[i] for i in _spread(indices, IQM_SLICES)], scan.modality))
-        prepared = PreparedScan(row=row, slice_indices=indices, slice_weights=weights)
+        result.iqms = compute_iqms([slices[i] for i in _spread(indices, IQM_SLICES)],
+                                   scan.modality)
+        prepared = PreparedScan(result=result, slice_indices=indices, slice_weights=weights)
         if preparer is not None:
             prepared.model_inputs = preparer.prepare(scan, slices, selection)
-        row["salient_slices"] = indices
-        row[DETAIL_KEY] = {
+        result.salient_slices = indices
+        result.detail = {
             "slice_index": indices,
             "slice_weight": weights,
             "saliency_all_slices": [round(float(v), 6) for v in selection.scores],
         }
     except Exception as exc:  # noqa: BLE001 - any failure becomes this scan's error row
-        row.update(status="error", error=_error_text(exc))
-        prepared = PreparedScan(row=row, failed=True)
-    row["read_seconds"] = round(time.perf_counter() - started, 4)
+        result.fail(_error_text(exc))
+        prepared = PreparedScan(result=result, failed=True)
+    result.read_seconds = round(time.perf_counter() - started, 4)
     return prepared
 
 
@@ -268,9 +203,15 @@ def run(
     items: Iterable[Scan | ScanProblem],
     options: EngineOptions,
     scorer: Scorer | None = None,
-    reuse: Callable[[Scan | ScanProblem], dict[str, Any] | None] | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Rows for every item, in order; decoding overlaps with scoring through a process pool."""
+    reuse: Callable[[Scan | ScanProblem], ScanResult | None] | None = None,
+) -> Iterator[ScanResult]:
+    """Rows for every item, in order; decoding overlaps with scoring through a process pool.
+
+    A row leaves as soon as its scan is scored, so the caller can journal it: scans are batched
+    for the model only while more are ready (never waiting on a decoder to fill a batch). On
+    Ctrl-C the scans already decoded are scored and their rows given out before the interrupt
+    goes on (a second Ctrl-C stops at once).
+    """
     executor: Executor | None = None
     if options.workers > 0:
         import multiprocessing
@@ -279,32 +220,45 @@ def run(
             max_workers=options.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
+            initargs=(os.getpid(),),
         )
     in_flight: deque[tuple[str, Any]] = deque()
     limit = max(2, 2 * options.workers + 1)
     pending: list[PreparedScan] = []
     try:
-        for item in items:
-            in_flight.append(_submit(item, options, scorer, reuse, executor))
-            while len(in_flight) > limit:
+        try:
+            for item in items:
+                in_flight.append(_submit(item, options, scorer, reuse, executor))
+                while len(in_flight) > limit:
+                    yield from _drain_one(in_flight, pending, scorer, options)
+            while in_flight:
                 yield from _drain_one(in_flight, pending, scorer, options)
-        while in_flight:
-            yield from _drain_one(in_flight, pending, scorer, options)
+        except KeyboardInterrupt:
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+                executor = None
+            yield from _flush(pending + _salvage(in_flight), scorer)
+            raise
         yield from _flush(pending, scorer)
     finally:
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int | None = None) -> None:
     """Workers decode; one thread each keeps them from fighting the model for cores.
 
     Spawned workers do not inherit the CLI's logging set-up: silence pydicom's decoder
     tracebacks and header warnings there too (each failure is reported in its row).
     """
     import logging
+    import signal
     import warnings
 
+    # Ctrl-C is the parent's to handle (it scores what is decoded and exits); a worker that
+    # also caught it would print its own traceback. Workers end with the parent, even on kill -9.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", module="pydicom")
     warnings.filterwarnings("ignore", module="nibabel")
@@ -316,11 +270,30 @@ def _worker_init() -> None:
         pass
 
 
+def _die_with_parent(parent: int | None) -> None:
+    """Linux: SIGTERM this process when its parent dies (prctl PR_SET_PDEATHSIG), and exit now
+    if the parent already died while this worker was still starting (importing torch)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
 def _submit(
     item: Scan | ScanProblem,
     options: EngineOptions,
     scorer: Scorer | None,
-    reuse: Callable[[Scan | ScanProblem], dict[str, Any] | None] | None,
+    reuse: Callable[[Scan | ScanProblem], ScanResult | None] | None,
     executor: Executor | None,
 ) -> tuple[str, Any]:
     if reuse is not None:
@@ -328,12 +301,12 @@ def _submit(
         if previous is not None:
             return ("row", previous)
     if isinstance(item, ScanProblem):
-        return ("row", base_row(item, options.include_phi))
+        return ("row", new_result(item, options.key()))
     preparer = scorer.preparer if scorer is not None else None
     if executor is None:
         return ("prepared", prepare_scan(item, options, preparer))
     future = executor.submit(prepare_scan, item, options, preparer)
-    return ("future", (future, base_row(item, options.include_phi)))
+    return ("future", (future, new_result(item, options.key())))
 
 
 def _drain_one(
@@ -341,7 +314,7 @@ def _drain_one(
     pending: list[PreparedScan],
     scorer: Scorer | None,
     options: EngineOptions,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[ScanResult]:
     """Take the oldest item; rows go out in order, model batches fill up to batch_scans."""
     kind, value = in_flight.popleft()
     if kind == "future":
@@ -353,19 +326,39 @@ def _drain_one(
         return
     prepared: PreparedScan = value
     pending.append(prepared)
-    if len(pending) >= options.batch_scans or not in_flight:
+    if len(pending) >= options.batch_scans or not in_flight or not _ready(in_flight[0]):
         yield from _flush(pending, scorer)
 
 
-def _result(future: Future, row: dict[str, Any]) -> PreparedScan:
+def _salvage(in_flight: deque[tuple[str, Any]]) -> list[PreparedScan]:
+    """In-flight scans already decoded (on an interrupt: score those, drop the rest)."""
+    ready: list[PreparedScan] = []
+    for kind, value in in_flight:
+        if kind == "prepared":
+            ready.append(value)
+        elif kind == "future" and value[0].done() and not value[0].cancelled():
+            ready.append(_result(*value))
+        elif kind == "row":
+            ready.append(PreparedScan(result=value, failed=True))
+    in_flight.clear()
+    return ready
+
+
+def _ready(entry: tuple[str, Any]) -> bool:
+    """Is the next item available without waiting on a decoder?"""
+    kind, value = entry
+    return kind != "future" or value[0].done()
+
+
+def _result(future: Future, result: ScanResult) -> PreparedScan:
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - a crashed worker must not end the run
-        row.update(status="error", error=f"worker failed: {type(exc).__name__}: {exc}")
-        return PreparedScan(row=row, failed=True)
+        result.fail(f"worker failed: {type(exc).__name__}: {exc}")
+        return PreparedScan(result=result, failed=True)
 
 
-def _flush(pending: list[PreparedScan], scorer: Scorer | None) -> Iterator[dict[str, Any]]:
+def _flush(pending: list[PreparedScan], scorer: Scorer | None) -> Iterator[ScanResult]:
     if not pending:
         return
     batch = [p for p in pending if not p.failed]
@@ -375,15 +368,11 @@ def _flush(pending: list[PreparedScan], scorer: Scorer | None) -> Iterator[dict[
             scorer.score(batch)
         except Exception as exc:  # noqa: BLE001 - a model failure fails these scans only
             for prepared in batch:
-                prepared.row.update(status="error", error=f"model failed: {exc}")
+                prepared.result.fail(f"model failed: {exc}")
         per_scan = (time.perf_counter() - started) / len(batch)
         for prepared in batch:
-            prepared.row["score_seconds"] = round(per_scan, 4)
+            if prepared.result.score_seconds is None:
+                prepared.result.score_seconds = round(per_scan, 4)
     for prepared in pending:
-        yield prepared.row
+        yield prepared.result
     pending.clear()
-
-
-def strip_phi(row: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the row without PHI columns (for journals of runs without --include-phi)."""
-    return {k: v for k, v in row.items() if k not in PHI_COLUMNS}

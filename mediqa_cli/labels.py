@@ -57,13 +57,19 @@ def join(labels: Iterable[Label], rows: Iterable[dict[str, Any]], column: str = 
          ) -> tuple[list[float], list[float], list[str | None], list[str]]:
     """(predictions, labels, modality per pair, unmatched label paths)."""
     by_path: dict[str, dict[str, Any]] = {}
+    by_relative: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row.get("path"):
-            by_path[os.path.realpath(str(row["path"]))] = row
+            shown = str(row["path"])
+            by_path[os.path.realpath(shown)] = row
+            if not os.path.isabs(shown):
+                # Reports give paths relative to the input's parent folder: match the tail.
+                by_relative[os.path.normpath(shown)] = row
     preds, targets, groups, unmatched = [], [], [], []
     for label in labels:
         key = os.path.realpath(label.path)
-        row = by_path.get(key) or by_path.get(os.path.dirname(key))
+        row = (by_path.get(key) or by_path.get(os.path.dirname(key))
+               or _by_tail(by_relative, key) or _by_tail(by_relative, os.path.dirname(key)))
         value = _number(row.get(column)) if row else math.nan
         if row is None or not math.isfinite(value):
             unmatched.append(label.path)
@@ -72,6 +78,16 @@ def join(labels: Iterable[Label], rows: Iterable[dict[str, Any]], column: str = 
         targets.append(label.score)
         groups.append(label.modality or row.get("modality") or None)
     return preds, targets, groups, unmatched
+
+
+def _by_tail(rows: dict[str, dict[str, Any]], path: str) -> dict[str, Any] | None:
+    """The row whose relative path is the longest tail of `path`, if any."""
+    parts = path.split(os.sep)
+    for start in range(1, len(parts)):
+        row = rows.get(os.sep.join(parts[start:]))
+        if row is not None:
+            return row
+    return None
 
 
 def _number(value: Any) -> float:

@@ -6,6 +6,7 @@ same thing the command does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mediqa_cli.engine import EngineOptions, Scorer, run, strip_phi
+from mediqa_cli.engine import EngineOptions, Scorer, run
 from mediqa_cli.exit_codes import (
     EXIT_INPUT,
     EXIT_OK,
@@ -26,6 +27,8 @@ from mediqa_cli.exit_codes import (
     EXIT_WEIGHTS,
 )
 from mediqa_cli.io import InputPathError, Scan, ScanProblem, discover
+from mediqa_cli.outputs import OutputError, target_problem
+from mediqa_cli.privacy import Privacy, load_key
 from mediqa_cli.reports import (
     Journal,
     infer_format,
@@ -34,6 +37,7 @@ from mediqa_cli.reports import (
     stdout_writer,
     write_report,
 )
+from mediqa_cli.results import ScanResult
 
 log = logging.getLogger("mediqa")
 
@@ -57,8 +61,11 @@ class ScoreRequest:
     anatomy: str | None = None
     max_slices: int = 8
     include_phi: bool = False
+    deid: str = "default"
+    pseudonym_key: str | None = None
+    force: bool = False
     quiet: bool = False
-    verbose: bool = False
+    verbose: int = 0
 
 
 def default_workers() -> int:
@@ -82,12 +89,6 @@ def run_score(request: ScoreRequest) -> int:
         log.error("--resume needs a report file, not stdout")
         return EXIT_USAGE
     out = Path(request.out)
-    problem = None if to_stdout else _output_problem(out)
-    if problem is None and request.hdf5:
-        problem = _output_problem(Path(request.hdf5))
-    if problem:
-        log.error("cannot write report: %s", problem)
-        return EXIT_OUTPUT
     for path in request.paths:
         if not os.path.exists(path):
             log.error("input path does not exist: %s", path)
@@ -95,6 +96,14 @@ def run_score(request: ScoreRequest) -> int:
         if not os.access(path, os.R_OK):
             log.error("input path is not readable: %s", path)
             return EXIT_INPUT
+    targets = [] if to_stdout else [(out, fmt), (journal_path(out), "jsonl")]
+    if request.hdf5:
+        targets.append((Path(request.hdf5), "h5"))
+    for target, target_fmt in targets:
+        problem = target_problem(target, target_fmt, request.paths, request.force)
+        if problem:
+            log.error("cannot write report: %s", problem)
+            return EXIT_OUTPUT
 
     previous: dict[str, dict[str, Any]] = {}
     if request.resume:
@@ -102,32 +111,48 @@ def run_score(request: ScoreRequest) -> int:
         log.info("resume: %d earlier row(s) found", len(previous))
 
     try:
+        privacy = Privacy(request.paths, request.include_phi, request.deid,
+                          load_key(request.pseudonym_key))
+    except (OSError, ValueError) as exc:
+        log.error("cannot use the pseudonym key: %s", exc)
+        return EXIT_USAGE
+    try:
         scorer = load_scorer(request)
     except Exception as exc:  # noqa: BLE001 - WeightsError, bad device, backend failures
         log.error("cannot load the model: %s", exc)
         return EXIT_WEIGHTS
     model_version = scorer.version if scorer is not None else None
-
-    def reuse(item: Scan | ScanProblem) -> dict[str, Any] | None:
-        """An earlier row stands only if the files and the model that scored them are the same."""
-        row = previous.get(item.scan_id)
-        if row is None or row.get("fingerprint") != item.fingerprint:
-            return None
-        if row.get("status") == "ok" and (row.get("model_version") or None) != model_version:
-            return None
-        return row
     options = EngineOptions(
         workers=default_workers() if request.workers < 0 else request.workers,
         max_slices=request.max_slices,
         modality=request.modality,
         anatomy=request.anatomy,
         include_phi=request.include_phi,
+        deid=request.deid,
     )
+    options_key = options.key()
+    changed = Counter[str]()
+
+    def reuse(item: Scan | ScanProblem) -> ScanResult | None:
+        """An earlier row stands only if the files, the options and the model are the same."""
+        row = previous.get(item.scan_id)
+        if row is None or row.get("fingerprint") != item.fingerprint:
+            return None
+        if row.get("options") != options_key:
+            changed["options"] += 1
+            return None
+        if row.get("status") == "ok" and (row.get("model_version") or None) != model_version:
+            changed["model"] += 1
+            return None
+        return ScanResult.from_row(row)
+
     journal = None if to_stdout else Journal(journal_path(out))
-    stream = stdout_writer(request.include_phi) if to_stdout else None
-    rows: list[dict[str, Any]] = []
-    counts: Counter[str] = Counter()
-    reused = 0
+    stream = stdout_writer(privacy.columns) if to_stdout else None
+    sink = _Sink(privacy, journal, stream, request.verbose)
+    scrubber = privacy.log_filter()
+    handlers = logging.getLogger().handlers
+    for handler in handlers:
+        handler.addFilter(scrubber)
     try:
         if journal is not None:
             journal.open(keep_existing=request.resume)
@@ -136,46 +161,107 @@ def run_score(request: ScoreRequest) -> int:
             own_files.append(request.hdf5)
         items = discover(request.paths, exclude=own_files)
         with _progress(request) as progress:
-            for row in run(items, options, scorer, reuse if request.resume else None):
-                if row.get("scan_id") in previous and row is previous.get(row["scan_id"]):
-                    reused += 1
-                elif journal is not None:
-                    journal.append(row if request.include_phi else strip_phi(row))
-                if row.get("status") == "ignored":
-                    counts["ignored"] += 1
-                    continue
-                counts[str(row.get("status"))] += 1
-                rows.append(row)
-                if stream is not None:
-                    stream.write(row)
-                _log_row(row, request.verbose)
-                progress(row)
+            for result in run(items, options, scorer, reuse if request.resume else None):
+                sink.take(result)
+                progress(result)
+            sink.finish()
     except InputPathError as exc:
         log.error("%s", exc)
         return EXIT_INPUT
+    except OutputError as exc:
+        log.error("%s; the rows written so far stay in the journal, rerun with --resume", exc)
+        if journal is not None:
+            journal.close(remove=False)
+        return EXIT_OUTPUT
     except KeyboardInterrupt:
+        with contextlib.suppress(OutputError):
+            sink.finish()
         log.error("interrupted: %d row(s) kept in %s; rerun with --resume",
-                  len(rows), journal.path if journal else "stdout")
+                  len(sink.rows), journal.path if journal else "stdout")
         if journal is not None:
             journal.close(remove=False)
         raise
+    finally:
+        for handler in handlers:
+            handler.removeFilter(scrubber)
+    rows = sink.ordered_rows()
+    counts = sink.counts
+    for reason, count in sorted(changed.items()):
+        log.info("resume: %d scan(s) rescored because the %s changed", count, reason)
+    if not rows:
+        log.error("no scans found under %s (nothing written)", ", ".join(request.paths))
+        if journal is not None:
+            journal.close(remove=True)
+        return EXIT_INPUT
     try:
         if not to_stdout:
-            write_report(rows, out, fmt, request.include_phi)
+            write_report(rows, out, fmt, privacy.columns)
         if request.hdf5:
-            write_report(rows, Path(request.hdf5), "h5", request.include_phi)
-    except OSError as exc:
-        log.error("cannot write report: %s", exc)
+            write_report(rows, Path(request.hdf5), "h5", privacy.columns)
+    except OutputError as exc:
+        log.error("%s", exc)
+        if journal is not None:
+            journal.close(remove=False)
         return EXIT_OUTPUT
     if journal is not None:
         journal.close(remove=True)
     under = _under_threshold(rows, request.fail_under)
-    _summary(counts, reused, under, request, out)
+    _summary(counts, sink.reused, under, request, out)
     if counts["error"]:
         return EXIT_SCAN_FAILED
     if under:
         return EXIT_UNDER
     return EXIT_OK
+
+
+class _Sink:
+    """Results -> public rows (through the privacy gate, once) -> journal, stdout, log lines.
+
+    A result that was never decoded (a file that could not be parsed, a skipped object: cheap to
+    redo) waits until the end of the run, so its path is published knowing every identifying
+    value the run has seen.
+    """
+
+    def __init__(self, privacy: Privacy, journal: Journal | None, stream: Any,
+                 verbose: int) -> None:
+        self.privacy, self.journal, self.stream, self.verbose = privacy, journal, stream, verbose
+        self.rows: list[tuple[int, dict[str, Any]]] = []
+        self.counts: Counter[str] = Counter()
+        self.reused = 0
+        self._held: list[tuple[int, ScanResult]] = []
+        self._order = 0
+
+    def take(self, result: ScanResult) -> None:
+        order, self._order = self._order, self._order + 1
+        if result.status == "ignored":
+            self.counts["ignored"] += 1
+            return
+        if result.published is None and result.n_slices is None:
+            self.privacy.learn(result)
+            self._held.append((order, result))
+            return
+        self._emit(order, result)
+
+    def finish(self) -> None:
+        held, self._held = self._held, []
+        for order, result in held:
+            self._emit(order, result)
+
+    def _emit(self, order: int, result: ScanResult) -> None:
+        row = self.privacy.publish(result)
+        if result.published is not None:
+            self.reused += 1
+        elif self.journal is not None:
+            self.journal.append(row)
+        self.counts[str(row.get("status"))] += 1
+        self.rows.append((order, row))
+        if self.stream is not None:
+            self.stream.write(row)
+        _log_row(row, self.verbose)
+
+    def ordered_rows(self) -> list[dict[str, Any]]:
+        """Rows in discovery order (held rows back in their place)."""
+        return [row for _, row in sorted(self.rows, key=lambda pair: pair[0])]
 
 
 def load_scorer(request: ScoreRequest) -> Scorer | None:
@@ -192,23 +278,6 @@ def describe_weights() -> list[tuple[str, str]]:
     return describe_installed_weights()
 
 
-def _output_problem(out: Path) -> str | None:
-    """Why the report could not be written, checked before hours of scoring, or None."""
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.exists() and out.is_dir():
-        return f"{out} is a folder"
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            return f"cannot create {parent}: {exc.strerror}"
-    if not os.access(parent, os.W_OK):
-        return f"folder {parent} is not writable"
-    if out.exists() and not os.access(out, os.W_OK):
-        return f"{out} is not writable"
-    return None
-
-
 def _under_threshold(rows: list[dict[str, Any]], threshold: float | None) -> int:
     if threshold is None:
         return 0
@@ -220,7 +289,7 @@ def _under_threshold(rows: list[dict[str, Any]], threshold: float | None) -> int
     return count
 
 
-def _log_row(row: dict[str, Any], verbose: bool) -> None:
+def _log_row(row: dict[str, Any], verbose: int) -> None:
     status = row.get("status")
     if status == "error":
         log.warning("error %s: %s", row.get("path"), row.get("error"))
@@ -252,8 +321,8 @@ class _progress:
         self._progress.start()
         task = self._progress.add_task("scoring", total=None)
 
-        def advance(row: dict[str, Any]) -> None:
-            self._progress.update(task, advance=1, description=f"scoring {row.get('kind', '')}")
+        def advance(result: ScanResult) -> None:
+            self._progress.update(task, advance=1, description=f"scoring {result.kind}")
 
         return advance
 

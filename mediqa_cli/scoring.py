@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,6 @@ from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.packing import PackedBatch, SliceOutput, pack, plan_batches, unpack
 from mediqa_cli.model.prompts import PromptRequest, request_for_scan, resolve_prompt
 from mediqa_cli.preprocess import DEFAULT_MAX_PATCHES, SliceTokens, preprocess_slice
-from mediqa_cli.reports import DETAIL_KEY
 from mediqa_cli.saliency import SliceSelection, select_patches
 from mediqa_cli.views import average_views, flip_views
 
@@ -82,7 +82,9 @@ class ModelScorer:
     fixed_max_seqlen: int | None = None  # an exported program needs its traced bound
 
     def score(self, batch: list[Any]) -> None:
-        """Fill each PreparedScan's row with score, grade, phys_*, prompts, worst slice."""
+        """Fill each PreparedScan's result with score, grade, physical estimates, prompts, worst
+        slice, and its share of the model time (by token count) as `score_seconds`."""
+        started = time.perf_counter()
         flat: list[tuple[int, SliceTokens, PromptRequest]] = []
         for scan_index, prepared in enumerate(batch):
             tokens, request = prepared.model_inputs
@@ -96,10 +98,17 @@ class ModelScorer:
         per_scan: dict[int, list[SliceOutput]] = {}
         for (scan_index, _, _), out in zip(flat, outputs):
             per_scan.setdefault(scan_index, []).append(out)
+        tokens_per_scan = [0] * len(batch)
+        for (scan_index, slice_tokens, _) in flat:
+            tokens_per_scan[scan_index] += slice_tokens.n_tokens
         for scan_index, prepared in enumerate(batch):
             _, request = prepared.model_inputs
             slices = average_views(per_scan.get(scan_index, []), self.preparer.views)
             self._aggregate(prepared, slices, request)
+        elapsed = time.perf_counter() - started
+        total = max(1, sum(tokens_per_scan))
+        for scan_index, prepared in enumerate(batch):
+            prepared.result.score_seconds = round(elapsed * tokens_per_scan[scan_index] / total, 4)
 
     def _forward(self, packed: PackedBatch) -> list[SliceOutput]:
         args = packed.to(self.device).args()
@@ -110,9 +119,9 @@ class ModelScorer:
             return unpack(self.model(*args))
 
     def _aggregate(self, prepared: Any, outputs: list[SliceOutput], request: PromptRequest) -> None:
-        row = prepared.row
+        result = prepared.result
         if not outputs:
-            row.update(status="error", error="model produced no output for this scan")
+            result.fail("model produced no output for this scan")
             return
         weights = np.asarray(prepared.slice_weights, dtype=np.float64)
         if weights.shape[0] != len(outputs) or not np.isfinite(weights).all() or weights.sum() <= 0:
@@ -122,27 +131,26 @@ class ModelScorer:
         severities = np.stack([o.severities for o in outputs]).astype(np.float64)
         score = float(np.dot(weights, quality))
         worst = int(np.argmin(quality))
-        row["score"] = round(score, 2)
-        row["grade"] = grade_for(score)
+        result.score = round(score, 2)
+        result.grade = grade_for(score)
         mean_sev = weights @ severities
-        for family, value in zip(self.config.families, mean_sev):
-            row[f"phys_{family}"] = round(float(value), 4)
-        row["worst_slice"] = int(prepared.slice_indices[worst])
-        row["worst_slice_score"] = round(float(quality[worst]), 2)
+        result.physical = {family: round(float(value), 4)
+                           for family, value in zip(self.config.families, mean_sev)}
+        result.worst_slice = int(prepared.slice_indices[worst])
+        result.worst_slice_score = round(float(quality[worst]), 2)
         prompt = resolve_prompt(
             request,
             np.mean([o.modality_logits for o in outputs], axis=0),
             np.mean([o.anatomy_logits for o in outputs], axis=0),
             self.config,
         )
-        row["modality"], row["modality_source"] = prompt.modality, prompt.modality_source
-        row["anatomy"], row["anatomy_source"] = prompt.anatomy, prompt.anatomy_source
+        result.modality, result.modality_source = prompt.modality, prompt.modality_source
+        result.anatomy, result.anatomy_source = prompt.anatomy, prompt.anatomy_source
         if prompt.disagrees:
-            note = (f"context head disagrees with metadata: looks like {prompt.predicted_modality}"
-                    f"/{prompt.predicted_anatomy}")
-            row["notes"] = "; ".join(filter(None, [row.get("notes"), note]))
-        row["model_version"] = self.version
-        detail = row.setdefault(DETAIL_KEY, {})
+            result.add_note(f"context head disagrees with metadata: looks like "
+                            f"{prompt.predicted_modality}/{prompt.predicted_anatomy}")
+        result.model_version = self.version
+        detail = result.detail
         detail["slice_quality"] = [round(float(q), 3) for q in quality]
         detail["slice_severities"] = severities.round(4).tolist()
 

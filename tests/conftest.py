@@ -33,3 +33,9 @@ def series_dir(tmp_path: Path, real_volume: np.ndarray) -> Path:
         body_part="HEAD", seed=3, patient_name="DOE^JANE", patient_id="PID12345",
     )
     return out
+
+
+@pytest.fixture(autouse=True)
+def _mediqa_config_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """`mediqa score` creates its pseudonym site key on first use: keep it out of $HOME."""
+    monkeypatch.setenv("MEDIQA_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "config"))

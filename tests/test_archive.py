@@ -39,7 +39,7 @@ def test_every_packaged_image_gets_a_row_and_the_run_finishes(tmp_path: Path):
     assert all(r["error"] for r in rows if r["status"] != "ok")
     by_name = {os.path.basename(r["path"]): r for r in rows}
     # CR/US test files carry patient-name parts ("CompressedSamples^RG1") that also appear in
-    # their file names, which are therefore redacted: look those up by what was measured.
+    # their file names, which are therefore pseudonymised: look those up by what was measured.
     measured = {(r["modality"], r["shape"]) for r in rows if r["status"] == "ok"}
     assert ("XR", "1x1955x1841") in measured  # RG1 chest CR, MONOCHROME1
     assert ("XR", "1x1760x1760") in measured  # RG3 tibia CR
@@ -60,5 +60,9 @@ def test_every_packaged_image_gets_a_row_and_the_run_finishes(tmp_path: Path):
                 assert row[f"{column}_source"] in ("", "predicted"), (name, column)
             else:
                 assert row[column] == value and row[f"{column}_source"] == "dicom-tag"
-    assert by_name["CT_small.dcm"]["spacing_mm"] == "5x0.6615x0.6615"
-    assert any("[redacted]" in r["path"] for r in rows)
+    ct = by_name["CT_small.dcm"]
+    spacing = [float(ct[f"spacing_{axis}_mm"]) for axis in ("slice", "row", "col")]
+    assert spacing == pytest.approx([5, 0.6615, 0.6615], abs=1e-4)
+    # File names holding a patient-name part are replaced by the patient's pseudonym.
+    assert any(os.path.basename(r["path"]).startswith("pat-") for r in rows)
+    assert not any("CompressedSamples" in r["path"] for r in rows)

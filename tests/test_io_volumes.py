@@ -78,3 +78,19 @@ def test_16bit_tiff_and_grey_png_read_as_float(tmp_path: Path):
     np.testing.assert_array_equal(tif.read_slice(0), ramp.astype(np.float32))
     assert png.read_slice(0).shape == (48, 64) and png.channels == 1
     assert tif.modality == "XR"
+
+
+@pytest.mark.parametrize(
+    ("name", "description", "expected"),
+    [
+        ("patient12_ct.nii.gz", "", ("CT", "file-name")),  # "patient12" holds "t1"
+        ("scan.nii.gz", "CT abdomen", ("CT", "header")),
+        ("sub-01_T1w.nii.gz", "", ("MR", "file-name")),
+        ("anatomical.nii", "", ("MR", "file-name")),
+        ("acquisition.nii", "", (None, "none")),  # "acquisition" holds "ct"
+    ],
+)
+def test_nifti_modality_hints_match_whole_words(name: str, description: str, expected):
+    from mediqa_cli.io.nifti import _modality_hint
+
+    assert _modality_hint(f"/data/{name}", description) == expected

@@ -14,7 +14,7 @@ from mediqa_cli.reports import COLUMNS, PHI_COLUMNS, infer_format, journal_path
 from mediqa_cli.runner import ScoreRequest, run_score
 from tests.packaged import nibabel_data, packaged_dicom
 
-TIMING = {"read_seconds", "score_seconds"}
+TIMING = {"read_seconds", "score_seconds", "scored_at"}
 
 
 @pytest.fixture
@@ -52,7 +52,12 @@ def test_csv_has_the_documented_columns_in_order(tree: Path, tmp_path: Path):
     assert all(row["status"] == "ok" for row in rows)
     series = next(r for r in rows if r["path"].endswith("series"))
     assert series["shape"] == "10x64x64" and series["n_files"] == "10"
-    assert series["spacing_mm"] == "2x0.9x0.8"
+    assert (series["rows"], series["cols"], series["channels"]) == ("64", "64", "1")
+    spacing = (series["spacing_slice_mm"], series["spacing_row_mm"], series["spacing_col_mm"])
+    assert spacing == ("2", "0.9", "0.8")
+    # Identifiers first, then score and grade.
+    assert header.index("score") == header.index("series_pseudonym") + 1
+    assert header.index("grade") == header.index("score") + 1
 
 
 def test_jsonl_and_hdf5_carry_the_same_rows(tree: Path, tmp_path: Path):
@@ -61,11 +66,15 @@ def test_jsonl_and_hdf5_carry_the_same_rows(tree: Path, tmp_path: Path):
     csv_rows = _csv(tmp_path / "r.csv")
     json_rows = [json.loads(line) for line in open(tmp_path / "r.jsonl")]
     assert [r["scan_id"] for r in csv_rows] == [r["scan_id"] for r in json_rows]
+    import pandas as pd
+
+    report = pd.read_hdf(tmp_path / "d.h5", "report")
+    assert list(report["scan_id"]) == [r["scan_id"] for r in json_rows]
+    slices = pd.read_hdf(tmp_path / "d.h5", "slices")
+    series_id = report.loc[report["n_slices"] == 10, "scan_id"].item()
+    assert len(slices[slices["scan_id"] == series_id]) > 0
     with h5py.File(tmp_path / "d.h5") as h5:
-        groups = h5["scans"]
-        assert set(groups) == {r["scan_id"] for r in json_rows}
-        series = next(g for g in groups.values() if g.attrs["n_slices"] == 10)
-        assert len(series["slice_index"][()]) == len(series["slice_weight"][()]) > 0
+        assert h5.attrs["format"].startswith("mediqa-report")
 
 
 def test_resume_after_a_kill_gives_the_clean_report_without_duplicates(tree: Path, tmp_path: Path):
@@ -99,7 +108,7 @@ def test_resume_rescans_a_changed_file(tree: Path, tmp_path: Path):
     assert _score(tree, out, resume=True) == 0
     after = _csv(out)
     assert len(after) == len(before)
-    changed = next(r for r in after if r["path"] == str(target))
+    changed = next(r for r in after if r["path"] == "archive/single/CT_small.dcm")
     assert changed["modality"] == "MR"
     assert changed["fingerprint"] not in {r["fingerprint"] for r in before.values()}
 
@@ -136,23 +145,43 @@ def test_report_write_is_atomic_no_temp_files_left(tree: Path, tmp_path: Path):
     assert leftovers == []
 
 
-def test_patient_name_in_a_folder_name_is_redacted(tmp_path: Path, series_dir: Path):
-    root = tmp_path / "export" / "DOE_JANE_PID12345"
+def test_patient_name_in_a_folder_name_becomes_the_patient_pseudonym(
+    tmp_path: Path, series_dir: Path
+):
+    root = tmp_path / "export" / "DOE_JANE_PID12345" / "20230827_ACC0001"
     shutil.copytree(series_dir, root)
     out = tmp_path / "r.csv"
-    assert _score(root.parent, out) == 0
+    assert _score(root.parent.parent, out) == 0
     (row,) = _csv(out)
-    assert "DOE" not in row["path"].upper() and "PID12345" not in row["path"]
-    assert "[redacted]" in row["path"]
-    assert _score(root.parent, tmp_path / "phi.csv", include_phi=True) == 0
+    parts = row["path"].split("/")
+    assert parts[0] == "export" and parts[1] == row["patient_pseudonym"]
+    assert parts[1].startswith("pat-") and "DOE" not in row["path"].upper()
+    assert "20230827" not in row["path"] and "PID12345" not in row["path"]
+    assert _score(root.parent.parent, tmp_path / "phi.csv", include_phi=True) == 0
     assert "DOE_JANE_PID12345" in _csv(tmp_path / "phi.csv")[0]["path"]
 
 
-def test_redaction_matches_whole_tokens_only():
-    from mediqa_cli.engine import redact_phi
+def test_path_components_match_whole_tokens_only(tmp_path: Path):
+    from mediqa_cli.privacy import Privacy
+    from mediqa_cli.results import ScanResult
 
-    phi = {"PatientName": "Ann^Smith", "PatientID": "123"}
-    assert redact_phi("/data/scanner/ann_smith/123/x.dcm", phi) == (
-        "/data/scanner/[redacted]_[redacted]/[redacted]/x.dcm"
+    gate = Privacy(["/data"], key=b"k" * 32)
+    result = ScanResult("id", ("/data/x.dcm",), "ok", "dicom",
+                        phi={"PatientName": "Ann^Smith", "PatientID": "123"})
+    gate.learn(result)
+    token = gate.pseudonym("pat", "123")
+    assert gate.public_path("/data/scanner/ann_smith/123/x.dcm") == (
+        f"data/scanner/{token}/{token}/x.dcm"
     )
-    assert redact_phi("/data/annex/12345/x.dcm", phi) == "/data/annex/12345/x.dcm"
+    assert gate.public_path("/data/annex/12345/x.dcm") == "data/annex/12345/x.dcm"
+
+
+def test_score_seconds_is_each_scans_share_not_a_batch_average(tree: Path, tmp_path: Path):
+    out = tmp_path / "r.csv"
+    assert _score(tree, out) == 0
+    rows = _csv(out)
+    if not rows[0]["score"]:
+        pytest.skip("no model weights installed")
+    seconds = {r["path"].split("/")[-1]: float(r["score_seconds"]) for r in rows}
+    assert len(set(seconds.values())) > 1
+    assert seconds["series"] > seconds["CT_small.dcm"]  # 8 slices scored against 1

@@ -13,6 +13,7 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -38,6 +39,24 @@ PHI_KEYWORDS: tuple[str, ...] = (
     "StudyDate",
     "InstitutionName",
 )
+
+# Identifying values that name patient/study/series/scanner: pseudonymised, never written.
+IDENTITY_KEYWORDS: tuple[str, ...] = (
+    "StudyInstanceUID", "SeriesInstanceUID", "StationName", "DeviceSerialNumber",
+)
+
+# Descriptors retained in reports (DICOM PS3.15 retain-device/descriptor options) -> column.
+DESCRIPTOR_KEYWORDS: dict[str, str] = {
+    "Manufacturer": "manufacturer",
+    "ManufacturerModelName": "manufacturer_model",
+    "SoftwareVersions": "software_version",
+    "MagneticFieldStrength": "field_strength_t",
+    "KVP": "kvp",
+    "BodyPartExamined": "body_part",
+    "ProtocolName": "protocol_name",
+    "SeriesDescription": "series_description",
+}
+_NUMERIC_DESCRIPTORS = frozenset({"field_strength_t", "kvp"})
 
 # Pixel data elements that make a dataset an image.
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
@@ -106,6 +125,8 @@ class DicomFileInfo:
     description: str
     image_type: str
     phi: dict[str, str] = field(default_factory=dict)
+    identity: dict[str, str] = field(default_factory=dict)
+    descriptors: dict[str, object] = field(default_factory=dict)
 
 
 def file_info(path: str, ds: Dataset) -> DicomFileInfo:
@@ -158,7 +179,29 @@ def file_info(path: str, ds: Dataset) -> DicomFileInfo:
         description=text.strip(),
         image_type="\\".join(str(v) for v in (ds.get("ImageType") or [])),
         phi={key: str(ds.get(key, "") or "") for key in PHI_KEYWORDS},
+        identity={key: str(ds.get(key, "") or "") for key in IDENTITY_KEYWORDS},
+        descriptors=_descriptors(ds),
     )
+
+
+def _descriptors(ds: Dataset) -> dict[str, object]:
+    """Retained descriptor columns of one header (numbers as floats, text as one line)."""
+    out: dict[str, object] = {}
+    for keyword, column in DESCRIPTOR_KEYWORDS.items():
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        if column in _NUMERIC_DESCRIPTORS:
+            number = _float(value)
+            if number is not None:
+                out[column] = number
+            continue
+        if isinstance(value, pydicom.multival.MultiValue):
+            value = "\\".join(str(v) for v in value)
+        text = " ".join(str(value).split())
+        if text:
+            out[column] = text
+    return out
 
 
 def group_series(infos: Iterable[DicomFileInfo]) -> Iterator[Scan | ScanProblem]:
@@ -196,19 +239,37 @@ def _is_standalone_image(info: DicomFileInfo) -> bool:
 
 
 def _non_image_problem(info: DicomFileInfo) -> ScanProblem | None:
+    tags: dict[str, Any] = {"phi": dict(info.phi), "identity": dict(info.identity)}
     if info.modality_code in NON_IMAGE_MODALITIES:
         return ScanProblem(
             (info.path,), "skipped", f"non-image DICOM object (Modality {info.modality_code})",
-            kind="dicom",
+            kind="dicom", **tags,
+        )
+    if (info.rows == 0 or info.cols == 0) and _is_image_sop_class(info.sop_class):
+        return ScanProblem(
+            (info.path,), "error",
+            f"truncated or incomplete DICOM header: {_sop_class_name(info.sop_class)} is an "
+            "image, but Rows/Columns are missing",
+            kind="dicom", **tags,
         )
     if info.rows == 0 or info.cols == 0:
         return ScanProblem(
             (info.path,), "skipped", "DICOM object without image attributes (no Rows/Columns)",
-            kind="dicom",
+            kind="dicom", **tags,
         )
     if not info.has_pixels:
-        return ScanProblem((info.path,), "error", "DICOM image without pixel data", kind="dicom")
+        return ScanProblem((info.path,), "error", "DICOM image without pixel data", kind="dicom",
+                           **tags)
     return None
+
+
+def _sop_class_name(uid: str) -> str:
+    return pydicom.uid.UID(uid).name if uid else "unknown SOP class"
+
+
+def _is_image_sop_class(uid: str) -> bool:
+    """SOP classes whose instances are images ("... Image Storage"), by pydicom's UID names."""
+    return bool(uid) and "Image Storage" in _sop_class_name(uid)
 
 
 def _geometry_key(info: DicomFileInfo) -> tuple:
@@ -396,6 +457,8 @@ def _make_scan(
         description=info.description,
         notes=notes,
         phi=dict(info.phi),
+        identity=dict(info.identity),
+        descriptors=dict(info.descriptors),
         fingerprint=fingerprint_paths(reader.paths),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -27,9 +28,13 @@ from mediqa_cli.taxonomy import anatomy_from_text
 
 VOLUME_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz", ".mgh", ".mgz")
 
-# Words in file names or header descriptions that reveal an MR acquisition.
-_MR_WORDS = ("t1", "t2", "flair", "bold", "dwi", "epi", "mprage", "mni", "anat", "func", "dti")
-_CT_WORDS = ("ct", "hu")
+# Whole words in file names or header descriptions that reveal an MR or CT acquisition
+# (never substrings: "patient12_ct" holds "t1", "acquisition" holds "ct").
+_MR_WORDS = frozenset({"t1", "t2", "t1w", "t2w", "t2star", "epi", "mni", "pd", "pdw", "swi",
+                       "mr", "mri"})
+# Longer MR words also count as the start of a word ("anatomical", "functional", "flair3d").
+_MR_PREFIXES = ("anat", "func", "flair", "mprage", "bold", "dwi", "dti")
+_CT_WORDS = frozenset({"ct", "hu", "cect", "ncct"})
 
 
 def is_volume_path(path: str) -> bool:
@@ -116,12 +121,11 @@ def _header_description(image: nib.spatialimages.SpatialImage) -> str:
 def _modality_hint(path: str, description: str) -> tuple[str | None, str]:
     """NIfTI has no modality field: guess MR/CT from header text, then the file name."""
     for text, source in ((description, SOURCE_HEADER), (os.path.basename(path), SOURCE_FILENAME)):
-        low = text.lower()
-        tokens = set(low.replace(".", "_").replace("-", "_").split("_"))
-        if any(word in low for word in _MR_WORDS):
-            return "MR", source
-        if tokens & set(_CT_WORDS):
+        tokens = set(re.split(r"[^a-z0-9]+", text.lower()))
+        if tokens & _CT_WORDS:
             return "CT", source
+        if tokens & _MR_WORDS or any(t.startswith(_MR_PREFIXES) for t in tokens):
+            return "MR", source
     return None, SOURCE_NONE
 
 

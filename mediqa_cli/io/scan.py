@@ -46,6 +46,8 @@ class Scan:
     notes: list[str] = field(default_factory=list)
     phi: dict[str, str] = field(default_factory=dict)  # only reported with --include-phi
     fingerprint: str = ""
+    identity: dict[str, str] = field(default_factory=dict)  # study/series UIDs, station: private
+    descriptors: dict[str, object] = field(default_factory=dict)  # manufacturer, model, ...
 
     @property
     def n_slices(self) -> int:
@@ -67,6 +69,8 @@ class ScanProblem:
     kind: str = "unknown"
     scan_id: str = ""
     fingerprint: str = ""
+    phi: dict[str, str] = field(default_factory=dict)  # tags, when a header could be read
+    identity: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.scan_id:

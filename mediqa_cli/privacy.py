@@ -1,0 +1,215 @@
+"""What may leave the machine: the one privacy gate between a `ScanResult` and every output.
+
+Policy (README "Privacy"):
+- Patient, study, series and scanner are named by keyed pseudonyms: HMAC-SHA256 of the
+  identifying value under a site key, so the same patient gets the same pseudonym every night
+  and at no other site. The key is created on first use in the user's config folder
+  (`$MEDIQA_CONFIG_DIR`, else `$XDG_CONFIG_HOME/mediqa`, else `~/.config/mediqa`), or read from
+  `--pseudonym-key FILE`.
+- Paths are relative to the input's parent folder; a path component that holds a patient name
+  part, patient ID, birth date, accession number, study date or a study/series UID (as whole
+  tokens, from the tags of any scan of the run) is replaced by the pseudonym it belongs to (the
+  file extension stays). Rows of files that could not be read carry no tags of their own: they
+  are published at the end of the run, when every value of the run is known.
+- Descriptors (manufacturer, model, software, field strength, kVp, body part, protocol, series
+  description) are kept, as DICOM PS3.15 "retain device/descriptor" options allow; `--deid
+  strict` drops them. Text cells and log lines are scrubbed of every known value.
+- Names, IDs and dates are written only with `--include-phi`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mediqa_cli.results import (
+    DETAIL_KEY,
+    PHI_KEYWORD_TO_COLUMN,
+    ScanResult,
+    columns_for,
+)
+
+KEY_FILE = "pseudonym.key"
+DEID_MODES = ("default", "strict")
+
+# Which pseudonym a PHI value found in a path stands for.
+_PATIENT_KEYS = ("PatientName", "PatientID", "PatientBirthDate")
+_STUDY_KEYS = ("AccessionNumber", "StudyDate", "StudyInstanceUID")
+_SERIES_KEYS = ("SeriesInstanceUID",)
+_MIN_TOKEN = 3  # shorter name parts ("Li", "Wu") would hit unrelated words
+
+
+def config_dir() -> Path:
+    """Where the site key lives: $MEDIQA_CONFIG_DIR, $XDG_CONFIG_HOME/mediqa, ~/.config/mediqa."""
+    explicit = os.environ.get("MEDIQA_CONFIG_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "mediqa"
+
+
+def load_key(path: str | os.PathLike[str] | None = None) -> bytes:
+    """The site key: the given file's bytes, or the config folder's key (created on first use,
+    32 random bytes, mode 0600: whoever holds it can test a guessed ID against a pseudonym)."""
+    if path is not None:
+        data = Path(path).read_bytes().strip()
+        if len(data) < 16:
+            raise ValueError(f"pseudonym key {path} is shorter than 16 bytes")
+        return data
+    target = config_dir() / KEY_FILE
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+    return target.read_bytes().strip()
+
+
+class Privacy:
+    """The gate: learns identifying values from results, publishes rows, scrubs text."""
+
+    def __init__(self, inputs: Iterable[str], include_phi: bool = False, deid: str = "default",
+                 key: bytes | None = None) -> None:
+        if deid not in DEID_MODES:
+            raise ValueError(f"unknown --deid {deid!r}; choose one of {', '.join(DEID_MODES)}")
+        self.include_phi = include_phi
+        self.strict = deid == "strict"
+        self.key = key if key is not None else load_key()
+        self.roots = [os.path.abspath(p) for p in inputs]
+        self.columns = columns_for(include_phi, self.strict)
+        self._values: dict[str, str] = {}  # lower-cased identifying value -> pseudonym
+        self._pattern: re.Pattern[str] | None = None
+
+    # -- pseudonyms -------------------------------------------------------------------------
+    def pseudonym(self, kind: str, value: str | None) -> str | None:
+        """`kind` prefix + 16 hex of HMAC-SHA256(key, kind:value); None for an empty value."""
+        text = (value or "").strip()
+        if not text:
+            return None
+        digest = hmac.new(self.key, f"{kind}:{text}".encode(), hashlib.sha256).hexdigest()
+        return f"{kind}-{digest[:16]}"
+
+    def _identities(self, result: ScanResult) -> dict[str, str | None]:
+        phi, ids = result.phi, result.identity
+        patient = phi.get("PatientID") or phi.get("PatientName")
+        scanner = "|".join(filter(None, (ids.get("StationName"), ids.get("DeviceSerialNumber"))))
+        return {
+            "patient_pseudonym": self.pseudonym("pat", patient),
+            "study_pseudonym": self.pseudonym("study", ids.get("StudyInstanceUID")
+                                              or phi.get("AccessionNumber")),
+            "series_pseudonym": self.pseudonym("series", ids.get("SeriesInstanceUID")),
+            "scanner_pseudonym": self.pseudonym("scanner", scanner),
+        }
+
+    def learn(self, result: ScanResult) -> None:
+        """Remember the result's identifying values (for paths, text cells and log lines)."""
+        if result.published is not None:
+            return
+        names = self._identities(result)
+        values = {**result.phi, **result.identity}
+        added = False
+        for keys, column in ((_PATIENT_KEYS, "patient_pseudonym"),
+                             (_STUDY_KEYS, "study_pseudonym"), (_SERIES_KEYS, "series_pseudonym")):
+            token = names[column] or names["patient_pseudonym"] or "[redacted]"
+            for keyword in keys:
+                raw = (values.get(keyword) or "").strip()
+                parts = {raw}
+                if keyword == "PatientName":
+                    parts |= {p for p in re.split(r"[\^\s,]+", raw) if p}
+                for part in parts:
+                    if len(part) >= _MIN_TOKEN and part.lower() not in self._values:
+                        self._values[part.lower()] = token
+                        added = True
+        for keyword in ("InstitutionName", "StationName", "DeviceSerialNumber"):
+            raw = (values.get(keyword) or "").strip()
+            if len(raw) >= _MIN_TOKEN and raw.lower() not in self._values:
+                self._values[raw.lower()] = names["scanner_pseudonym"] or "[redacted]"
+                added = True
+        if added:
+            alternatives = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile(
+                r"(?<![A-Za-z0-9])(" + "|".join(re.escape(v) for v in alternatives)
+                + r")(?![A-Za-z0-9])", re.IGNORECASE)
+
+    # -- text -------------------------------------------------------------------------------
+    def scrub(self, text: str) -> str:
+        """Replace every known identifying value in free text by its pseudonym."""
+        if self._pattern is None or not text or self.include_phi:
+            return text
+        return self._pattern.sub(lambda m: self._values[m.group(1).lower()], text)
+
+    def public_path(self, raw: str) -> str:
+        """Relative to the input's parent; components holding a known value become pseudonyms."""
+        absolute = os.path.abspath(raw)
+        relative = raw
+        for root in sorted(self.roots, key=len, reverse=True):
+            if absolute == root or absolute.startswith(root.rstrip(os.sep) + os.sep):
+                relative = os.path.relpath(absolute, os.path.dirname(root) or os.sep)
+                break
+        if self.include_phi or self._pattern is None:
+            return relative
+        parts = []
+        for part in relative.split(os.sep):
+            match = self._pattern.search(part)
+            if match is None:
+                parts.append(part)
+                continue
+            token = self._values[match.group(1).lower()]
+            stem, suffix = _split_suffix(part)
+            parts.append(token + suffix if self._pattern.search(stem) else part)
+        return os.sep.join(parts)
+
+    # -- rows -------------------------------------------------------------------------------
+    def publish(self, result: ScanResult) -> dict[str, Any]:
+        """The public row of a result: this policy's columns (schema order) + per-slice detail."""
+        if result.published is not None:
+            row = {column: result.published.get(column) for column in self.columns}
+            row[DETAIL_KEY] = result.detail
+            return row
+        self.learn(result)
+        values = result.column_values()
+        values.update({k: v for k, v in self._identities(result).items() if k in self.columns})
+        values["path"] = self.public_path(result.path)
+        if self.include_phi:
+            for keyword, column in PHI_KEYWORD_TO_COLUMN.items():
+                values[column] = result.phi.get(keyword) or None
+        row = {column: values.get(column) for column in self.columns}
+        for column in ("error", "notes", "protocol_name", "series_description"):
+            if isinstance(row.get(column), str):
+                row[column] = self.scrub(row[column])
+        row[DETAIL_KEY] = result.detail
+        return row
+
+    # -- logs -------------------------------------------------------------------------------
+    def log_filter(self) -> logging.Filter:
+        """A filter that scrubs every record's message (installed on the handlers of a run)."""
+        gate = self
+
+        class _Scrub(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                message = record.getMessage()
+                cleaned = gate.scrub(message)
+                if cleaned != message:
+                    record.msg, record.args = cleaned, None
+                return True
+
+        return _Scrub()
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    """('IM_DOE', '.dcm'); keeps double suffixes such as .nii.gz."""
+    lower = name.lower()
+    for suffix in (".nii.gz", ".tar.gz"):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix):]
+    stem, dot, ext = name.rpartition(".")
+    if dot and stem and len(ext) <= 5:
+        return stem, "." + ext
+    return name, ""
