@@ -225,7 +225,8 @@ def evaluate(
         if compare is not None:
             sets.append(ev.WeightSet("compare", compare, member=compare_member))
         images = []
-        for entry in ev.pick_images(entries, groups, modality):
+        chosen = ev.pick_images(entries, groups, modality)
+        for entry in chosen:
             try:
                 images.append(ev.load_image(entry, cache, mirror))
             except (OSError, ValueError, ManifestError) as err:
@@ -241,8 +242,7 @@ def evaluate(
                 "compare_version": sets[1].version if compare else None,
                 "manifest": str(manifest), "groups_per_modality": groups, "fold": fold,
                 "seed": seed, "ground_truth_images": {
-                    m: sum(1 for e in ev.pick_images(entries, groups, modality)
-                           if e.modality == m and e.ground_truth)
+                    m: sum(1 for e in chosen if e.modality == m and e.ground_truth)
                     for m in sorted({i.modality for i in images})}}
     methods = sorted({k for r in results for k in r.values},
                      key=lambda k: (k not in ("model", "compare"), k))
@@ -291,13 +291,12 @@ def agreement(
                         f"acceptable; 95% bootstrap over images)")
     for column in ("method", "AUC", "interval"):
         table.add_column(column, justify="left" if column == "method" else "right")
-    for name, values in sorted(columns.items(), key=lambda kv: kv[0] != "model"):
-        low, high = expert.bootstrap_auc(values, y, seed=seed)
-        table.add_row(name, f"{expert.auc(values, y):.3f}", f"[{low:.3f}, {high:.3f}]")
+    aucs = {name: [expert.auc(values, y), *expert.bootstrap_auc(values, y, seed=seed)]
+            for name, values in sorted(columns.items(), key=lambda kv: kv[0] != "model")}
+    for name, (value, low, high) in aucs.items():
+        table.add_row(name, f"{value:.3f}", f"[{low:.3f}, {high:.3f}]")
     console.print(table)
-    result: dict = {"n_images": len(y), "n_acceptable": int(y.sum()), "auc": {
-        name: [expert.auc(v, y), *expert.bootstrap_auc(v, y, seed=seed)]
-        for name, v in columns.items()}}
+    result: dict = {"n_images": len(y), "n_acceptable": int(y.sum()), "auc": aucs}
     if few_labels:
         if rival not in columns:
             raise typer.BadParameter(f"unknown rival {rival!r}", param_hint="--rival")

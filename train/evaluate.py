@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 from mediqa_train.eval_ladders import FAMILIES, LEVELS, Family, ladder
+from mediqa_train.ladders import ladder_srcc
 from mediqa_train.manifest import FOLDS, Entry, fetch_entry, fold_of
 
 IQM_HIGHER_IS_BETTER = {"iqm_snr": True, "iqm_cnr": True, "iqm_efc": False, "iqm_fber": True,
@@ -260,19 +261,6 @@ def _read_journal(journal: Path | None) -> dict[str, LadderResult]:
 # --- statistics ---------------------------------------------------------------------------
 
 
-def ladder_srcc(values: Sequence[float]) -> float:
-    """Spearman correlation of the values with quality (clean best): 1 = perfect ranking.
-
-    Ties among values count as ties (average ranks); a constant or non-finite ladder is NaN.
-    """
-    from scipy.stats import spearmanr
-
-    v = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(v).all() or np.ptp(v) == 0:
-        return math.nan
-    return float(spearmanr(v, -np.arange(len(v))).statistic)
-
-
 @dataclass
 class Table:
     """Per-ladder SRCCs and per-group AUC counts, with a bootstrap over groups."""
@@ -285,11 +273,17 @@ class Table:
         return sorted({r.modality for r in self.results})
 
     def families(self, modality: str) -> list[str]:
-        return [f.name for f in FAMILIES[modality]
-                if any(r.family == f.name and r.modality == modality for r in self.results)]
+        key = ("families", modality)
+        if key not in self._cache:  # asked for in every bootstrap draw: computed once
+            self._cache[key] = [f.name for f in FAMILIES[modality] if any(
+                r.family == f.name and r.modality == modality for r in self.results)]
+        return self._cache[key]
 
     def groups(self, modality: str) -> list[str]:
-        return sorted({r.group for r in self.results if r.modality == modality})
+        key = ("groups", modality)
+        if key not in self._cache:
+            self._cache[key] = sorted({r.group for r in self.results if r.modality == modality})
+        return self._cache[key]
 
     def _srcc_arrays(self, modality: str, family: str) -> tuple[np.ndarray, np.ndarray]:
         """(group index per ladder, ladders x methods SRCC), computed once per family."""
