@@ -50,6 +50,7 @@ class SliceTokens:
     grid: tuple[int, int]
     spacing_mm: tuple[float, float]
     scale: float = 1.0
+    physics: np.ndarray | None = None  # (N_PHYSICS,) whole-slice measures, mediqa_cli.physics
 
     @property
     def n_tokens(self) -> int:
@@ -64,7 +65,8 @@ class SliceTokens:
         """The same slice restricted to some patches (grid and spacing unchanged)."""
         idx = np.asarray(indices, dtype=np.int64)
         return SliceTokens(
-            self.patches[idx], self.coords[idx], self.grid, self.spacing_mm, self.scale
+            self.patches[idx], self.coords[idx], self.grid, self.spacing_mm, self.scale,
+            self.physics
         )
 
 
@@ -180,9 +182,17 @@ def preprocess_slice(
     spacing_mm: Sequence[float] = (math.nan, math.nan),
     max_patches: int = DEFAULT_MAX_PATCHES,
     value_range: tuple[float, float] | None = None,
+    physics: bool = False,
 ) -> SliceTokens:
-    """normalise + patchify: one raw slice from `Scan.read_slice` to tokens."""
-    return patchify(normalise(image, modality, value_range), spacing_mm, max_patches)
+    """normalise + patchify: one raw slice from `Scan.read_slice` to tokens; with `physics`,
+    the whole-slice measures of `mediqa_cli.physics`, taken on the raw slice at full resolution
+    before any scaling or downscale."""
+    tokens = patchify(normalise(image, modality, value_range), spacing_mm, max_patches)
+    if physics:
+        from mediqa_cli.physics import slice_physics
+
+        tokens.physics = slice_physics(image, modality)
+    return tokens
 
 
 __all__ = [

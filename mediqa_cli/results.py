@@ -60,6 +60,8 @@ SCHEMA: tuple[Column, ...] = (
     _c("modality_source", "str", "", "dicom-tag, header, file-name, override, predicted"),
     _c("anatomy", "str", "", "head, neck, chest, ... (README)"),
     _c("anatomy_source", "str", "", "same sources as modality"),
+    _c("domain_distance", "float", "", "distance of the slices' physics to the training corpus "
+       "over its threshold; > 1: out of domain, the score does not apply (mediqa_cli.domain)"),
     _c("scanner_pseudonym", "str", "", "keyed pseudonym of StationName + DeviceSerialNumber",
        DESCRIPTOR),
     _c("manufacturer", "str", "", "DICOM Manufacturer", DESCRIPTOR),
@@ -155,6 +157,7 @@ class ScanResult:
     modality_source: str | None = None
     anatomy: str | None = None
     anatomy_source: str | None = None
+    domain_distance: float | None = None
     n_slices: int | None = None
     rows: int | None = None
     cols: int | None = None
@@ -209,6 +212,7 @@ class ScanResult:
             "kind": self.kind,
             "modality": self.modality,
             "modality_source": self.modality_source,
+            "domain_distance": self.domain_distance,
             "anatomy": self.anatomy,
             "anatomy_source": self.anatomy_source,
             "shape": self._shape(),

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from mediqa_cli.domain import DomainCheck
 from mediqa_cli.io.scan import Scan
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.packing import PackedBatch, SliceOutput, pack, plan_batches, unpack
 from mediqa_cli.model.prompts import PromptRequest, request_for_scan, resolve_prompt
-from mediqa_cli.preprocess import DEFAULT_MAX_PATCHES, SliceTokens, preprocess_slice
+from mediqa_cli.preprocess import SliceTokens, preprocess_slice
 from mediqa_cli.saliency import SliceSelection, select_patches
 from mediqa_cli.views import average_views, flip_views
 
@@ -43,13 +44,31 @@ def grade_for(score: float) -> str:
 
 @dataclass(frozen=True)
 class SlicePreparer:
-    """Worker-side half: raw selected slices -> patch tokens (picklable, no weights)."""
+    """Worker-side half: raw selected slices -> patch tokens (picklable, no weights).
+
+    The preprocessing settings (patch grid cap, patches kept, whether whole-slice physics is
+    measured) come from the weights' config, so training (`mediqa_train.batches.tokens_for`)
+    and `mediqa score` tokenise a slice by this one method.
+    """
 
     config: ModelConfig
-    max_patches: int = DEFAULT_MAX_PATCHES
-    keep_patches: int = 256
-    background_fraction: float = 0.25
     views: int = 1  # mirror views per slice, averaged by the scorer (mediqa_cli.views)
+
+    def slice_tokens(
+        self,
+        images: list[np.ndarray],
+        modality: str | None,
+        spacing: tuple[float, float],
+        value_range: tuple[float, float] | None,
+        seeds: list[int],
+    ) -> list[SliceTokens]:
+        """Raw slices (reader layout) -> normalised, patchified, measured, selected tokens."""
+        cfg = self.config
+        tokens = [preprocess_slice(image, modality, spacing, cfg.max_patches, value_range,
+                                   physics=cfg.physics_tokens) for image in images]
+        keep = select_patches(tokens, keep=cfg.keep_patches,
+                              background_fraction=cfg.background_fraction, seeds=seeds)
+        return [t.take(k.indices) for t, k in zip(tokens, keep)]
 
     def prepare(
         self, scan: Scan, slices: dict[int, np.ndarray], selection: SliceSelection
@@ -57,15 +76,12 @@ class SlicePreparer:
         """Tokens of each selected slice, `views` consecutive sets per slice."""
         indices = [int(i) for i in selection.indices]
         spacing = (scan.spacing[1], scan.spacing[2])
-        tokens, seeds = [], []
+        images, seeds = [], []
         for i in indices:
             for view in flip_views(slices[i], self.views):
-                tokens.append(preprocess_slice(view, scan.modality, spacing, self.max_patches,
-                                               selection.value_range))
+                images.append(view)
                 seeds.append(i)
-        keep = select_patches(tokens, keep=self.keep_patches,
-                              background_fraction=self.background_fraction, seeds=seeds)
-        tokens = [t.take(k.indices) for t, k in zip(tokens, keep)]
+        tokens = self.slice_tokens(images, scan.modality, spacing, selection.value_range, seeds)
         return tokens, request_for_scan(scan, self.config)
 
 
@@ -80,6 +96,7 @@ class ModelScorer:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     max_tokens: int = 4096
     fixed_max_seqlen: int | None = None  # an exported program needs its traced bound
+    domain: DomainCheck | None = None  # out-of-domain references saved with the weights
 
     def score(self, batch: list[Any]) -> None:
         """Fill each PreparedScan's result with score, grade, physical estimates, prompts, worst
@@ -105,6 +122,7 @@ class ModelScorer:
             _, request = prepared.model_inputs
             slices = average_views(per_scan.get(scan_index, []), self.preparer.views)
             self._aggregate(prepared, slices, request)
+            self._check_domain(prepared)
         elapsed = time.perf_counter() - started
         total = max(1, sum(tokens_per_scan))
         for scan_index, prepared in enumerate(batch):
@@ -155,6 +173,21 @@ class ModelScorer:
         detail["slice_severities"] = severities.round(4).tolist()
 
 
+    def _check_domain(self, prepared: Any) -> None:
+        """Flag a scan whose slice physics are unlike the training corpus (mediqa_cli.domain):
+        a note, the distance column, and modality OTHER where only the model named it."""
+        result = prepared.result
+        measures = [t.physics for t in prepared.model_inputs[0] if t.physics is not None]
+        if self.domain is None or not measures or result.status == "error":
+            return
+        verdict = self.domain.check(measures)
+        result.domain_distance = round(verdict.distance, 3)
+        if not verdict.in_domain:
+            result.add_note(verdict.note or "")
+            if result.modality_source == "predicted":
+                result.modality = "OTHER"
+
+
 def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
                 views: int = 1) -> ModelScorer:
     """Load verified weights and wrap the network in the requested backend; `views` mirror
@@ -179,13 +212,14 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
     elif backend == "export":
         from mediqa_cli.model.export import export_model
 
-        fixed = preparer.max_patches
+        fixed = min(config.max_patches, config.keep_patches)
         runnable = export_model(model, fixed).module()
     if backend != "eager":
         version = f"{version}+{backend}"
     if views > 1:
         version = f"{version}+views{views}"
-    return ModelScorer(runnable, config, version, preparer, target, fixed_max_seqlen=fixed)
+    return ModelScorer(runnable, config, version, preparer, target, fixed_max_seqlen=fixed,
+                       domain=DomainCheck.load(weights_dir))
 
 
 def _pick_device(device: str) -> torch.device:

@@ -38,8 +38,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from mediqa_cli.model.config import ModelConfig, checked_keys
 from mediqa_cli.model.packing import PackedBatch, pack, sequence_tokens
 from mediqa_cli.model.prompts import PromptRequest
-from mediqa_cli.preprocess import DEFAULT_MAX_PATCHES, SliceTokens, preprocess_slice
-from mediqa_cli.saliency import select_patches
+from mediqa_cli.preprocess import DEFAULT_MAX_PATCHES, SliceTokens
 from mediqa_cli.taxonomy import ANATOMIES, MODALITIES, PHYSICAL_FAMILIES
 
 SOURCE_TRAINING = "training"
@@ -74,8 +73,6 @@ class BatchRecipe:
     ct_crop_max: int = 128  # CT simulators project and back-project: cost grows as side^3
     min_scale: float = 0.25  # random downscale of the slice before cropping (spacing follows)
     full_image_fraction: float = 0.2  # whole (rescaled) slices, as `mediqa score` sees them
-    max_patches: int = DEFAULT_MAX_PATCHES  # per-slice grid cap, as inference applies it
-    keep_patches: int = 256  # salient + background patch selection, as inference applies it
     clean_fraction: float = 0.15
     max_chain: int = 3
     metadata_dropout: float = 0.5
@@ -102,7 +99,9 @@ class BatchRecipe:
 
 # Options whose trials lost (benchmarks/RESULTS.md), with the value every shipped run used.
 RETIRED_RECIPE_KEYS: dict[str, Any] = {"modality_weighting": "uniform", "content_mix": 0.0,
-                                       "borrowed_rank_only": False, "full_level_step": False}
+                                       "borrowed_rank_only": False, "full_level_step": False,
+                                       # now the model config's, saved with the weights:
+                                       "max_patches": DEFAULT_MAX_PATCHES, "keep_patches": 256}
 
 
 @dataclass
@@ -198,11 +197,13 @@ def flip_rotate(image: torch.Tensor, spacing: tuple[float, float], rng: np.rando
 
 
 def tokens_for(image: torch.Tensor, modality: str, spacing: tuple[float, float],
-               recipe: BatchRecipe, seed: int = 0) -> SliceTokens:
-    """Physical-unit slice -> patch tokens by the inference path (normalise, patchify, select)."""
-    tokens = preprocess_slice(to_reader_layout(image), modality, spacing, recipe.max_patches)
-    chosen = select_patches([tokens], keep=recipe.keep_patches, seeds=[seed])[0]
-    return tokens if len(chosen.indices) == tokens.n_tokens else tokens.take(chosen.indices)
+               config: ModelConfig, seed: int = 0) -> SliceTokens:
+    """Physical-unit slice -> patch tokens by the inference path (`SlicePreparer.slice_tokens`:
+    normalise, patchify, physics, select), with the preprocessing settings of `config`."""
+    from mediqa_cli.scoring import SlicePreparer
+
+    return SlicePreparer(config).slice_tokens([to_reader_layout(image)], modality, spacing,
+                                              None, [seed])[0]
 
 
 def prompt_for(modality: str, anatomy: str, config: ModelConfig, task: str,
@@ -311,7 +312,8 @@ class ExampleMaker:
                 clean, image, src.modality, shading=shading_of(sev, names),
                 shading_weight=r.shading_weight)
         prompt = self._prompt(src, rng)
-        tokens = tokens_for(image, src.modality, spacing, r, seed=int(rng.integers(1 << 31)))
+        tokens = tokens_for(image, src.modality, spacing, self.config,
+                            seed=int(rng.integers(1 << 31)))
         return Example(tokens, prompt, sev.astype(np.float32), float(quality),
                        self.config.modalities.index(src.modality),
                        self.config.anatomies.index(src.anatomy), src.source, names)
@@ -365,7 +367,8 @@ class ExampleMaker:
                 sev = chain.severity_vector().numpy()
                 quality = reference_quality(clean, image, src.modality, mask,
                                             shading_of(sev, keys), r.shading_weight)
-            tokens = tokens_for(image, src.modality, spacing, r, seed=int(rng.integers(1 << 31)))
+            tokens = tokens_for(image, src.modality, spacing, self.config,
+                            seed=int(rng.integers(1 << 31)))
             out.append(Example(tokens, prompt, sev.astype(np.float32), float(quality),
                                self.config.modalities.index(src.modality),
                                self.config.anatomies.index(src.anatomy), src.source,

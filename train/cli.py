@@ -519,6 +519,27 @@ def pretrain(
         raise typer.Exit(1) from None
 
 
+@app.command("domain-profile")
+def domain_profile(
+    out: Annotated[Path, typer.Option("--out", help="Weights folder to write domain.json into.")],
+    corpus: Annotated[Path, typer.Option("--corpus", help="Corpus folder (see `corpus`).")] = Path(
+        "corpus"),
+    k: Annotated[int, typer.Option("--k", min=1, help="Neighbour whose distance counts.")] = 3,
+    quantile: Annotated[float, typer.Option(
+        "--quantile", min=0.5, max=1.0,
+        help="Held-out corpus slices within the threshold.")] = 0.95,
+    max_per_modality: Annotated[int, typer.Option("--max-per-modality", min=2)] = 300,
+) -> None:
+    """Out-of-domain references: the corpus slices' physics measures (mediqa_cli.domain)."""
+    from mediqa_train.domain_profile import fit_on_corpus
+
+    try:
+        fit_on_corpus(corpus, out, k, quantile, max_per_modality, echo=console.print)
+    except (FileNotFoundError, ValueError) as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def finetune(
     labels: Annotated[Path, typer.Option("--labels", help="labels.csv: path,score[,modality,"

@@ -69,6 +69,11 @@ class RunConfig:
     val_ladders_per_modality: int = 0  # > 0: track within-ladder SRCC on val sources
     select_best: bool = False  # ship the weights of the best val_ladder_srcc, not the last step
     snapshot_ensemble: bool = False  # ship the weights at every cycle's end as one ensemble
+    # Warm start: a weights folder (relative paths from the repository root) and the member of
+    # its ensemble whose tensors the new network starts from; modules the older weights lack
+    # (e.g. physics tokens) keep their fresh initialisation.
+    init_weights: str | None = None
+    init_member: int = 0
 
     def __post_init__(self) -> None:
         if self.optim.cycles < 1:

@@ -136,7 +136,7 @@ def example_of(image: torch.Tensor, spacing: tuple[float, float], modality: str,
                config: ModelConfig, recipe: BatchRecipe, known: bool = True,
                quality: float = math.nan) -> Example:
     """An Example scored as `mediqa score` would (metadata known or removed)."""
-    tokens = tokens_for(image, modality, spacing, recipe, seed=0)
+    tokens = tokens_for(image, modality, spacing, config, seed=0)
     prompt = prompt_for(modality, anatomy, config, "expert", not known, not known)
     return Example(tokens, prompt, np.zeros(len(config.families), np.float32), quality,
                    config.modalities.index(modality), config.anatomies.index(anatomy), "")

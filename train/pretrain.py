@@ -94,6 +94,8 @@ def pretrain(
             raise FileExistsError(f"{out_dir} already holds a run; pass --resume or a new --out")
         (out_dir / "metrics.jsonl").unlink(missing_ok=True)
         state = {"step": 0, "elapsed_s": 0.0, "tokens": 0, "slices": 0}
+        if run.init_weights:
+            warm_start(model, run.init_weights, run.init_member, echo)
     (out_dir / "run_config.json").write_text(json.dumps(run.to_dict(), indent=1) + "\n")
     log = JsonlLog(out_dir / "metrics.jsonl", echo)
     budget_s = None if max_minutes is None else 60.0 * max_minutes
@@ -241,6 +243,36 @@ def pretrain(
     if echo:
         echo(f"pretrain done: {step} steps in {elapsed / 60:.1f} min -> {weights}")
     return weights
+
+
+def warm_start(model: MedIQANet, weights: str, member: int,
+               echo: Callable[[str], None] | None = print) -> None:
+    """Copy one member's tensors of a weights folder into `model`.
+
+    Every tensor of the older network must fit (same shapes); tensors only the new network has
+    (a module the older config did not enable) keep their initialisation. Anything else is an
+    error, so a warm start never silently drops what it was meant to carry over.
+    """
+    from mediqa_cli.model.ensemble import members_of
+    from mediqa_cli.model.weights import load_weights
+
+    path = Path(weights)
+    if not path.is_absolute() and not path.exists():
+        path = Path(__file__).resolve().parent.parent / path
+    source, _ = load_weights(path, torch.device("cpu"))
+    nets = members_of(source)
+    if not 0 <= member < len(nets):
+        raise ValueError(f"{weights} has {len(nets)} member(s); init_member {member} is "
+                         "out of range")
+    state = nets[member].state_dict()
+    own = model.state_dict()
+    misfit = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if misfit:
+        raise ValueError(f"warm start from {weights}: tensors that do not fit: {misfit[:5]}")
+    model.load_state_dict(state, strict=False)
+    if echo:
+        new = sorted({k.split(".")[0] for k in own if k not in state})
+        echo(f"warm start from {weights} member {member}; new modules: {', '.join(new) or '-'}")
 
 
 def pretrain_on_corpus(

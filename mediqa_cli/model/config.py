@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mediqa_cli.preprocess import N_CHANNELS, PATCH
+from mediqa_cli.physics import N_PHYSICS
+from mediqa_cli.preprocess import DEFAULT_MAX_PATCHES, N_CHANNELS, PATCH
 from mediqa_cli.taxonomy import ANATOMIES, MODALITIES, PHYSICAL_FAMILIES
 
 # The task prompt: "physical" while pre-training on simulated degradations, "expert" when
@@ -61,6 +62,11 @@ class ModelConfig:
     spacing_hidden: int = 64
     context_depth: int = 3  # blocks before the context head; prompts join after them
     patch_physics: bool = True  # per-patch noise/blur/compression statistics (PatchPhysics)
+    physics_tokens: bool = False  # whole-slice physics measures as tokens (PhysicsTokens)
+    # Preprocessing the weights were trained with; training and `mediqa score` both read these.
+    max_patches: int = DEFAULT_MAX_PATCHES  # patch grid cap per slice before any downscale
+    keep_patches: int = 256  # salient + spatial-cover patches kept per slice
+    background_fraction: float = 0.25  # share of kept patches drawn across the whole slice
     modalities: tuple[str, ...] = field(default=MODALITIES)
     anatomies: tuple[str, ...] = field(default=ANATOMIES)
     families: tuple[str, ...] = field(default=PHYSICAL_FAMILIES)
@@ -75,6 +81,10 @@ class ModelConfig:
             raise ValueError(f"context_depth {self.context_depth} must be in [0, {self.depth}]")
         if self.pos_grid < 2:
             raise ValueError("pos_grid must be >= 2")
+        if self.max_patches < 1 or self.keep_patches < 1:
+            raise ValueError("max_patches and keep_patches must be >= 1")
+        if not 0.0 <= self.background_fraction < 1.0:
+            raise ValueError("background_fraction must lie in [0, 1)")
 
     @property
     def head_dim(self) -> int:
@@ -88,6 +98,11 @@ class ModelConfig:
     def n_queries(self) -> int:
         """Tokens prepended to each slice: context, quality score, one per physical family."""
         return 2 + len(self.families)
+
+    @property
+    def n_physics(self) -> int:
+        """Whole-slice physics tokens per slice (0 when `physics_tokens` is off)."""
+        return N_PHYSICS if self.physics_tokens else 0
 
     @property
     def unknown_modality(self) -> int:

@@ -57,6 +57,7 @@ class MedIQAEnsemble(nn.Module):
         modality: Tensor,
         anatomy: Tensor,
         task: Tensor,
+        physics: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """MedIQANet.forward's inputs and outputs; see the module docstring for the averaging."""
         severities = torch.zeros(0)
@@ -66,7 +67,7 @@ class MedIQAEnsemble(nn.Module):
         first = True
         for member in self.members:
             sev, q, mod_logits, anat_logits, _, _ = member(
-                patches, coords, spacing, cu_seqlens, max_seqlen, modality, anatomy, task)
+                patches, coords, spacing, cu_seqlens, max_seqlen, modality, anatomy, task, physics)
             mod_logp = torch.log_softmax(mod_logits.float(), dim=1)
             anat_logp = torch.log_softmax(anat_logits.float(), dim=1)
             if first:

@@ -21,7 +21,8 @@ def export_dynamic_shapes() -> tuple[object, ...]:
     with the max_seqlen it was exported with (`pack(..., max_seqlen=bound)`).
     """
     dyn = torch.export.Dim.DYNAMIC
-    return ({0: dyn}, {0: dyn}, {0: dyn}, {0: dyn}, None, {0: dyn}, {0: dyn}, {0: dyn})
+    return ({0: dyn}, {0: dyn}, {0: dyn}, {0: dyn}, None, {0: dyn}, {0: dyn}, {0: dyn},
+            {0: dyn})
 
 
 def script_model(model: MedIQANet) -> torch.jit.ScriptModule:

@@ -150,6 +150,31 @@ class PatchPhysics(nn.Module):
         return out.to(patches.dtype)
 
 
+class PhysicsTokens(nn.Module):
+    """Whole-slice physics measures (mediqa_cli.physics) as one token per measure.
+
+    Token f = value_f * w_f + e_f, or a learned "missing" vector m_f + e_f where the measure is
+    undefined (NaN), as numerical features enter tabular transformers (Gorishniy et al.,
+    "Revisiting deep learning models for tabular data", NeurIPS 2021). One token per measure
+    rather than one mixed vector: the queries can attend to the noise floor of an MR slice and to
+    the block grid of a JPEG separately, and learn per modality which measure to trust.
+    """
+
+    def __init__(self, n_features: int, width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_features, width) * 0.02)
+        self.embed = nn.Parameter(torch.randn(n_features, width) * 0.02)
+        self.missing = nn.Parameter(torch.zeros(n_features, width))
+
+    def forward(self, physics: Tensor) -> Tensor:
+        """(S, F) measures -> (S, F, width) tokens; values are clamped to [-8, 8]."""
+        physics = physics.to(self.weight.dtype)
+        missing = torch.isnan(physics).unsqueeze(-1)
+        value = torch.nan_to_num(physics, nan=0.0).clamp(-8.0, 8.0).unsqueeze(-1)
+        tokens = value * self.weight + self.embed
+        return torch.where(missing, self.missing + self.embed, tokens)
+
+
 class PackedAttention(nn.Module):
     """Multi-head self-attention over packed sequences (cu_seqlens), no padding."""
 

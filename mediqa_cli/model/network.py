@@ -1,8 +1,10 @@
 """MedIQANet: a pre-norm transformer over packed slices with task queries and automatic prompts.
 
-Per slice the sequence is [context query, quality query, one query per physical family] followed
-by the slice's patch tokens. The first `context_depth` blocks see no prompt; the context query's
-output then predicts modality and anatomy. Where a slice's prompt id is the "unknown" row, the
+Per slice the sequence is [context query, quality query, one query per physical family], then,
+when the config asks for them, one token per whole-slice physics measure (`PhysicsTokens`,
+measured on the full-resolution slice by `mediqa_cli.physics`), then the slice's patch tokens.
+The first `context_depth` blocks see no prompt; the context query's output then predicts
+modality and anatomy. Where a slice's prompt id is the "unknown" row, the
 prediction (argmax) replaces it, all in one pass with tensor ops only (`torch.where`, no Python
 branching on data). The prompt embedding is added to every token and the remaining blocks run.
 
@@ -21,6 +23,7 @@ from mediqa_cli.model.layers import (
     Block,
     GridPosition,
     PatchPhysics,
+    PhysicsTokens,
     SpacingEmbedding,
 )
 from mediqa_cli.model.prompts import PromptBank
@@ -36,12 +39,15 @@ class MedIQANet(nn.Module):
         self.config = config
         width, n_fam = config.width, len(config.families)
         self.n_queries = config.n_queries
+        self.n_physics = config.n_physics
         self.n_families = n_fam
         self.unknown_modality = config.unknown_modality
         self.unknown_anatomy = config.unknown_anatomy
         self.patch_embed = nn.Linear(config.patch_dim, width)
         self.physics = (PatchPhysics(config.channels, config.patch, width)
                         if config.patch_physics else None)
+        self.slice_physics = (PhysicsTokens(config.n_physics, width)
+                              if config.physics_tokens else None)
         self.position = GridPosition(config.pos_grid, width)
         self.spacing = SpacingEmbedding(config.spacing_hidden, width)
         self.prompts = PromptBank(config)
@@ -83,26 +89,30 @@ class MedIQANet(nn.Module):
         modality: Tensor,
         anatomy: Tensor,
         task: Tensor,
+        physics: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Score a packed batch of S slices.
 
         patches (P, patch_dim) float; coords (P, 2) float patch centres in [0, 1]; spacing (S, 2)
         mm per pixel (NaN unknown); cu_seqlens (S + 1,) int32 patch offsets per slice; max_seqlen:
         most patches in one slice; modality, anatomy, task (S,) int64 prompt ids (the "unknown"
-        row = len(vocab) asks the context head).
+        row = len(vocab) asks the context head); physics (S, N_PHYSICS) whole-slice measures, NaN
+        where undefined (ignored unless the config has `physics_tokens`).
         """
         n_q = self.n_queries
+        n_lead = n_q + self.n_physics  # tokens before each slice's patches
         n_patches = patches.shape[0]
         n_seq = cu_seqlens.shape[0] - 1
         device = patches.device
         cu = cu_seqlens.to(torch.int64)
         patch_idx = torch.arange(n_patches, device=device)
         patch_seq = torch.searchsorted(cu[1:], patch_idx, right=True)
-        # Queries go first in each slice: slice i owns [cu[i] + i*Q, cu[i+1] + (i+1)*Q).
-        cu_full = cu + torch.arange(n_seq + 1, device=device) * n_q
-        patch_pos = patch_idx + (patch_seq + 1) * n_q
-        query_pos = (cu_full[:-1].unsqueeze(1) + torch.arange(n_q, device=device)).reshape(-1)
-        n_tokens = n_patches + n_seq * n_q
+        # Queries (and physics tokens) go first: slice i owns [cu[i] + i*L, cu[i+1] + (i+1)*L).
+        cu_full = cu + torch.arange(n_seq + 1, device=device) * n_lead
+        patch_pos = patch_idx + (patch_seq + 1) * n_lead
+        lead_pos = cu_full[:-1].unsqueeze(1) + torch.arange(n_lead, device=device)
+        query_pos = lead_pos[:, :n_q].reshape(-1)
+        n_tokens = n_patches + n_seq * n_lead
         seq_of_token = torch.searchsorted(
             cu_full[1:], torch.arange(n_tokens, device=device), right=True
         )
@@ -110,13 +120,17 @@ class MedIQANet(nn.Module):
         tok = self.patch_embed(patches) + self.position(coords) + self.spacing(spacing)[patch_seq]
         # repeat, not expand + reshape: the reshape would branch on n_seq == 1 under export.
         qry = self.queries().to(tok.dtype).repeat(n_seq, 1)  # (S * Q, width)
+        if self.slice_physics is not None:
+            phys = self.slice_physics(physics).to(tok.dtype).reshape(-1, tok.shape[1])
+            qry = torch.cat([qry.view(n_seq, n_q, -1), phys.view(n_seq, self.n_physics, -1)],
+                            dim=1).reshape(-1, tok.shape[1])
         if self.physics is not None:
             tok = tok + self.physics(patches)
         x = tok.new_zeros(n_tokens, tok.shape[1])
-        x = x.index_copy(0, patch_pos, tok).index_copy(0, query_pos, qry)
+        x = x.index_copy(0, patch_pos, tok).index_copy(0, lead_pos.reshape(-1), qry)
 
         cu32 = cu_full.to(torch.int32)
-        max_len = max_seqlen + n_q
+        max_len = max_seqlen + n_lead
         for block in self.context_blocks:
             x = block(x, cu32, max_len)
 
@@ -163,6 +177,8 @@ class MedIQANet(nn.Module):
         """Prompts, queries and heads: what expert fine-tuning should train."""
         modules = [self.prompts, self.context_norm, self.modality_head, self.anatomy_head,
                    self.norm, self.quality_head]
+        if self.slice_physics is not None:  # a site's readers may weigh the measures otherwise
+            modules.append(self.slice_physics)
         params = [self.context_query, self.family_queries, self.quality_offset, self.expert_mix,
                   self.family_weight, self.family_bias]
         for module in modules:

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.prompts import PromptRequest
+from mediqa_cli.physics import N_PHYSICS
 from mediqa_cli.preprocess import SliceTokens
 
 
@@ -32,14 +33,15 @@ class PackedBatch:
     modality: Tensor  # (S,) int64
     anatomy: Tensor  # (S,) int64
     task: Tensor  # (S,) int64
+    physics: Tensor  # (S, N_PHYSICS) float32 whole-slice measures, NaN undefined or not measured
 
     @property
     def n_slices(self) -> int:
         return int(self.cu_seqlens.shape[0]) - 1
 
-    def args(self) -> tuple[Tensor, Tensor, Tensor, Tensor, int, Tensor, Tensor, Tensor]:
+    def args(self) -> tuple[Tensor, Tensor, Tensor, Tensor, int, Tensor, Tensor, Tensor, Tensor]:
         return (self.patches, self.coords, self.spacing, self.cu_seqlens, self.max_seqlen,
-                self.modality, self.anatomy, self.task)
+                self.modality, self.anatomy, self.task, self.physics)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> PackedBatch:
         """Move to a device; dtype, if given, applies to the float pixel tensors only."""
@@ -52,6 +54,7 @@ class PackedBatch:
             self.modality.to(device, non_blocking=True),
             self.anatomy.to(device, non_blocking=True),
             self.task.to(device, non_blocking=True),
+            self.physics.to(device, non_blocking=True),
         )
 
 
@@ -107,6 +110,9 @@ def pack(
         modality=torch.tensor([p.modality_id for p in prompts], dtype=torch.int64),
         anatomy=torch.tensor([p.anatomy_id for p in prompts], dtype=torch.int64),
         task=torch.tensor([p.task_id for p in prompts], dtype=torch.int64),
+        physics=torch.from_numpy(np.stack([
+            it.physics if it.physics is not None else np.full(N_PHYSICS, np.nan, np.float32)
+            for it in items]).astype(np.float32)),
     )
 
 
@@ -159,7 +165,9 @@ def example_batch(config: ModelConfig, sizes: Sequence[int] = (5, 9), seed: int 
         grid = (int(math.ceil(n / cols)), cols)
         coords = np.stack([np.arange(n) // cols, np.arange(n) % cols], axis=1).astype(np.int64)
         patches = rng.random((n, config.patch_dim), dtype=np.float32)
-        items.append(SliceTokens(patches, coords, grid, (0.8, 0.8)))
+        physics = rng.normal(size=N_PHYSICS).astype(np.float32)
+        physics[::5] = np.nan  # some measures undefined, as on real slices
+        items.append(SliceTokens(patches, coords, grid, (0.8, 0.8), physics=physics))
     prompts = [PromptRequest(config.unknown_modality, "none", config.unknown_anatomy, "none")
                for _ in sizes]
     return pack(items, prompts, config)

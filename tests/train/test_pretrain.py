@@ -63,12 +63,13 @@ def test_a_training_slice_is_tokenised_exactly_as_the_scorer_would(pool: list[It
     from mediqa_cli.saliency import select_patches
 
     image, spacing = real_image("MR")
-    recipe = BatchRecipe()
-    ours = tokens_for(image, "MR", spacing, recipe, seed=5)
-    ref = preprocess_slice(image.numpy(), "MR", spacing, recipe.max_patches)
-    keep = select_patches([ref], keep=recipe.keep_patches, seeds=[5])[0]
+    config = ModelConfig.from_dict({**ModelConfig().to_dict(), "physics_tokens": True})
+    ours = tokens_for(image, "MR", spacing, config, seed=5)
+    ref = preprocess_slice(image.numpy(), "MR", spacing, config.max_patches, physics=True)
+    keep = select_patches([ref], keep=config.keep_patches, seeds=[5])[0]
     np.testing.assert_array_equal(ours.patches, ref.take(keep.indices).patches)
     assert ours.spacing_mm == ref.spacing_mm
+    np.testing.assert_array_equal(ours.physics, ref.physics)  # measured on the whole slice
 
 
 def test_clean_examples_have_zero_severity_and_full_quality(pool: list[Item]) -> None:
