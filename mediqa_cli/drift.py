@@ -14,7 +14,10 @@ each summary is charted against a baseline learnt on the group's first nights:
   error (from only a few nights) widens the EWMA limits.
 - EWMA (lambda 0.2) of the standardised value catches slow drift, on every metric; a one-sided
   CUSUM (k 1, h 5) on the median score catches steps. Both only look in the bad direction
-  (score down; low grades and cause severities up): a better night is not an alert. EWMA limits
+  (score down; low grades and cause severities up): a better night is not an alert, and the
+  EWMA is held at zero on the good side (a reflecting barrier), so a run of good nights does
+  not leave it far below zero, slow to climb when quality turns (one-sided EWMA of Crowder and
+  Hamilton, 1992; the normal-theory limits below are then conservative). EWMA limits
   use the exact EWMA variance plus the variance of the estimated centre, so neither the first
   monitored nights nor a centre learnt from ten nights make the chart over-sensitive. EWMA
   needs about four points to mean anything, hence `min_baseline`.
@@ -173,7 +176,7 @@ def _finish(chart: Chart, sigma: np.ndarray, centre_var: float, k: int,
     cusum = np.zeros_like(z)
     level = upper = 0.0
     for t, value in enumerate(z):
-        level = lam * value + (1.0 - lam) * level
+        level = max(0.0, lam * value + (1.0 - lam) * level)
         upper = max(0.0, upper + value - settings.cusum_k)
         ewma[t], cusum[t] = level, upper
     steps = np.arange(1, z.size + 1)
