@@ -9,8 +9,10 @@ each summary is charted against a baseline learnt on the group's first nights:
 - Baseline (phase I): the first `baseline_nights` nights. The centre is the median of their
   nightly values; the noise of a night's value is split into the sampling error of a median of
   n scans (sqrt(pi / 2) * sigma_within / sqrt(n), sigma_within a pooled MAD of scans around
-  their night's median) and the night-to-night spread left over (from the MAD of the baseline's
-  nightly values). A night with few scans therefore moves the chart less. The centre's own
+  their night's median), widened by the baseline's over-dispersion (night-to-night variation
+  beyond sampling, from the median squared deviation: a MAD of ten nightly medians alone
+  misjudged sigma by a factor of two in some histories). A night with few scans therefore moves
+  the chart less. The centre's own
   error (from only a few nights) widens the EWMA limits.
 - EWMA (lambda 0.2) of the standardised value catches slow drift, on every metric; a one-sided
   CUSUM (k 1, h 5) on the median score catches steps. Both only look in the bad direction
@@ -42,6 +44,7 @@ import numpy as np
 
 _MAD_TO_SIGMA = 1.4826
 _MEDIAN_SE = math.sqrt(math.pi / 2.0)
+_CHI2_1_MEDIAN = 0.4549
 
 
 @dataclass(frozen=True)
@@ -116,13 +119,19 @@ def median_chart(metric: str, nights: Sequence[NightValues], bad: str,
     if k < settings.min_baseline:
         return _learning(chart)
     base = nights[:k]
-    residuals = np.concatenate([n.values - np.median(n.values) for n in base])
+    # Residuals around a night's own median are too small by about sqrt((n - 1) / n).
+    residuals = np.concatenate([(n.values - np.median(n.values)) * math.sqrt(n.values.size
+                                / (n.values.size - 1)) for n in base if n.values.size > 1]
+                               or [np.zeros(1)])
     within = max(robust_scale(residuals), min_sigma)
     # For a night of n scans, sigma of its median ~ sqrt(pi/2) sigma / sqrt(n) (never > sigma).
     se = within * np.minimum(1.0, _MEDIAN_SE / np.sqrt(np.maximum(count, 1.0)))
-    between_sq = max(0.0, robust_scale(value[:k]) ** 2 - float(np.mean(se[:k] ** 2)))
     chart.centre = float(np.median(value[:k]))
-    sigma = np.maximum(np.sqrt(between_sq + se ** 2), min_sigma)
+    # Night-to-night variation beyond sampling: a robust over-dispersion factor (median of the
+    # squared standardised deviations over that of chi-square 1), never below 1.
+    overdispersion = max(1.0, float(np.median(((value[:k] - chart.centre) / se[:k]) ** 2))
+                         / _CHI2_1_MEDIAN)
+    sigma = np.maximum(se * math.sqrt(overdispersion), min_sigma)
     # The centre is the median of k nightly values: its variance, shared by every night.
     centre_var = _MEDIAN_SE ** 2 * float(np.mean(sigma[:k] ** 2)) / k
     return _finish(chart, sigma, centre_var, k, settings, ewma_limit, cusum_h)
