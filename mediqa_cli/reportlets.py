@@ -60,7 +60,8 @@ def _to_svg(fig: Any, salt: str) -> str:
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     plt.close(fig)
     text = buffer.getvalue()
-    svg = text[text.index("<svg"):].strip()
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg"):].strip(),
+                 flags=re.DOTALL)
     # No fixed size: CSS fits the figure to its container and the viewBox keeps the aspect.
     return re.sub(r'^<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", svg, count=1)
 
