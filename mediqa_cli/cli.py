@@ -3,7 +3,8 @@
 Exit codes (documented in README): 0 all scans ok; 1 some scans failed; 2 usage error;
 3 some scans scored under --fail-under (and none failed); 4 an input path is missing or
 unreadable; 5 the output cannot be written; 6 the model weights are invalid (checksum or
-config mismatch) or cannot run on the requested device/backend; 130 interrupted.
+config mismatch) or cannot run on the requested device/backend; 7 `mediqa trends` found a
+scanner x protocol in alert; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -162,6 +163,13 @@ def score(
         typer.Option("--verbose", "-v", count=True,
                      help="-v: one log line per scan; -vv: library debug lines too."),
     ] = 0,
+    html: Annotated[
+        Path | None, typer.Option(help="Also write a self-contained HTML page of the report.")
+    ] = None,
+    history: Annotated[
+        Path | None, typer.Option(help="Also record the run in this SQLite history "
+                                  "(for `mediqa trends`).")
+    ] = None,
 ) -> None:
     """Score every scan under PATHS and write one report row per scan."""
     from mediqa_cli.runner import ScoreRequest, run_score
@@ -187,6 +195,8 @@ def score(
         force=force,
         quiet=quiet,
         verbose=verbose,
+        html=str(html) if html else None,
+        history=str(history) if history else None,
     )
     if fail_under is not None and not (0 <= fail_under <= 100 and math.isfinite(fail_under)):
         raise typer.BadParameter("must be within 0..100", param_hint="--fail-under")
@@ -249,12 +259,20 @@ def demo(
     ] = None,
     workers: Annotated[int, typer.Option(min=0, help="Decoding processes.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    trends: Annotated[
+        bool, typer.Option(help="Instead: a synthetic 30-night history with one scanner "
+                           "degrading, its trend table and page (in ./demo_trends).")
+    ] = False,
 ) -> None:
     """Build a demo archive from real packaged images, score it and print the report."""
     from mediqa_cli.demo import build_demo_tree, default_demo_dir
     from mediqa_cli.runner import ScoreRequest, print_report_table, run_score
 
     _setup_logging(quiet, 0)
+    if trends:
+        from mediqa_cli.trend_demo import run_trend_demo
+
+        raise typer.Exit(run_trend_demo(data_dir or Path("demo_trends"), echo=typer.echo))
     target = data_dir or default_demo_dir()
     started = time.perf_counter()
     missing = build_demo_tree(target)
@@ -266,6 +284,63 @@ def demo(
     if not quiet and out != "-":
         print_report_table(Path(out), root=str(target))
     raise typer.Exit(code)
+
+
+@app.command("report")
+def report_page(
+    report: Annotated[Path, typer.Argument(help="A MedIQA report (.csv, .jsonl, .h5, .parquet).")],
+    html: Annotated[Path, typer.Option(help="The page to write.")],
+    images: Annotated[
+        Path | None,
+        typer.Option(help="The folder the scored inputs were in (report paths are relative to "
+                     "it): thumbnails on the cards."),
+    ] = None,
+    worst: Annotated[int, typer.Option(min=0, help="Cards for the N lowest scores.")] = 12,
+    card_under: Annotated[float, typer.Option(help="Cards for every score below this.")] = 40.0,
+    max_cards: Annotated[int, typer.Option(min=0, help="At most this many cards.")] = 200,
+    include_phi: Annotated[
+        bool, typer.Option(help="Show thumbnails of images at risk of burned-in text (US, "
+                           "secondary capture, BurnedInAnnotation=YES).")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing non-MedIQA file.")] = False,
+) -> None:
+    """Write a self-contained HTML page for a report: summaries, plots, table, cards."""
+    from mediqa_cli.visual_runs import ReportPageRequest, run_report_page
+
+    _setup_logging(False, 0)
+    raise typer.Exit(run_report_page(ReportPageRequest(
+        report=str(report), html=str(html), images=str(images) if images else None,
+        worst=worst, card_under=card_under, max_cards=max_cards, include_phi=include_phi,
+        force=force)))
+
+
+@app.command("trends")
+def trends_command(
+    history: Annotated[Path, typer.Argument(help="History written by `mediqa score --history`.")],
+    html: Annotated[Path | None, typer.Option(help="Also write the trends page.")] = None,
+    baseline_nights: Annotated[
+        int, typer.Option(min=4, help="Nights of each scanner x protocol that set its baseline.")
+    ] = 10,
+    since: Annotated[
+        str | None, typer.Option(help="Ignore nights before YYYY-MM-DD (a new baseline after "
+                                 "a repair).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing non-MedIQA file.")] = False,
+) -> None:
+    """Per scanner x protocol control charts; exits 7 when a group is in alert."""
+    from datetime import date
+
+    from mediqa_cli.visual_runs import TrendsRequest, run_trends
+
+    _setup_logging(False, 0)
+    if since is not None:
+        try:
+            since = date.fromisoformat(since).isoformat()
+        except ValueError as exc:
+            raise typer.BadParameter("expected YYYY-MM-DD", param_hint="--since") from exc
+    raise typer.Exit(run_trends(TrendsRequest(
+        history=str(history), html=str(html) if html else None,
+        baseline_nights=baseline_nights, since=since, force=force), echo=typer.echo))
 
 
 @app.command("eval")

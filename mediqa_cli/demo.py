@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -126,10 +126,12 @@ def write_dicom_series(
     patient_id: str = "MQ-0001",
     positions: Sequence[float] | None = None,
     rescale: tuple[float, float] = (1.0, 0.0),
+    tags: Mapping[str, object] | None = None,
 ) -> list[Path]:
     """Write (slices, rows, cols) uint16/int16 data as single-slice DICOM files.
 
     File names are random (seeded) so that sorting must come from ImagePositionPatient.
+    `tags` sets further attributes by keyword (StationName, ProtocolName, ...).
     `positions` overrides the slice heights (to build gaps/duplicates in tests).
     """
     from pydicom.dataset import FileMetaDataset
@@ -173,6 +175,8 @@ def write_dicom_series(
         ds.PixelRepresentation = 1 if signed else 0
         ds.RescaleSlope, ds.RescaleIntercept = rescale
         ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+        for keyword, value in (tags or {}).items():
+            setattr(ds, keyword, value)
         path = out_dir / name
         ds.save_as(path, enforce_file_format=True)
         written.append(path)

@@ -121,6 +121,16 @@ def is_report(path: Path, fmt: str) -> bool:
 
             meta = pq.read_schema(path).metadata or {}
             return b"mediqa" in meta
+        if fmt == "html":
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                return '<meta name="generator" content="mediqa' in handle.read(4096)
+        if fmt == "sqlite":
+            from mediqa_cli.history import APPLICATION_ID
+
+            with open(path, "rb") as handle:
+                header = handle.read(72)
+            return (header[:16] == b"SQLite format 3\0"
+                    and int.from_bytes(header[68:72], "big") == APPLICATION_ID)
     except (OSError, ValueError, UnicodeDecodeError):
         return False
     return False

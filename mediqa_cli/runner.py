@@ -38,6 +38,7 @@ from mediqa_cli.reports import (
     write_report,
 )
 from mediqa_cli.results import ScanResult
+from mediqa_cli.visual_runs import after_score, check_score_targets
 
 log = logging.getLogger("mediqa")
 
@@ -66,6 +67,8 @@ class ScoreRequest:
     force: bool = False
     quiet: bool = False
     verbose: int = 0
+    html: str | None = None  # also write the report's page (mediqa_cli.report_page)
+    history: str | None = None  # also record the run in this history (mediqa_cli.history)
 
 
 def default_workers() -> int:
@@ -104,6 +107,10 @@ def run_score(request: ScoreRequest) -> int:
         if problem:
             log.error("cannot write report: %s", problem)
             return EXIT_OUTPUT
+    problem = check_score_targets(request.html, request.history, request.paths, request.force)
+    if problem:
+        log.error("cannot write: %s", problem)
+        return EXIT_OUTPUT
 
     previous: dict[str, dict[str, Any]] = {}
     if request.resume:
@@ -205,6 +212,11 @@ def run_score(request: ScoreRequest) -> int:
         return EXIT_OUTPUT
     if journal is not None:
         journal.close(remove=True)
+    if request.html or request.history:
+        code = after_score(rows, request.html, request.history, sink.paths, request.include_phi,
+                           request.paths)
+        if code:
+            return code
     under = _under_threshold(rows, request.fail_under)
     _summary(counts, sink.reused, under, request, out)
     if counts["error"]:
@@ -230,6 +242,7 @@ class _Sink:
         self.reused = 0
         self._held: list[tuple[int, ScanResult]] = []
         self._order = 0
+        self.paths: dict[str, tuple[str, ...]] = {}  # scan_id -> raw paths (page thumbnails)
 
     def take(self, result: ScanResult) -> None:
         order, self._order = self._order, self._order + 1
@@ -249,6 +262,8 @@ class _Sink:
 
     def _emit(self, order: int, result: ScanResult) -> None:
         row = self.privacy.publish(result)
+        if result.paths:
+            self.paths[result.scan_id] = result.paths
         if result.published is not None:
             self.reused += 1
         elif self.journal is not None:

@@ -9,7 +9,6 @@ the CLI says so and the score stays empty; it never scores with random weights.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,21 +24,13 @@ from mediqa_cli.model.packing import PackedBatch, SliceOutput, pack, plan_batche
 from mediqa_cli.model.prompts import PromptRequest, request_for_scan, resolve_prompt
 from mediqa_cli.preprocess import SliceTokens, preprocess_slice
 from mediqa_cli.saliency import SliceSelection, select_patches
+from mediqa_cli.taxonomy import GRADES, grade_for  # noqa: F401 - re-exported
 from mediqa_cli.views import average_views, flip_views
 
 log = logging.getLogger("mediqa")
 
 BACKENDS = ("eager", "compile", "torchscript", "export")
 
-# Grade boundaries on the 0-100 score (README "Report columns").
-GRADES: tuple[tuple[float, str], ...] = ((80.0, "A"), (60.0, "B"), (40.0, "C"), (-math.inf, "D"))
-
-
-def grade_for(score: float) -> str:
-    for bound, letter in GRADES:
-        if score >= bound:
-            return letter
-    return "D"
 
 
 @dataclass(frozen=True)

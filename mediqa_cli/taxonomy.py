@@ -7,6 +7,8 @@ the report columns. Changing an order here changes weight layouts: append, never
 
 from __future__ import annotations
 
+import math
+
 MODALITIES: tuple[str, ...] = ("CT", "MR", "XR", "US", "NM", "FUNDUS", "HISTO", "OTHER")
 
 ANATOMIES: tuple[str, ...] = (
@@ -113,3 +115,17 @@ def _word_in(word: str, text: str) -> bool:
         if idx == 0 or not text[idx - 1].isalnum():
             return True
         start = idx + 1
+
+
+# Grade boundaries on the 0-100 score (README "Report columns"): reports, pages and trends share
+# them. Grades C and D ("low grades") are what the trend charts count.
+GRADES: tuple[tuple[float, str], ...] = ((80.0, "A"), (60.0, "B"), (40.0, "C"), (-math.inf, "D"))
+LOW_GRADES: tuple[str, ...] = ("C", "D")
+
+
+def grade_for(score: float) -> str:
+    """The letter grade of a 0-100 score."""
+    for bound, letter in GRADES:
+        if score >= bound:
+            return letter
+    return "D"

@@ -52,6 +52,12 @@ def discover(
             yield from _files_in_folder([path], explicit=True)
 
 
+def read_files(paths: Sequence[str]) -> Iterator[Scan | ScanProblem]:
+    """The scans of exactly these files, grouped as one folder's files are (a series' files give
+    one Scan with the same scan_id as in a walk): how a report's scan is read again later."""
+    yield from _files_in_folder(list(paths), explicit=True)
+
+
 def _walk(root: str, excluded: frozenset[str]) -> Iterator[Scan | ScanProblem]:
     """Depth-first, sorted walk; follows folder links once, reports loops and unreadable folders."""
     visited: set[tuple[int, int]] = set()
