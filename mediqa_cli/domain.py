@@ -12,7 +12,9 @@ Euclidean distance to its k-th nearest reference point (k-NN out-of-distribution
 et al., ICML 2022): non-parametric, so the many looks of one modality (colour Doppler and B-mode
 ultrasound, CT of head and chest) need no Gaussian of their own. The threshold is the
 `quantile` of the distances of held-out corpus slices (sources the references never saw). A
-scan is out of domain when the median distance of its slices exceeds it.
+scan is out of domain when the median distance of its slices exceeds it. The scorer acts on that
+only for scans whose modality no metadata names (`ModelScorer._check_domain`): real scans of
+sources unlike the corpus exceed the threshold too, so the distance is evidence, not a verdict.
 
 The choice of k-NN over per-modality Gaussians, and of k and the quantile, is measured in
 benchmarks/RESULTS.md ("Out-of-domain inputs"). The references live next to the weights

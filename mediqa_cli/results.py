@@ -61,7 +61,7 @@ SCHEMA: tuple[Column, ...] = (
     _c("anatomy", "str", "", "head, neck, chest, ... (README)"),
     _c("anatomy_source", "str", "", "same sources as modality"),
     _c("domain_distance", "float", "", "distance of the slices' physics to the training corpus "
-       "over its threshold; > 1: out of domain, the score does not apply (mediqa_cli.domain)"),
+       "over its threshold (> 1: unlike it; untagged: modality OTHER, see mediqa_cli.domain)"),
     _c("scanner_pseudonym", "str", "", "keyed pseudonym of StationName + DeviceSerialNumber",
        DESCRIPTOR),
     _c("manufacturer", "str", "", "DICOM Manufacturer", DESCRIPTOR),

@@ -165,18 +165,24 @@ class ModelScorer:
 
 
     def _check_domain(self, prepared: Any) -> None:
-        """Flag a scan whose slice physics are unlike the training corpus (mediqa_cli.domain):
-        a note, the distance column, and modality OTHER where only the model named it."""
+        """The distance of a scan's slice physics to the training corpus (mediqa_cli.domain) in
+        `domain_distance`; beyond the threshold, and with no modality from metadata, file name
+        or override, modality OTHER and a note.
+
+        Why only then: metadata that names a supported modality is stronger evidence than the
+        distance, which also exceeds the threshold on real scans of sources unlike the corpus
+        (benchmarks/RESULTS.md, "Out-of-domain inputs"); an image nothing names is where a
+        photo or a screenshot gets scored as fundus.
+        """
         result = prepared.result
         measures = [t.physics for t in prepared.model_inputs[0] if t.physics is not None]
         if self.domain is None or not measures or result.status == "error":
             return
         verdict = self.domain.check(measures)
         result.domain_distance = round(verdict.distance, 3)
-        if not verdict.in_domain:
+        if not verdict.in_domain and result.modality_source == "predicted":
+            result.modality = "OTHER"
             result.add_note(verdict.note or "")
-            if result.modality_source == "predicted":
-                result.modality = "OTHER"
 
 
 def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",

@@ -253,6 +253,46 @@ def _targets(acc: dict[str, Any]) -> list[str]:
     return lines
 
 
+PUBLIC_EVALUATION = "public_evaluation.json"
+
+
+def public_evaluation_table(result: dict[str, Any]) -> list[str]:
+    """Markdown lines for a `mediqa-train evaluate --out` file: per modality, within-ladder SRCC
+    and cross-image AUC with 95 % intervals over patient groups, the compared weights beside
+    them and the paired difference."""
+    meta, summary = result["meta"], result["summary"]
+    other = meta.get("compare_version")
+    fold = meta.get("fold")
+    lines = [f"`mediqa-train evaluate` on public patients of manifest fold {fold} "
+             f"(the weights never trained on them), up to {meta['groups_per_modality']} groups "
+             "per modality, clean + 5 levels per ladder made by TorchIO, scikit-image, scipy "
+             "and Pillow (`train/eval_ladders.py`)"
+             + (f", paired with {other} on the same ladders" if other else "") + ".", "",
+             "| modality | groups | SRCC | AUC |" + (f" {other} SRCC | paired SRCC diff |"
+                                                    if other else ""),
+             "|---|---:|---|---|" + ("---:|---|" if other else "")]
+    for name, m in sorted(summary["modalities"].items()):
+        lo, hi = m["srcc_ci"]["model"]
+        alo, ahi = m["auc_ci"]["model"]
+        row = (f"| {name} | {m['groups']} | {m['srcc']['model']['mean']:.2f} [{lo:.2f}, "
+               f"{hi:.2f}] | {m['auc']['model']:.2f} [{alo:.2f}, {ahi:.2f}] |")
+        if other:
+            plo, phi = m["paired_srcc"]
+            row += f" {m['srcc']['compare']['mean']:.2f} | [{plo:+.3f}, {phi:+.3f}] |"
+        lines.append(row)
+    pooled = summary.get("pooled", {})
+    if pooled:
+        lo, hi = pooled["ci_model"]
+        text = (f"Pooled (mean over modalities) SRCC: {pooled['srcc']['model']:.3f} "
+                f"[{lo:.3f}, {hi:.3f}]")
+        if other and "ci_difference" in pooled:
+            dlo, dhi = pooled["ci_difference"]
+            text += (f"; {other}: {pooled['srcc']['compare']:.3f}, paired difference "
+                     f"[{dlo:+.3f}, {dhi:+.3f}]")
+        lines += ["", text + "."]
+    return lines
+
+
 def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     """Rewrite weights/MODEL_CARD.md (and add the metrics to model_card.json)."""
     root = Path(weights)
@@ -439,6 +479,10 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
                   + ", ".join(c["sources"].get("test", [])) + ".",
                   "Cut into four disjoint regions because the modality ships one image: "
                   + ", ".join(c["regions_cut_from"]) + "."]
+    public = metrics / PUBLIC_EVALUATION
+    if public.exists():
+        lines += ["", "## Patients never seen, degraded by code never trained on", "",
+                  *public_evaluation_table(json.loads(public.read_text()))]
     if acc:
         lines += ["", "## Accuracy on held-out test sources", "",
                   f"Command: `{acc['command']}` ({acc['seconds']:.0f} s).", "",
