@@ -142,3 +142,26 @@ def test_views_outside_1_2_4_are_refused(tmp_path: Path):
     result = CliRunner().invoke(app, ["score", str(tmp_path), "--out", str(tmp_path / "r.csv"),
                                       "--views", "3"])
     assert result.exit_code != 0 and "--views" in result.output
+
+
+def test_an_untagged_image_unlike_the_corpus_is_other_and_tagged_scans_keep_theirs(
+        archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import numpy as np
+
+    from mediqa_cli.domain import DomainCheck
+    from mediqa_cli.physics import N_PHYSICS
+
+    torch.manual_seed(0)
+    config = ModelConfig.from_dict({**ModelConfig.tiny().to_dict(), "physics_tokens": True})
+    out = save_weights(MedIQANet(config).eval(), tmp_path / "weights", name="t", version="t1")
+    far = DomainCheck(np.zeros(N_PHYSICS), np.ones(N_PHYSICS), np.full((2, 2 * N_PHYSICS), 50.0),
+                      k=1, threshold=1.0)  # every real slice lies far from this one point
+    far.save(out)
+    monkeypatch.setenv("MEDIQA_WEIGHTS", str(out))
+    rows = _run(archive, tmp_path / "r.csv")
+    png = next(r for r in rows if r["path"].endswith(".png"))
+    assert png["modality"] == "OTHER" and "out of domain" in png["notes"]
+    assert float(png["domain_distance"]) > 1
+    ct = next(r for r in rows if r["path"].endswith("CT_small.dcm"))
+    assert ct["modality"] == "CT" and float(ct["domain_distance"]) > 1
+    assert "out of domain" not in ct["notes"]

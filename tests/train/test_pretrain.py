@@ -424,3 +424,26 @@ def test_the_shipped_recipe_is_the_one_that_trained_the_shipped_weights() -> Non
     recipe = RunConfig.load("shipped")
     assert recipe.model == weights_config
     assert recipe == RunConfig.from_dict(card["training"]["run_config"])
+
+
+def test_warm_start_copies_every_older_tensor_and_keeps_new_modules(tmp_path: Path) -> None:
+    from mediqa_train.pretrain import warm_start
+
+    from mediqa_cli.model.weights import save_weights
+
+    torch.manual_seed(0)
+    old = MedIQANet(ModelConfig.tiny())
+    save_weights(old, tmp_path / "old", name="old", version="0")
+    config = ModelConfig.from_dict({**ModelConfig.tiny().to_dict(), "physics_tokens": True})
+    new = MedIQANet(config)
+    fresh = new.slice_physics.weight.detach().clone()
+    warm_start(new, str(tmp_path / "old"), 0, echo=None)
+    mine = new.state_dict()
+    for key, value in old.state_dict().items():
+        torch.testing.assert_close(mine[key], value)
+    torch.testing.assert_close(new.slice_physics.weight, fresh)
+    wider = MedIQANet(ModelConfig.from_dict({**config.to_dict(), "width": 128, "heads": 4}))
+    with pytest.raises(ValueError, match="do not fit"):
+        warm_start(wider, str(tmp_path / "old"), 0, echo=None)
+    with pytest.raises(ValueError, match="out of range"):
+        warm_start(new, str(tmp_path / "old"), 1, echo=None)
