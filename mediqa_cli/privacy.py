@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mediqa_cli.options import DEID_MODES
 from mediqa_cli.results import (
     DETAIL_KEY,
     PHI_KEYWORD_TO_COLUMN,
@@ -37,7 +38,6 @@ from mediqa_cli.results import (
 )
 
 KEY_FILE = "pseudonym.key"
-DEID_MODES = ("default", "strict")
 
 # Which pseudonym a PHI value found in a path stands for.
 _PATIENT_KEYS = ("PatientName", "PatientID", "PatientBirthDate")
