@@ -38,19 +38,15 @@ def score(
 
     Options are those of `mediqa score`, as one `ScoreOptions` (`ScoreOptions(max_slices=4)`,
     or `ScoreOptions(**mediqa.read_config("mediqa.toml"))`, the command's config file) and/or
-    keywords (`max_slices=4`), checked by the same code as the command's flags. Only the options
-    that change how scans are scored apply here (workers, device, backend, views, modality,
-    anatomy, max_slices); a keyword for a report or log option is a TypeError. `workers`
-    defaults to decoding in this process; `workers=N` starts N processes, so a script calling
-    it needs an `if __name__ == "__main__":` guard. Without installed weights `score` stays
-    None and the classical IQMs are still filled. Raises `OptionError` for a bad option and
-    `mediqa_cli.io.InputPathError` for a missing input path; a bad file is a result with
+    keywords (`max_slices=4`), checked when called by the same code as the command's flags.
+    Only the options that change how scans are scored apply here (workers, device, backend,
+    views, modality, anatomy, max_slices); a keyword for a report or log option is a TypeError.
+    `workers` defaults to decoding in this process; `workers=N` starts N processes, so a script
+    calling it needs an `if __name__ == "__main__":` guard. Without installed weights `score`
+    stays None and the classical IQMs are still filled. Raises `OptionError` for a bad option
+    and `mediqa_cli.io.InputPathError` for a missing input path; a bad file is a result with
     status "error", never an exception.
     """
-    from mediqa_cli.engine import run
-    from mediqa_cli.io import discover
-    from mediqa_cli.scoring import load_default_scorer
-
     for name in sorted(overrides):
         if name not in OPTION_NAMES:
             raise TypeError(f"mediqa.score() got an unexpected keyword argument {name!r}")
@@ -60,9 +56,17 @@ def score(
     chosen = replace(options or ScoreOptions(), **overrides)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    names = [os.fspath(p) for p in paths]
-    scorer = load_default_scorer(chosen.device, chosen.backend, chosen.views)
-    for result in run(discover(names), chosen, scorer):
+    return _results([os.fspath(p) for p in paths], chosen)
+
+
+def _results(paths: list[str], options: ScoreOptions) -> Iterator[ScanResult]:
+    """The scoring itself, started by the first `next()` (options are checked before)."""
+    from mediqa_cli.engine import run
+    from mediqa_cli.io import discover
+    from mediqa_cli.scoring import load_default_scorer
+
+    scorer = load_default_scorer(options.device, options.backend, options.views)
+    for result in run(discover(paths), options, scorer):
         if result.status != "ignored":
             yield result
 

@@ -145,7 +145,7 @@ def score(
         request = ScoreRequest(paths=[str(p) for p in paths], out=out, **values)
     except OptionError as exc:
         hint = "--config" if exc.option == "config" else exc.flag
-        raise typer.BadParameter(str(exc), param_hint=hint) from exc
+        raise typer.BadParameter(exc.detail, param_hint=hint) from exc
     _setup_logging(request.quiet, request.verbose, request.log_format)
     raise typer.Exit(run_score(request))
 

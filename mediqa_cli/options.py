@@ -39,9 +39,9 @@ _COMMAND_PATH = {"scope": "command", "path": True}
 class OptionError(ValueError):
     """A bad option value or config key; the message is one line for the user."""
 
-    def __init__(self, option: str, message: str) -> None:
-        super().__init__(message)
-        self.option = option
+    def __init__(self, option: str, detail: str) -> None:
+        super().__init__(f"{option}: {detail}")
+        self.option, self.detail = option, detail
 
     @property
     def flag(self) -> str:
@@ -195,7 +195,7 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         ScoreOptions(**values)
     except OptionError as exc:
-        raise OptionError(exc.option, f"{exc} (key {exc.option!r} in {source})") from exc
+        raise OptionError(exc.option, f"{exc.detail} (key {exc.option!r} in {source})") from exc
     return values
 
 
