@@ -76,11 +76,13 @@ def target_problem(
 def log_target_problem(log: Path, inputs: Iterable[str], force: bool) -> str | None:
     """Why `--log-file` must not be appended to (one line), or None.
 
-    The same rules as a report's, for a file that grows: never an input, a folder, a device or
-    a pipe; an existing file that is not a MedIQA log needs `--force`.
+    The same rules as a report's, for a file that grows: never an input (nor an existing file
+    inside an input folder, unless it is a MedIQA log), a folder, a device or a pipe; any other
+    existing file that is not a MedIQA log needs `--force`.
     """
     real = Path(os.path.realpath(log))
-    if _input_relation(real, inputs) == "given":
+    where = _input_relation(real, inputs)
+    if where == "given" or (where == "inside" and real.exists() and not is_log(real)):
         return f"{log} is one of the inputs; refusing to write to it (--force does not apply)"
     try:
         st = os.stat(real)
