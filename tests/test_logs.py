@@ -111,3 +111,12 @@ def test_a_log_file_inside_the_scanned_tree_is_not_scanned(tree: Path, tmp_path:
     _score(str(tree), "--out", str(out), "--log-file", str(log))
     assert log.exists()
     assert not any(row["path"].endswith("run.txt") for row in _rows(out))
+
+
+def test_library_lines_at_vv_name_scan_paths_relative_to_the_input(tree: Path, tmp_path: Path):
+    log = tmp_path / "debug.jsonl"
+    _score(str(tree), "--out", str(tmp_path / "r.csv"), "-vv", "--log-file", str(log),
+           "--log-format", "json")
+    messages = [json.loads(line)["message"] for line in log.read_text().splitlines()]
+    assert any("Reading file 'archive/" in m for m in messages)
+    assert not any(str(tree) in m for m in messages)
