@@ -15,40 +15,58 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
+from mediqa_cli.options import (
+    OPTION_NAMES,
+    SCORING_OPTIONS,
+    OptionError,
+    ScoreOptions,
+    read_config,
+)
 from mediqa_cli.reports import read_report
 from mediqa_cli.results import ScanResult
 
 
 def score(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-    *,
-    max_slices: int = 8,
-    modality: str | None = None,
-    anatomy: str | None = None,
-    workers: int = 0,
-    device: str = "auto",
-    backend: str = "eager",
-    views: int = 1,
+    options: ScoreOptions | None = None,
+    **overrides: Any,
 ) -> Iterator[ScanResult]:
     """Score every scan under `paths` (files or folders), one `ScanResult` per scan, in order.
 
-    The options mean what `mediqa score`'s do. Without installed weights `score` stays None and
-    the classical IQMs are still filled. Raises `mediqa_cli.io.InputPathError` for a missing
-    input path; a bad file is a result with status "error", never an exception.
+    Options are those of `mediqa score`, as one `ScoreOptions` (`ScoreOptions(max_slices=4)`,
+    or `ScoreOptions(**mediqa.read_config("mediqa.toml"))`, the command's config file) and/or
+    keywords (`max_slices=4`), checked when called by the same code as the command's flags.
+    Only the options that change how scans are scored apply here (workers, device, backend,
+    views, modality, anatomy, max_slices); a keyword for a report or log option is a TypeError.
+    `workers` defaults to decoding in this process; `workers=N` starts N processes, so a script
+    calling it needs an `if __name__ == "__main__":` guard. Without installed weights `score`
+    stays None and the classical IQMs are still filled. Raises `OptionError` for a bad option
+    and `mediqa_cli.io.InputPathError` for a missing input path; a bad file is a result with
+    status "error", never an exception.
     """
-    from mediqa_cli.engine import EngineOptions, run
+    for name in sorted(overrides):
+        if name not in OPTION_NAMES:
+            raise TypeError(f"mediqa.score() got an unexpected keyword argument {name!r}")
+        if name not in SCORING_OPTIONS:
+            raise TypeError(f"mediqa.score() takes no {name!r}: it is an option of the reports "
+                            "and logs of the `mediqa score` command")
+    chosen = replace(options or ScoreOptions(), **overrides)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    return _results([os.fspath(p) for p in paths], chosen)
+
+
+def _results(paths: list[str], options: ScoreOptions) -> Iterator[ScanResult]:
+    """The scoring itself, started by the first `next()` (options are checked before)."""
+    from mediqa_cli.engine import run
     from mediqa_cli.io import discover
     from mediqa_cli.scoring import load_default_scorer
 
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    names = [os.fspath(p) for p in paths]
-    scorer = load_default_scorer(device, backend, views)
-    options = EngineOptions(workers=workers, max_slices=max_slices, modality=modality,
-                            anatomy=anatomy)
-    for result in run(discover(names), options, scorer):
+    scorer = load_default_scorer(options.device, options.backend, options.views)
+    for result in run(discover(paths), options, scorer):
         if result.status != "ignored":
             yield result
 
@@ -59,4 +77,6 @@ def version() -> str:
     return mediqa_cli.__version__
 
 
-__all__: list[Any] = ["ScanResult", "read_report", "score", "version"]
+__all__: list[Any] = [
+    "OptionError", "ScanResult", "ScoreOptions", "read_config", "read_report", "score", "version",
+]

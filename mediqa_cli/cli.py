@@ -10,10 +10,8 @@ scanner x protocol in alert; 130 interrupted.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
-import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +20,8 @@ import typer
 
 import mediqa_cli
 from mediqa_cli.exit_codes import EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_USAGE, EXIT_WEIGHTS
+from mediqa_cli.logs import setup_logging as _setup_logging
+from mediqa_cli.options import BACKENDS, DEFAULTS, DEVICES, OPTION_NAMES, OptionError, merge
 from mediqa_cli.taxonomy import ANATOMIES, MODALITIES
 
 log = logging.getLogger("mediqa")
@@ -35,171 +35,126 @@ app = typer.Typer(
 )
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+def _given_options(ctx: typer.Context) -> dict[str, object]:
+    """The options typed on the command line: a flag left at its default must not hide the
+    value a --config file gives."""
+    given = {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)
+        if name in OPTION_NAMES and source is not None and source.name not in _DEFAULT_SOURCES:
+            given[name] = value
+    return given
 
 
-class Backend(str, Enum):
-    eager = "eager"
-    compile = "compile"
-    torchscript = "torchscript"
-    export = "export"
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time (a test runner swaps and closes it)."""
-
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: ANN201
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: object) -> None:
-        pass
-
-
-def _setup_logging(quiet: bool, verbose: int) -> None:
-    """Our logger at INFO (-q: WARNING, -v: DEBUG); libraries stay silent unless -vv.
-
-    Library lines (pydicom's "Reading file '<path>'", decoder tracebacks, header warnings) name
-    raw paths: they are shown only when asked for twice, and still pass the privacy filter.
-    """
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(level=logging.WARNING, handlers=[_StderrHandler()], force=True,
-                        format="%(asctime)s mediqa %(levelname)s %(message)s")
-    logging.getLogger("mediqa").setLevel(level)
-    libraries = logging.DEBUG if verbose >= 2 else logging.CRITICAL
-    logging.captureWarnings(True)
-    logging.getLogger("py.warnings").setLevel(libraries)
-    for name in ("pydicom", "nibabel", "PIL", "h5py", "tifffile"):
-        logging.getLogger(name).setLevel(libraries)
-    if verbose >= 2:
-        logging.getLogger().setLevel(logging.DEBUG)
-    warnings.filterwarnings("default")
-
-
-def _check_choice(value: str | None, allowed: tuple[str, ...], name: str) -> str | None:
-    if value is None:
-        return None
-    for choice in allowed:
-        if value.lower() == choice.lower():
-            return choice
-    raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=name)
-
-
-def _check_views(value: int) -> int:
-    from mediqa_cli.views import VIEW_COUNTS
-
-    if value not in VIEW_COUNTS:
-        raise typer.BadParameter(f"{value} is not one of {VIEW_COUNTS}", param_hint="--views")
-    return value
+_DEFAULT_SOURCES = ("DEFAULT", "DEFAULT_MAP")
 
 
 @app.command()
 def score(
+    ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to scan (recursively).")],
     out: Annotated[
         str, typer.Option("--out", "-o", help="Report file; '-' streams CSV to stdout.")
     ],
-    format: Annotated[
-        str | None, typer.Option("--format", "-f", help="csv, jsonl or h5 (default: from --out).")
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML file of defaults for the options below (keys spelt as the "
+                     "flags, e.g. max-slices = 4); flags given here win."),
     ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="csv, jsonl, h5 or parquet (default: from --out)."),
+    ] = DEFAULTS.format,
     hdf5: Annotated[
         Path | None, typer.Option("--hdf5", help="Also write per-slice detail to this HDF5 file.")
-    ] = None,
+    ] = DEFAULTS.hdf5,
     workers: Annotated[
         int | None,
         typer.Option(
             help="Decoding processes; 0 decodes in the main process. Default: one per spare "
             "core, at most 4.",
-            min=0,
         ),
-    ] = None,
-    device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
-    backend: Annotated[Backend, typer.Option(help="Model execution backend.")] = Backend.eager,
+    ] = DEFAULTS.workers,
+    device: Annotated[
+        str, typer.Option(help=f"Where the model runs: {', '.join(DEVICES)}.")
+    ] = DEFAULTS.device,
+    backend: Annotated[
+        str, typer.Option(help=f"Model execution backend: {', '.join(BACKENDS)}.")
+    ] = DEFAULTS.backend,
     views: Annotated[
         int,
         typer.Option(
             help="Mirror views per slice whose outputs are averaged (1, 2 or 4): steadier "
             "ranking at 2x or 4x the model's compute.",
         ),
-    ] = 1,
+    ] = DEFAULTS.views,
     resume: Annotated[
         bool, typer.Option(help="Keep rows of unchanged scans from an earlier (or killed) run.")
-    ] = False,
+    ] = DEFAULTS.resume,
     fail_under: Annotated[
         float | None, typer.Option(help="Exit 3 when any scan's score is below this (0-100).")
-    ] = None,
+    ] = DEFAULTS.fail_under,
     modality: Annotated[
         str | None, typer.Option(help=f"Override the modality: {', '.join(MODALITIES)}.")
-    ] = None,
+    ] = DEFAULTS.modality,
     anatomy: Annotated[
         str | None, typer.Option(help=f"Override the anatomy: {', '.join(ANATOMIES)}.")
-    ] = None,
-    max_slices: Annotated[int, typer.Option(help="Salient slices scored per volume.", min=1)] = 8,
+    ] = DEFAULTS.anatomy,
+    max_slices: Annotated[
+        int, typer.Option(help="Salient slices scored per volume.")
+    ] = DEFAULTS.max_slices,
     include_phi: Annotated[
         bool, typer.Option(help="Add patient name/ID/dates columns (off by default).")
-    ] = False,
+    ] = DEFAULTS.include_phi,
     deid: Annotated[
         str,
         typer.Option(help="default: keep descriptors (manufacturer, model, protocol, ...); "
                      "strict: drop them too."),
-    ] = "default",
+    ] = DEFAULTS.deid,
     pseudonym_key: Annotated[
         Path | None,
         typer.Option(help="Site key file for the patient/study/series/scanner pseudonyms "
                      "(default: created on first use in the user's config folder)."),
-    ] = None,
+    ] = DEFAULTS.pseudonym_key,
     force: Annotated[
         bool,
         typer.Option(help="Replace an existing --out file that is not a MedIQA report (never an "
                      "input, a folder or a device)."),
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    ] = DEFAULTS.force,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")
+    ] = DEFAULTS.quiet,
     verbose: Annotated[
         int,
         typer.Option("--verbose", "-v", count=True,
                      help="-v: one log line per scan; -vv: library debug lines too."),
-    ] = 0,
+    ] = DEFAULTS.verbose,
+    log_file: Annotated[
+        Path | None, typer.Option(help="Also append the log lines to this file.")
+    ] = DEFAULTS.log_file,
+    log_format: Annotated[
+        str,
+        typer.Option(help="Log lines as text, or json: one object a line with timestamp, "
+                     "level, message and the scan's scan_id and path."),
+    ] = DEFAULTS.log_format,
     html: Annotated[
         Path | None, typer.Option(help="Also write a self-contained HTML page of the report.")
-    ] = None,
+    ] = DEFAULTS.html,
     history: Annotated[
         Path | None, typer.Option(help="Also record the run in this SQLite history "
                                   "(for `mediqa trends`).")
-    ] = None,
+    ] = DEFAULTS.history,
 ) -> None:
     """Score every scan under PATHS and write one report row per scan."""
     from mediqa_cli.runner import ScoreRequest, run_score
 
-    _setup_logging(quiet, verbose)
-    request = ScoreRequest(
-        paths=[str(p) for p in paths],
-        out=out,
-        format=format,
-        hdf5=str(hdf5) if hdf5 else None,
-        workers=-1 if workers is None else workers,
-        device=device.value,
-        backend=backend.value,
-        views=_check_views(views),
-        resume=resume,
-        fail_under=fail_under,
-        modality=_check_choice(modality, MODALITIES, "--modality"),
-        anatomy=_check_choice(anatomy, ANATOMIES, "--anatomy"),
-        max_slices=max_slices,
-        include_phi=include_phi,
-        deid=_check_choice(deid, ("default", "strict"), "--deid") or "default",
-        pseudonym_key=str(pseudonym_key) if pseudonym_key else None,
-        force=force,
-        quiet=quiet,
-        verbose=verbose,
-        html=str(html) if html else None,
-        history=str(history) if history else None,
-    )
-    if fail_under is not None and not (0 <= fail_under <= 100 and math.isfinite(fail_under)):
-        raise typer.BadParameter("must be within 0..100", param_hint="--fail-under")
+    try:
+        values = merge(_given_options(ctx), config)
+        request = ScoreRequest(paths=[str(p) for p in paths], out=out, **values)
+    except OptionError as exc:
+        hint = "--config" if exc.option == "config" else exc.flag
+        raise typer.BadParameter(exc.detail, param_hint=hint) from exc
+    _setup_logging(request.quiet, request.verbose, request.log_format)
     raise typer.Exit(run_score(request))
 
 

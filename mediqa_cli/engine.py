@@ -24,6 +24,7 @@ import numpy as np
 
 from mediqa_cli.io.scan import SOURCE_OVERRIDE, Scan, ScanProblem
 from mediqa_cli.iqm import compute_iqms
+from mediqa_cli.options import ScoreOptions
 from mediqa_cli.results import ScanResult, new_result
 from mediqa_cli.saliency import SliceSelection, select_slices, thumbnail
 
@@ -72,22 +73,9 @@ class Scorer(Protocol):
         """Main side: fill score/grade/physical/prompt fields of each prepared result in place."""
 
 
-@dataclass
-class EngineOptions:
-    workers: int = 0
-    max_slices: int = 8
-    modality: str | None = None
-    anatomy: str | None = None
-    include_phi: bool = False
-    deid: str = "default"
-    batch_scans: int = 16
-
-    def key(self) -> str:
-        """The options a row depends on, as written in its `options` column: --resume reuses
-        a row only when they are the same (the model version is compared on its own)."""
-        privacy = "phi" if self.include_phi else self.deid
-        return (f"max_slices={self.max_slices};modality={self.modality or 'auto'};"
-                f"anatomy={self.anatomy or 'auto'};privacy={privacy}")
+# The engine runs on the options object of the command and the API (`mediqa_cli.options`);
+# the training code knows it by this name.
+EngineOptions = ScoreOptions
 
 
 def apply_overrides(scan: Scan, modality: str | None, anatomy: str | None) -> None:
@@ -99,7 +87,7 @@ def apply_overrides(scan: Scan, modality: str | None, anatomy: str | None) -> No
 
 
 def prepare_scan(
-    scan: Scan, options: EngineOptions, preparer: Preparer | None
+    scan: Scan, options: ScoreOptions, preparer: Preparer | None
 ) -> PreparedScan:
     """Decode, validate, pick salient slices and summarise one scan (runs in a worker)."""
     started = time.perf_counter()
@@ -201,7 +189,7 @@ def _check_finite(slices: dict[int, np.ndarray], scan: Scan) -> None:
 
 def run(
     items: Iterable[Scan | ScanProblem],
-    options: EngineOptions,
+    options: ScoreOptions,
     scorer: Scorer | None = None,
     reuse: Callable[[Scan | ScanProblem], ScanResult | None] | None = None,
 ) -> Iterator[ScanResult]:
@@ -212,19 +200,21 @@ def run(
     Ctrl-C the scans already decoded are scored and their rows given out before the interrupt
     goes on (a second Ctrl-C stops at once).
     """
-    executor: Executor | None = None
-    if options.workers > 0:
+    workers = options.workers or 0  # None (the API's default): decode in this process
+    executor: ProcessPoolExecutor | None = None
+    if workers > 0:
         import multiprocessing
 
         executor = ProcessPoolExecutor(
-            max_workers=options.workers,
+            max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
             initargs=(os.getpid(),),
         )
     in_flight: deque[tuple[str, Any]] = deque()
-    limit = max(2, 2 * options.workers + 1)
+    limit = max(2, 2 * workers + 1)
     pending: list[PreparedScan] = []
+    completed = False
     try:
         try:
             for item in items:
@@ -234,15 +224,38 @@ def run(
             while in_flight:
                 yield from _drain_one(in_flight, pending, scorer, options)
         except KeyboardInterrupt:
+            ready = pending + _salvage(in_flight)  # before the pool stops: decoded scans stay
             if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
+                _stop_pool(executor, finished=False)
                 executor = None
-            yield from _flush(pending + _salvage(in_flight), scorer)
+            yield from _flush(ready, scorer)
             raise
         yield from _flush(pending, scorer)
+        completed = True
     finally:
         if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+            _stop_pool(executor, finished=completed)
+
+
+def _stop_pool(executor: ProcessPoolExecutor, finished: bool) -> None:
+    """Stop the decoders; return only once the pool's manager thread has ended.
+
+    After a complete run the workers are idle and leave at once. After an interrupt, a closed
+    output or an error, running decodes are not waited for: the workers are terminated. Waiting
+    for the manager thread matters: if the interpreter exits while that thread still closes its
+    wake-up pipe, CPython's pool exit hook writes to it and prints "Exception ignored ... Bad
+    file descriptor" (CPython gh-125451, fixed in 3.12.8/3.13.1, never in 3.10 or 3.11).
+    """
+    if finished:
+        executor.shutdown(wait=True)
+        return
+    manager = getattr(executor, "_executor_manager_thread", None)
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    if manager is not None:
+        manager.join(timeout=30)
 
 
 def _worker_init(parent: int | None = None) -> None:
@@ -291,7 +304,7 @@ def _die_with_parent(parent: int | None) -> None:
 
 def _submit(
     item: Scan | ScanProblem,
-    options: EngineOptions,
+    options: ScoreOptions,
     scorer: Scorer | None,
     reuse: Callable[[Scan | ScanProblem], ScanResult | None] | None,
     executor: Executor | None,
@@ -313,7 +326,7 @@ def _drain_one(
     in_flight: deque[tuple[str, Any]],
     pending: list[PreparedScan],
     scorer: Scorer | None,
-    options: EngineOptions,
+    options: ScoreOptions,
 ) -> Iterator[ScanResult]:
     """Take the oldest item; rows go out in order, model batches fill up to batch_scans."""
     kind, value = in_flight.popleft()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterable
@@ -70,6 +71,53 @@ def target_problem(
     if not os.access(real, os.W_OK):
         return f"{out} is not writable"
     return _folder_problem(real)
+
+
+def log_target_problem(log: Path, inputs: Iterable[str], force: bool) -> str | None:
+    """Why `--log-file` must not be appended to (one line), or None.
+
+    The same rules as a report's, for a file that grows: never an input (nor an existing file
+    inside an input folder, unless it is a MedIQA log), a folder, a device or a pipe; any other
+    existing file that is not a MedIQA log needs `--force`.
+    """
+    real = Path(os.path.realpath(log))
+    where = _input_relation(real, inputs)
+    if where == "given" or (where == "inside" and real.exists() and not is_log(real)):
+        return f"{log} is one of the inputs; refusing to write to it (--force does not apply)"
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        return _folder_problem(real)
+    except OSError as exc:
+        return describe_os_error(exc, log)
+    if stat.S_ISDIR(st.st_mode):
+        return f"{log} is a folder"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{log} is not a regular file (device, pipe or socket); refusing to write to it"
+    if st.st_size > 0 and not is_log(real) and not force:
+        return f"{log} exists and is not a MedIQA log; refusing to append to it (--force to do so)"
+    if not os.access(real, os.W_OK):
+        return f"{log} is not writable"
+    return None
+
+
+def is_log(path: Path) -> bool:
+    """Does `path` start with a MedIQA log line (text or JSON)? Cheap: reads the first line."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            first = handle.readline(4096)
+    except OSError:
+        return False
+    if _TEXT_LOG_LINE.match(first):
+        return True
+    try:
+        entry = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(entry, dict) and {"timestamp", "level", "message"} <= entry.keys()
+
+
+_TEXT_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} mediqa [A-Z]+ ")
 
 
 def _folder_problem(real: Path) -> str | None:

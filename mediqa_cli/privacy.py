@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mediqa_cli.options import DEID_MODES
 from mediqa_cli.results import (
     DETAIL_KEY,
     PHI_KEYWORD_TO_COLUMN,
@@ -37,7 +38,6 @@ from mediqa_cli.results import (
 )
 
 KEY_FILE = "pseudonym.key"
-DEID_MODES = ("default", "strict")
 
 # Which pseudonym a PHI value found in a path stands for.
 _PATIENT_KEYS = ("PatientName", "PatientID", "PatientBirthDate")
@@ -188,6 +188,17 @@ class Privacy:
         return row
 
     # -- logs -------------------------------------------------------------------------------
+    def relative_paths(self, text: str) -> str:
+        """Scan paths in free text (library lines at -vv) made relative like report paths: the
+        folders above an input (often a patient's name or a date) are not the report's."""
+        if self.include_phi:
+            return text
+        for root in sorted(self.roots, key=len, reverse=True):
+            parent = os.path.dirname(root)
+            if parent and parent != os.sep:
+                text = text.replace(parent + os.sep, "")
+        return text
+
     def log_filter(self) -> logging.Filter:
         """A filter that scrubs every record's message (installed on the handlers of a run)."""
         gate = self
@@ -195,7 +206,7 @@ class Privacy:
         class _Scrub(logging.Filter):
             def filter(self, record: logging.LogRecord) -> bool:
                 message = record.getMessage()
-                cleaned = gate.scrub(message)
+                cleaned = gate.scrub(gate.relative_paths(message))
                 if cleaned != message:
                     record.msg, record.args = cleaned, None
                 return True

@@ -57,7 +57,8 @@ SCHEMA: tuple[Column, ...] = (
     _c("error", "str", "", "why the scan failed or was skipped"),
     _c("kind", "str", "", "dicom, nifti or raster"),
     _c("modality", "str", "", "CT, MR, XR, US, NM, FUNDUS, HISTO or OTHER"),
-    _c("modality_source", "str", "", "dicom-tag, header, file-name, override, predicted"),
+    _c("modality_source", "str", "",
+       "dicom-tag, sidecar (BIDS JSON), header, file-name, override, predicted"),
     _c("anatomy", "str", "", "head, neck, chest, ... (README)"),
     _c("anatomy_source", "str", "", "same sources as modality"),
     _c("domain_distance", "float", "", "distance of the slices' physics to the training corpus "

@@ -10,13 +10,13 @@ import contextlib
 import logging
 import math
 import os
-import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mediqa_cli.engine import EngineOptions, Scorer, run
+from mediqa_cli.engine import Scorer, run
 from mediqa_cli.exit_codes import (
     EXIT_INPUT,
     EXIT_OK,
@@ -27,8 +27,11 @@ from mediqa_cli.exit_codes import (
     EXIT_WEIGHTS,
 )
 from mediqa_cli.io import InputPathError, Scan, ScanProblem, discover
-from mediqa_cli.outputs import OutputError, target_problem
+from mediqa_cli.logs import open_log_file, scan_fields
+from mediqa_cli.options import ScoreOptions
+from mediqa_cli.outputs import OutputError, log_target_problem, target_problem
 from mediqa_cli.privacy import Privacy, load_key
+from mediqa_cli.progress import ProgressBar
 from mediqa_cli.reports import (
     Journal,
     infer_format,
@@ -44,31 +47,20 @@ log = logging.getLogger("mediqa")
 
 
 
-@dataclass
-class ScoreRequest:
-    """Everything `mediqa score` was asked to do."""
+@dataclass(frozen=True, kw_only=True)
+class ScoreRequest(ScoreOptions):
+    """Everything `mediqa score` was asked to do: the inputs, the report, and the options
+    (`mediqa_cli.options.ScoreOptions`, declared and checked there)."""
 
     paths: list[str]
     out: str
-    format: str | None = None
-    hdf5: str | None = None
-    workers: int = -1
-    device: str = "auto"
-    backend: str = "eager"
-    views: int = 1
-    resume: bool = False
-    fail_under: float | None = None
-    modality: str | None = None
-    anatomy: str | None = None
-    max_slices: int = 8
-    include_phi: bool = False
-    deid: str = "default"
-    pseudonym_key: str | None = None
-    force: bool = False
-    quiet: bool = False
-    verbose: int = 0
-    html: str | None = None  # also write the report's page (mediqa_cli.report_page)
-    history: str | None = None  # also record the run in this history (mediqa_cli.history)
+
+    def options(self) -> ScoreOptions:
+        """The options alone, with the worker count resolved (None: one per spare core)."""
+        values = self.values()
+        if values["workers"] is None:
+            values["workers"] = default_workers()
+        return ScoreOptions(**values)
 
 
 def default_workers() -> int:
@@ -111,7 +103,33 @@ def run_score(request: ScoreRequest) -> int:
     if problem:
         log.error("cannot write: %s", problem)
         return EXIT_OUTPUT
+    if request.log_file:
+        problem = log_target_problem(Path(request.log_file), request.paths, request.force)
+        if problem:
+            log.error("cannot write the log file: %s", problem)
+            return EXIT_OUTPUT
+    with _log_file(request):
+        return _score(request, fmt, out, to_stdout)
 
+
+@contextlib.contextmanager
+def _log_file(request: ScoreRequest) -> Iterator[None]:
+    """--log-file: every line of the run, in --log-format, also appended to that file."""
+    if not request.log_file:
+        yield
+        return
+    handler = open_log_file(request.log_file, request.log_format)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _score(request: ScoreRequest, fmt: str, out: Path, to_stdout: bool) -> int:
+    """The run itself, once the arguments and the output targets are known to be sound."""
     previous: dict[str, dict[str, Any]] = {}
     if request.resume:
         previous = load_previous_rows(out, fmt)
@@ -129,14 +147,7 @@ def run_score(request: ScoreRequest) -> int:
         log.error("cannot load the model: %s", exc)
         return EXIT_WEIGHTS
     model_version = scorer.version if scorer is not None else None
-    options = EngineOptions(
-        workers=default_workers() if request.workers < 0 else request.workers,
-        max_slices=request.max_slices,
-        modality=request.modality,
-        anatomy=request.anatomy,
-        include_phi=request.include_phi,
-        deid=request.deid,
-    )
+    options = request.options()
     options_key = options.key()
     changed = Counter[str]()
 
@@ -166,8 +177,11 @@ def run_score(request: ScoreRequest) -> int:
         own_files = [] if to_stdout else [str(out), str(journal_path(out))]
         if request.hdf5:
             own_files.append(request.hdf5)
+        if request.log_file:
+            own_files.append(request.log_file)
         items = discover(request.paths, exclude=own_files)
-        with _progress(request) as progress:
+        bar = ProgressBar(request.paths, own_files, enabled=ProgressBar.wanted(request.quiet))
+        with bar as progress:
             for result in run(items, options, scorer, reuse if request.resume else None):
                 sink.take(result)
                 progress(result)
@@ -305,45 +319,15 @@ def _under_threshold(rows: list[dict[str, Any]], threshold: float | None) -> int
 
 
 def _log_row(row: dict[str, Any], verbose: int) -> None:
+    """One line per failed scan (and per scan with -v), keyed by the row's scan_id."""
     status = row.get("status")
     if status == "error":
-        log.warning("error %s: %s", row.get("path"), row.get("error"))
+        log.warning("error %s: %s", row.get("path"), row.get("error"), extra=scan_fields(row))
     elif verbose:
         score = row.get("score")
         shown = f"score {score:.1f}" if isinstance(score, float) else "no score"
-        log.info("%s %s %s (%s)", status, row.get("path"), shown, row.get("modality") or "?")
-
-
-class _progress:
-    """A rich progress line on a terminal; nothing under cron (log lines do that job)."""
-
-    def __init__(self, request: ScoreRequest) -> None:
-        self.enabled = not request.quiet and sys.stderr.isatty()
-        self._progress: Any = None
-
-    def __enter__(self):  # noqa: ANN204 - returns the per-row callback
-        if not self.enabled:
-            return lambda row: None
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TextColumn("{task.completed} scans"),
-            TimeElapsedColumn(),
-            transient=True,
-        )
-        self._progress.start()
-        task = self._progress.add_task("scoring", total=None)
-
-        def advance(result: ScanResult) -> None:
-            self._progress.update(task, advance=1, description=f"scoring {result.kind}")
-
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        log.info("%s %s %s (%s)", status, row.get("path"), shown, row.get("modality") or "?",
+                 extra=scan_fields(row))
 
 
 def _summary(

@@ -3,6 +3,8 @@
 Slices are read one at a time from the array proxy, so a huge volume is never loaded whole.
 The slice axis is the one closest to the patient's superior-inferior axis (axial slices);
 4D data is scored on its first volume, with a note (one row per scan keeps reports stable).
+A BIDS JSON sidecar beside the file (`mediqa_cli.io.bids`) gives the modality, scanner and
+protocol; without one, the modality is guessed from header text and then the file name.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
+from mediqa_cli.io.bids import read_sidecar
 from mediqa_cli.io.scan import (
     SOURCE_FILENAME,
     SOURCE_HEADER,
     SOURCE_NONE,
+    SOURCE_SIDECAR,
     Scan,
     ScanProblem,
     fingerprint_paths,
@@ -68,13 +72,21 @@ def read_volume(path: str) -> Scan | ScanProblem:
         float(spacing_xyz[in_plane[0]]),
     )
     spacing = tuple(s if s > 0 and math.isfinite(s) else math.nan for s in spacing)  # type: ignore[assignment]
-    description = _header_description(image)
-    modality, modality_source = _modality_hint(path, description)
-    anatomy = anatomy_from_text(description)
-    anatomy_source = SOURCE_HEADER if anatomy else SOURCE_NONE
-    if anatomy is None:
-        anatomy = anatomy_from_text(os.path.basename(path))
-        anatomy_source = SOURCE_FILENAME if anatomy else SOURCE_NONE
+    header_text = _header_description(image)
+    sidecar = read_sidecar(path)
+    if sidecar.note:
+        notes.append(sidecar.note)
+    description = " ".join(filter(None, (sidecar.description, header_text)))
+    modality, modality_source = sidecar.modality, SOURCE_SIDECAR
+    if modality is None:
+        modality, modality_source = _modality_hint(path, header_text)
+    anatomy, anatomy_source = None, SOURCE_NONE
+    for text, source in ((sidecar.description, SOURCE_SIDECAR), (header_text, SOURCE_HEADER),
+                         (os.path.basename(path), SOURCE_FILENAME)):
+        anatomy = anatomy_from_text(text)
+        if anatomy is not None:
+            anatomy_source = source
+            break
     reader = VolumeSliceReader(path, slice_axis, len(shape))
     return Scan(
         scan_id=make_scan_id((path,)),
@@ -89,7 +101,10 @@ def read_volume(path: str) -> Scan | ScanProblem:
         anatomy_source=anatomy_source,
         description=description,
         notes=notes,
-        fingerprint=fingerprint_paths((path,)),
+        fingerprint=fingerprint_paths((path, sidecar.path) if sidecar.path else (path,)),
+        phi=sidecar.phi,
+        identity=sidecar.identity,
+        descriptors=sidecar.descriptors,
     )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 # Where a modality/anatomy value came from; reported next to it.
 SOURCE_TAG = "dicom-tag"
 SOURCE_HEADER = "header"
+SOURCE_SIDECAR = "sidecar"  # a BIDS JSON sidecar beside a NIfTI file
 SOURCE_FILENAME = "file-name"
 SOURCE_OVERRIDE = "override"
 SOURCE_PREDICTED = "predicted"

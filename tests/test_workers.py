@@ -1,0 +1,164 @@
+"""Decoding workers live and die with their run: a consumer that stops early (a closed pipe)
+leaves no pool thread or worker behind, and `kill -9` of `mediqa score` leaves no worker or
+resource tracker; `--resume` then gives the rows of a clean run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mediqa_cli.engine import run
+from mediqa_cli.io import discover
+from mediqa_cli.options import ScoreOptions
+from mediqa_cli.reports import journal_path
+from tests.packaged import packaged_dicom
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+# Columns that differ between two runs of the same scans by design.
+TIMING = ("scored_at", "read_seconds", "score_seconds")
+# Model outputs: packing scans into other batches moves them in the last digits.
+MODEL = ("score", "worst_slice_score")
+
+
+def _archive(root: Path, copies: int) -> Path:
+    """`copies` scans of each of three real DICOM files, one scan per folder."""
+    for n in range(copies):
+        for name in ("CT_small.dcm", "MR_small.dcm", "emri_small.dcm"):
+            folder = root / f"{n:02d}_{name.split('_')[0].lower()}"
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy(packaged_dicom(name), folder / name)
+    return root
+
+
+def _pool_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if type(t).__name__ == "_ExecutorManagerThread"]
+
+
+def test_a_consumer_that_stops_early_leaves_no_pool_thread_or_worker(tmp_path: Path):
+    """`--out - | head -1`: the run's generator is closed while workers decode. Returning
+    before the pool's manager thread has ended let the interpreter's exit race it ("Exception
+    ignored ... Bad file descriptor", about one run in thirty)."""
+    import multiprocessing
+
+    archive = _archive(tmp_path / "scans", copies=3)
+    results = run(discover([str(archive)]), ScoreOptions(workers=2), scorer=None)
+    first = next(results)
+    assert first.status == "ok"
+    results.close()
+    assert _pool_threads() == []
+    assert multiprocessing.active_children() == []
+
+
+def _children(parent: int) -> dict[int, str]:
+    """Child pid -> start time (pids are reused; the pair is not)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            state = _stat(int(entry))
+            if state is not None and state[1] == parent:
+                found[int(entry)] = state[2]
+    return found
+
+
+def _stat(pid: int) -> tuple[str, int, str] | None:
+    """(state, parent pid, start time) from /proc/PID/stat, None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1]), fields[19]
+
+
+def _alive(pid: int, started: str) -> bool:
+    state = _stat(pid)
+    return state is not None and state[2] == started and state[0] not in ("Z", "X")
+
+
+def _rows(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="") as handle:
+        return {row["scan_id"]: row for row in csv.DictReader(handle)}
+
+
+def _journaled(path: Path) -> int:
+    if not path.exists():
+        return 0
+    count = 0
+    for line in path.read_text().splitlines():
+        try:
+            json.loads(line)
+        except ValueError:
+            continue  # a torn last line
+        count += 1
+    return count
+
+
+def _mediqa(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mediqa_cli", "score", *args, "-q"]
+
+
+@linux_only
+@pytest.mark.slow
+def test_kill_9_leaves_no_worker_and_resume_equals_a_clean_run(tmp_path: Path):
+    archive = _archive(tmp_path / "scans", copies=10)
+    out = tmp_path / "killed.csv"
+    journal = journal_path(out)
+    with open(tmp_path / "killed.log", "w") as log:
+        process = subprocess.Popen(_mediqa(str(archive), "--out", str(out), "--workers", "2"),
+                                   stdout=subprocess.DEVNULL, stderr=log)
+    children: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 600
+        while _journaled(journal) < 1 and process.poll() is None:
+            assert time.monotonic() < deadline, "no row journaled in 10 minutes"
+            children.update(_children(process.pid))
+            time.sleep(0.01)
+        children.update(_children(process.pid))
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        kept = _journaled(journal)
+        assert 1 <= kept < 30
+        assert len(children) >= 3, children  # two workers and the resource tracker
+        deadline = time.monotonic() + 60
+        while any(_alive(pid, start) for pid, start in children.items()):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        survivors = [pid for pid, start in children.items() if _alive(pid, start)]
+        assert survivors == [], f"still running after kill -9 of their parent: {survivors}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for pid, start in children.items():
+            if _alive(pid, start):
+                os.kill(pid, signal.SIGKILL)
+
+    resumed = subprocess.run(_mediqa(str(archive), "--out", str(out), "--workers", "2",
+                                     "--resume"), capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = tmp_path / "clean.csv"
+    done = subprocess.run(_mediqa(str(archive), "--out", str(clean), "--workers", "0"),
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    after, expected = _rows(out), _rows(clean)
+    assert len(after) == len(expected) == 30 and after.keys() == expected.keys()
+    for scan_id, row in expected.items():
+        for column, value in row.items():
+            if column in TIMING:
+                continue
+            if column in MODEL or column.startswith("phys_"):
+                assert float(after[scan_id][column]) == pytest.approx(float(value), abs=0.05)
+            else:
+                assert after[scan_id][column] == value, (scan_id, column)
+    assert not journal.exists()
