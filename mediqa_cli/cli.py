@@ -162,6 +162,13 @@ def score(
         typer.Option("--verbose", "-v", count=True,
                      help="-v: one log line per scan; -vv: library debug lines too."),
     ] = 0,
+    ray: Annotated[
+        str | None,
+        typer.Option("--ray", metavar="auto|ADDRESS",
+                     help="Decode and score on a Ray cluster: 'auto' (the one this machine "
+                     "joined with `ray start`) or its HOST:PORT. Needs the ray extra; "
+                     "docs/ray.md."),
+    ] = None,
 ) -> None:
     """Score every scan under PATHS and write one report row per scan."""
     from mediqa_cli.runner import ScoreRequest, run_score
@@ -187,6 +194,7 @@ def score(
         force=force,
         quiet=quiet,
         verbose=verbose,
+        ray=ray,
     )
     if fail_under is not None and not (0 <= fail_under <= 100 and math.isfinite(fail_under)):
         raise typer.BadParameter("must be within 0..100", param_hint="--fail-under")

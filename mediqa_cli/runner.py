@@ -66,6 +66,7 @@ class ScoreRequest:
     force: bool = False
     quiet: bool = False
     verbose: int = 0
+    ray: str | None = None  # a Ray cluster's address ("auto": the one this machine joined)
 
 
 def default_workers() -> int:
@@ -116,12 +117,29 @@ def run_score(request: ScoreRequest) -> int:
     except (OSError, ValueError) as exc:
         log.error("cannot use the pseudonym key: %s", exc)
         return EXIT_USAGE
-    try:
-        scorer = load_scorer(request)
-    except Exception as exc:  # noqa: BLE001 - WeightsError, bad device, backend failures
-        log.error("cannot load the model: %s", exc)
-        return EXIT_WEIGHTS
-    model_version = scorer.version if scorer is not None else None
+    cluster = None
+    cluster_errors: tuple[type[Exception], ...] = ()  # what a lost cluster raises mid-run
+    if request.ray:
+        from mediqa_cli.distributed import ClusterError, RayMissing, open_cluster
+
+        try:
+            cluster = open_cluster(request.ray, request.device, request.backend, request.views)
+        except RayMissing as exc:
+            log.error("%s", exc)
+            return EXIT_USAGE
+        except ClusterError as exc:
+            log.error("%s", exc)
+            return EXIT_WEIGHTS
+        scorer = None
+        model_version = cluster.version
+        cluster_errors = (ClusterError,)
+    else:
+        try:
+            scorer = load_scorer(request)
+        except Exception as exc:  # noqa: BLE001 - WeightsError, bad device, backend failures
+            log.error("cannot load the model: %s", exc)
+            return EXIT_WEIGHTS
+        model_version = scorer.version if scorer is not None else None
     options = EngineOptions(
         workers=default_workers() if request.workers < 0 else request.workers,
         max_slices=request.max_slices,
@@ -160,8 +178,11 @@ def run_score(request: ScoreRequest) -> int:
         if request.hdf5:
             own_files.append(request.hdf5)
         items = discover(request.paths, exclude=own_files)
-        with _progress(request) as progress:
-            for result in run(items, options, scorer, reuse if request.resume else None):
+        reuse_rows = reuse if request.resume else None
+        results = (cluster.run(items, options, reuse_rows) if cluster is not None
+                   else run(items, options, scorer, reuse_rows))
+        with _progress(request) as progress, contextlib.closing(results):
+            for result in results:
                 sink.take(result)
                 progress(result)
             sink.finish()
@@ -173,6 +194,11 @@ def run_score(request: ScoreRequest) -> int:
         if journal is not None:
             journal.close(remove=False)
         return EXIT_OUTPUT
+    except cluster_errors as exc:
+        log.error("%s", exc)
+        if journal is not None:
+            journal.close(remove=False)
+        return EXIT_WEIGHTS
     except KeyboardInterrupt:
         with contextlib.suppress(OutputError):
             sink.finish()
@@ -184,6 +210,8 @@ def run_score(request: ScoreRequest) -> int:
     finally:
         for handler in handlers:
             handler.removeFilter(scrubber)
+        if cluster is not None:
+            cluster.close()
     rows = sink.ordered_rows()
     counts = sink.counts
     for reason, count in sorted(changed.items()):
