@@ -241,6 +241,12 @@ class RayEngine:
             self._start_actors()  # loads while the probes run
             self._check_nodes(probes)
             self._check_actors()
+        except Exception as exc:
+            self.close()
+            if isinstance(exc, ClusterError):
+                raise
+            raise ClusterError(f"cannot start on the Ray cluster: {type(exc).__name__}: "
+                               f"{_first_line(exc)}") from exc
         except BaseException:
             self.close()
             raise
@@ -282,17 +288,19 @@ class RayEngine:
             log.warning("no weights installed: the score column stays empty (classical IQMs "
                         "only)")
             return
-        # Actors reserve no CPU slot: a GPU actor's slot is its GPU, and a CPU actor mostly
-        # waits for decoded scans, so it shares its node's cores as the local main process does.
-        actor_class = ray.remote(ModelActor).options(
-            num_cpus=0,
-            num_gpus=1 if use_gpu else 0,
-            max_restarts=options.actor_restarts,
-            max_task_retries=options.actor_restarts,
-            scheduling_strategy="SPREAD",
-        )
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+        # Actors reserve no CPU slot: a GPU actor's slot is its GPU, and a CPU actor mostly
+        # waits for decoded scans, so it shares its node's cores as the local main process does.
+        # CPU actors go one to a node (soft: a lost node's actor restarts on another).
+        actor_class = ray.remote(ModelActor)
+        resources = {"num_cpus": 0, "num_gpus": 1 if use_gpu else 0,
+                     "max_restarts": options.actor_restarts,
+                     "max_task_retries": options.actor_restarts}
+        places: list[Any] = ["SPREAD"] * count
+        if not use_gpu and cpu_nodes:
+            places = [NodeAffinitySchedulingStrategy(cpu_nodes[i % len(cpu_nodes)]["NodeID"],
+                                                     soft=True) for i in range(count)]
         store_name = f"mediqa-weights-{uuid.uuid4().hex}"
         self._store = ray.remote(WeightsStore).options(
             name=store_name, num_cpus=0, max_restarts=0,
@@ -300,8 +308,11 @@ class RayEngine:
                 ray.get_runtime_context().get_node_id(), soft=True),
         ).remote(weights)
         device = "cuda" if use_gpu else "cpu"
-        self._actors = [actor_class.remote(store_name, device, options.backend, options.views,
-                                           options.actor_threads) for _ in range(count)]
+        self._actors = [
+            actor_class.options(scheduling_strategy=place, **resources).remote(
+                store_name, device, options.backend, options.views, options.actor_threads)
+            for place in places
+        ]
         self._alive = [True] * count
         self._device = device
 
