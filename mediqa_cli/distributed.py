@@ -113,10 +113,10 @@ def _worker_setup(threads: int) -> None:
 
 def node_facts() -> dict[str, str]:
     """What the start-up check compares across nodes (runs on each node)."""
-    import torch
+    import platform
 
-    return {"mediqa": mediqa_cli.__version__, "torch": torch.__version__,
-            "host": os.uname().nodename}
+    return {"mediqa": mediqa_cli.__version__, "python": platform.python_version(),
+            "host": platform.node()}
 
 
 def prepare_on_node(scan: Scan, options: EngineOptions, preparer: Any, cwd: str) -> PreparedScan:
