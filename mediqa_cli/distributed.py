@@ -74,7 +74,8 @@ class ClusterOptions:
     backend: str = "eager"
     views: int = 1
     actors: int | None = None  # model actors; default one per GPU, else one per node
-    actor_threads: int = 1  # torch threads of a CPU model actor
+    actor_threads: int | None = None  # torch threads of an actor; default: a CPU actor half
+    # its node's CPUs (on CPU the model costs about what decoding does), a GPU actor 2
     in_flight: int | None = None  # scans between the walk and the sink; default from the size
     batches_per_actor: int = 2  # one being scored, one waiting: the actor never idles on I/O
     task_retries: int = 3  # a decode task lost with its worker or node is rerun
@@ -230,6 +231,7 @@ class RayEngine:
         self._store: Any = None
         self._device = "cpu"
         ray = self._ray = _import_ray()
+        _check_reachable(options.address)
         try:
             ray.init(address=options.address, logging_level=logging.WARNING,
                      log_to_driver=False)
@@ -297,10 +299,14 @@ class RayEngine:
         resources = {"num_cpus": 0, "num_gpus": 1 if use_gpu else 0,
                      "max_restarts": options.actor_restarts,
                      "max_task_retries": options.actor_restarts}
-        places: list[Any] = ["SPREAD"] * count
+        places: list[tuple[Any, int]] = [("SPREAD", options.actor_threads or 2)] * count
         if not use_gpu and cpu_nodes:
-            places = [NodeAffinitySchedulingStrategy(cpu_nodes[i % len(cpu_nodes)]["NodeID"],
-                                                     soft=True) for i in range(count)]
+            places = []
+            for index in range(count):
+                node = cpu_nodes[index % len(cpu_nodes)]
+                threads = options.actor_threads or max(1, int(node["Resources"]["CPU"]) // 2)
+                places.append((NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
+                               threads))
         store_name = f"mediqa-weights-{uuid.uuid4().hex}"
         self._store = ray.remote(WeightsStore).options(
             name=store_name, num_cpus=0, max_restarts=0,
@@ -310,8 +316,8 @@ class RayEngine:
         device = "cuda" if use_gpu else "cpu"
         self._actors = [
             actor_class.options(scheduling_strategy=place, **resources).remote(
-                store_name, device, options.backend, options.views, options.actor_threads)
-            for place in places
+                store_name, device, options.backend, options.views, threads)
+            for place, threads in places
         ]
         self._alive = [True] * count
         self._device = device
@@ -500,6 +506,20 @@ class RayEngine:
         for slot in slots:
             if slot.result is not None:
                 yield slot.result
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """A HOST:PORT that nothing answers on fails now: Ray itself retries for minutes."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", or a scheme Ray resolves itself
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address!r}: {exc}") from exc
 
 
 def _lost(row: ScanResult, exc: BaseException) -> ScanResult:

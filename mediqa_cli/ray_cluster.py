@@ -82,7 +82,7 @@ class LocalRayCluster:
         with open(log_path, "wb") as log:
             process = subprocess.Popen([ray_command(), "start", *args], stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       cwd=self.temp, start_new_session=True)
+                                       cwd=self.temp, start_new_session=True, env=self._env())
         self.processes.append(process)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
@@ -94,6 +94,13 @@ class LocalRayCluster:
                                    f"{text[-3000:]}")
             time.sleep(0.5)
         raise RuntimeError(f"ray start ({name}) did not start in {self.timeout:.0f} s")
+
+    @staticmethod
+    def _env() -> dict[str, str]:
+        """Ray runs its workers 15 nicer than the raylet by default; here they keep the niceness
+        of whoever started the cluster, as a local run's decoding processes do, so a test or a
+        benchmark on a shared machine compares like with like."""
+        return {**os.environ, "RAY_worker_niceness": "0"}
 
     def worker_pids(self, title: str = "") -> list[int]:
         """Processes of this cluster whose title starts with `title` (e.g. 'ray::ModelActor')."""
