@@ -292,9 +292,9 @@ class RayEngine:
             return
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        # Actors reserve no CPU slot: a GPU actor's slot is its GPU, and a CPU actor mostly
-        # waits for decoded scans, so it shares its node's cores as the local main process does.
-        # CPU actors go one to a node (soft: a lost node's actor restarts on another).
+        # Actors reserve no CPU slot: a GPU actor's slot is its GPU, and a CPU actor's threads
+        # share its node's cores with the decode tasks, as a local run's model shares them with
+        # its decoders. CPU actors go one to a node (soft: a lost node's restarts elsewhere).
         actor_class = ray.remote(ModelActor)
         resources = {"num_cpus": 0, "num_gpus": 1 if use_gpu else 0,
                      "max_restarts": options.actor_restarts,

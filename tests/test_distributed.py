@@ -222,3 +222,16 @@ def test_ray_option_without_ray_installed_is_a_usage_error(tmp_path: Path):
     assert result.stdout.split()[-1:] == ["2"], result.stderr
     assert "pip install 'mediqa[ray]'" in result.stderr
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_a_cluster_nobody_answers_at_exits_6_at_once(tmp_path: Path):
+    shutil.copy(packaged_dicom("CT_small.dcm"), tmp_path / "ct.dcm")
+    code = (
+        "from mediqa_cli.runner import ScoreRequest, run_score\n"
+        f"print(run_score(ScoreRequest(paths=[{str(tmp_path / 'ct.dcm')!r}], "
+        f"out={str(tmp_path / 'r.csv')!r}, ray='127.0.0.1:1')))\n"
+    )
+    pytest.importorskip("ray")
+    result = _run_python(code, tmp_path)
+    assert result.stdout.split()[-1:] == ["6"], result.stderr
+    assert "cannot reach the Ray cluster at '127.0.0.1:1'" in result.stderr
