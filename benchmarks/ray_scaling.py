@@ -7,9 +7,11 @@ from there to the summary line is scoring. Per-scan time is scoring / scans, and
 overhead per scan is Ray's per-scan time minus the local one. The clusters are real node
 processes on 127.0.0.1 (`mediqa_cli.ray_cluster.LocalRayCluster`, one CPU per node), so on a
 machine with few cores two nodes share the same cores: read the scaling with the core count
-printed at the top.
+printed at the top. Both clusters are up for the whole benchmark and the three settings take
+turns (local, 1 node, 2 nodes; again), so a change in the machine's load hits each of them;
+the table gives each setting's median and the load average is printed before and after.
 
-Usage: python benchmarks/ray_scaling.py [--copies 4] [--repeats 1] [--workers N]
+Usage: python benchmarks/ray_scaling.py [--copies 4] [--repeats 2] [--workers N]
 (--copies: how many copies of the demo archive; the local run uses --workers, default one per
 spare core as `mediqa score` does.)
 """
@@ -89,7 +91,7 @@ def median_timing(runs: list[Timing]) -> Timing:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=4, help="copies of the demo archive")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of each setting (median)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each setting (median)")
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="decoding processes of the local run")
     args = parser.parse_args()
@@ -102,17 +104,17 @@ def main() -> None:
             shutil.copytree(work / "demo", archive / f"copy{index}")
         print(f"archive: demo x{args.copies}; {os.cpu_count()} cores; "
               f"load average before: {os.getloadavg()[0]:.1f}; python {sys.version.split()[0]}")
-        rows: list[tuple[str, Timing]] = []
-        local = median_timing([score_once(archive, work / "local.csv",
-                                          ["--workers", str(args.workers)])
-                               for _ in range(args.repeats)])
-        rows.append((f"local (--workers {args.workers})", local))
-        for nodes in (1, 2):
-            with LocalRayCluster(nodes=nodes, cpus_per_node=1) as cluster:
-                timing = median_timing([score_once(archive, work / "ray.csv",
-                                                   ["--ray", cluster.address])
-                                        for _ in range(args.repeats)])
-            rows.append((f"--ray, {nodes} node(s) x 1 CPU, {nodes} CPU actor(s)", timing))
+        settings = {f"local (--workers {args.workers})": ["--workers", str(args.workers)]}
+        with LocalRayCluster(nodes=1) as one, LocalRayCluster(nodes=2) as two:
+            for nodes, cluster in ((1, one), (2, two)):
+                settings[f"--ray, {nodes} node(s) x 1 CPU, {nodes} CPU actor(s)"] = [
+                    "--ray", cluster.address]
+            runs: dict[str, list[Timing]] = {name: [] for name in settings}
+            for _ in range(args.repeats):
+                for name, extra in settings.items():
+                    runs[name].append(score_once(archive, work / "report.csv", extra))
+        rows = [(name, median_timing(timings)) for name, timings in runs.items()]
+        local = rows[0][1]
         print(f"{local.scans} scans; load average after: {os.getloadavg()[0]:.1f}\n")
         print("| run | total s | start-up s | scoring s | per scan ms | overhead per scan ms "
               "| scoring speed-up |")
