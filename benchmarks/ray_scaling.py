@@ -10,6 +10,10 @@ machine with few cores two nodes share the same cores: read the scaling with the
 printed at the top. Both clusters are up for the whole benchmark and the three settings take
 turns (local, 1 node, 2 nodes; again), so a change in the machine's load hits each of them;
 the table gives each setting's median and the load average is printed before and after.
+Every process runs torch on one thread (OMP_NUM_THREADS=1, set before the clusters start, so
+their workers inherit it; the CPU actors of 1-CPU nodes use one thread anyway): on a shared
+2-core machine, torch's default of one thread per core stalls the local run's model behind the
+decoding worker and other jobs, and the comparison would measure that instead of Ray.
 
 Usage: python benchmarks/ray_scaling.py [--copies 4] [--repeats 2] [--workers N]
 (--copies: how many copies of the demo archive; the local run uses --workers, default one per
@@ -96,6 +100,7 @@ def main() -> None:
                         help="decoding processes of the local run")
     args = parser.parse_args()
 
+    os.environ["OMP_NUM_THREADS"] = "1"
     work = Path(tempfile.mkdtemp(prefix="mq-bench-"))
     try:
         archive = work / "archive"
