@@ -15,7 +15,7 @@ their workers inherit it; the CPU actors of 1-CPU nodes use one thread anyway): 
 2-core machine, torch's default of one thread per core stalls the local run's model behind the
 decoding worker and other jobs, and the comparison would measure that instead of Ray.
 
-Usage: python benchmarks/ray_scaling.py [--copies 4] [--repeats 2] [--workers N]
+Usage: python benchmarks/ray_scaling.py [--copies 4] [--repeats 3] [--workers N]
 (--copies: how many copies of the demo archive; the local run uses --workers, default one per
 spare core as `mediqa score` does.)
 """
@@ -95,7 +95,7 @@ def median_timing(runs: list[Timing]) -> Timing:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=4, help="copies of the demo archive")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each setting (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each setting (median)")
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="decoding processes of the local run")
     args = parser.parse_args()
@@ -129,6 +129,9 @@ def main() -> None:
             speedup = local.scoring / timing.scoring if timing.scoring else float("nan")
             print(f"| {name} | {timing.total:.1f} | {timing.startup:.1f} | {timing.scoring:.1f} "
                   f"| {timing.per_scan * 1000:.0f} | {overhead:+.0f} | {speedup:.2f}x |")
+        print("\nscoring s of each run, in the order run:")
+        for name, timings in runs.items():
+            print(f"  {name}: " + ", ".join(f"{t.scoring:.1f}" for t in timings))
         one, two = rows[1][1], rows[2][1]
         print(f"\n1 -> 2 nodes: scoring {one.scoring:.1f} s -> {two.scoring:.1f} s "
               f"({one.scoring / two.scoring:.2f}x)")
