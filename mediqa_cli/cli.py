@@ -144,6 +144,13 @@ def score(
         Path | None, typer.Option(help="Also record the run in this SQLite history "
                                   "(for `mediqa trends`).")
     ] = DEFAULTS.history,
+    ray: Annotated[
+        str | None,
+        typer.Option("--ray", metavar="auto|ADDRESS",
+                     help="Decode and score on a Ray cluster: 'auto' (the one this machine "
+                     "joined with `ray start`) or its HOST:PORT. Needs the ray extra; "
+                     "docs/ray.md."),
+    ] = DEFAULTS.ray,
 ) -> None:
     """Score every scan under PATHS and write one report row per scan."""
     from mediqa_cli.runner import ScoreRequest, run_score

@@ -6,7 +6,8 @@ schedules and builds no rows: results are made by `mediqa_cli.results`, publishe
 `mediqa_cli.privacy`, and written by `mediqa_cli.reports`. At most a bounded number
 of scans are in flight, and results leave in discovery order, so memory stays flat however large
 the archive is. `prepare_scan` takes and returns picklable values, so the same per-scan function
-can run under another executor later.
+runs as a Ray task under `mediqa score --ray` (`mediqa_cli.distributed`), and `finish_batch` is
+the model step there.
 """
 
 from __future__ import annotations
@@ -369,6 +370,12 @@ def _result(future: Future, result: ScanResult) -> PreparedScan:
     except Exception as exc:  # noqa: BLE001 - a crashed worker must not end the run
         result.fail(f"worker failed: {type(exc).__name__}: {exc}")
         return PreparedScan(result=result, failed=True)
+
+
+def finish_batch(batch: list[PreparedScan], scorer: Scorer | None) -> list[ScanResult]:
+    """Score a batch of prepared scans (failed ones pass through) and return their results in
+    order: the model step of `run`, also run by the model actors of `mediqa_cli.distributed`."""
+    return list(_flush(list(batch), scorer))
 
 
 def _flush(pending: list[PreparedScan], scorer: Scorer | None) -> Iterator[ScanResult]:

@@ -67,6 +67,7 @@ class ScoreOptions:
     hdf5: str | None = field(default=None, metadata=_COMMAND_PATH)
     html: str | None = field(default=None, metadata=_COMMAND_PATH)  # the report's page
     history: str | None = field(default=None, metadata=_COMMAND_PATH)  # SQLite quality history
+    ray: str | None = field(default=None, metadata=_COMMAND)  # Ray address; "auto": joined one
     resume: bool = field(default=False, metadata=_COMMAND)
     fail_under: float | None = field(default=None, metadata=_COMMAND)
     include_phi: bool = field(default=False, metadata=_COMMAND)

@@ -141,12 +141,29 @@ def _score(request: ScoreRequest, fmt: str, out: Path, to_stdout: bool) -> int:
     except (OSError, ValueError) as exc:
         log.error("cannot use the pseudonym key: %s", exc)
         return EXIT_USAGE
-    try:
-        scorer = load_scorer(request)
-    except Exception as exc:  # noqa: BLE001 - WeightsError, bad device, backend failures
-        log.error("cannot load the model: %s", exc)
-        return EXIT_WEIGHTS
-    model_version = scorer.version if scorer is not None else None
+    cluster = None
+    cluster_errors: tuple[type[Exception], ...] = ()  # what a lost cluster raises mid-run
+    if request.ray:
+        from mediqa_cli.distributed import ClusterError, RayMissing, open_cluster
+
+        try:
+            cluster = open_cluster(request.ray, request.device, request.backend, request.views)
+        except RayMissing as exc:
+            log.error("%s", exc)
+            return EXIT_USAGE
+        except ClusterError as exc:
+            log.error("%s", exc)
+            return EXIT_WEIGHTS
+        scorer = None
+        model_version = cluster.version
+        cluster_errors = (ClusterError,)
+    else:
+        try:
+            scorer = load_scorer(request)
+        except Exception as exc:  # noqa: BLE001 - WeightsError, bad device, backend failures
+            log.error("cannot load the model: %s", exc)
+            return EXIT_WEIGHTS
+        model_version = scorer.version if scorer is not None else None
     options = request.options()
     options_key = options.key()
     changed = Counter[str]()
@@ -180,9 +197,12 @@ def _score(request: ScoreRequest, fmt: str, out: Path, to_stdout: bool) -> int:
         if request.log_file:
             own_files.append(request.log_file)
         items = discover(request.paths, exclude=own_files)
+        reuse_rows = reuse if request.resume else None
+        results = (cluster.run(items, options, reuse_rows) if cluster is not None
+                   else run(items, options, scorer, reuse_rows))
         bar = ProgressBar(request.paths, own_files, enabled=ProgressBar.wanted(request.quiet))
-        with bar as progress:
-            for result in run(items, options, scorer, reuse if request.resume else None):
+        with bar as progress, contextlib.closing(results):
+            for result in results:
                 sink.take(result)
                 progress(result)
             sink.finish()
@@ -194,6 +214,11 @@ def _score(request: ScoreRequest, fmt: str, out: Path, to_stdout: bool) -> int:
         if journal is not None:
             journal.close(remove=False)
         return EXIT_OUTPUT
+    except cluster_errors as exc:
+        log.error("%s", exc)
+        if journal is not None:
+            journal.close(remove=False)
+        return EXIT_WEIGHTS
     except KeyboardInterrupt:
         with contextlib.suppress(OutputError):
             sink.finish()
@@ -205,6 +230,8 @@ def _score(request: ScoreRequest, fmt: str, out: Path, to_stdout: bool) -> int:
     finally:
         for handler in handlers:
             handler.removeFilter(scrubber)
+        if cluster is not None:
+            cluster.close()
     rows = sink.ordered_rows()
     counts = sink.counts
     for reason, count in sorted(changed.items()):
