@@ -181,14 +181,13 @@ class ModelActor:
 
 def _weights_payload() -> dict[str, bytes] | None:
     """The installed weights' files, read once on the driver (None: no weights installed)."""
+    from mediqa_cli.domain import DOMAIN_FILE
     from mediqa_cli.model.weights import (
         CARD_FILE,
         CONFIG_FILE,
         WEIGHTS_FILE,
         find_installed_weights,
     )
-
-    from mediqa_cli.domain import DOMAIN_FILE
 
     found = find_installed_weights()
     if found is None:
