@@ -472,10 +472,10 @@ class RayEngine:
     def _recover(self, batch: _Batch, exc: Exception, ready: deque[_Slot]) -> None:
         """A batch came back as an error: a scan whose decode was lost for good becomes an error
         row; the others go back to the queue (another actor, if this one is gone)."""
-        from ray.exceptions import RayActorError
+        from ray.exceptions import ActorDiedError
 
         ray = self._ray
-        if isinstance(exc, RayActorError):
+        if isinstance(exc, ActorDiedError):  # restarts used up (unavailable: still restarting)
             self._alive[batch.actor] = False
             log.warning("model actor %d lost for good: %s", batch.actor, _first_line(exc))
         for slot in reversed(batch.slots):
