@@ -53,9 +53,9 @@ class OptionError(ValueError):
 class ScoreOptions:
     """Every option of `mediqa score` except PATHS, --out and --config (README "Options")."""
 
-    # How scans are scored (the command and `mediqa.score`).
-    workers: int | None = field(default=None, metadata=_SCORING)  # None: command one per
-    # spare core (at most 4); the Python API decodes in the calling process
+    # How scans are scored (the command and `mediqa.score`). workers=None: the command starts
+    # one decoder per spare core (at most 4); the Python API decodes in the calling process.
+    workers: int | None = field(default=None, metadata=_SCORING)
     device: str = field(default="auto", metadata=_SCORING)
     backend: str = field(default="eager", metadata=_SCORING)
     views: int = field(default=1, metadata=_SCORING)
