@@ -168,11 +168,17 @@ def test_a_worker_killed_mid_run_loses_no_scan(cluster, driver, local_rows, tmp_
 
 @pytest.mark.slow
 def test_ctrl_c_leaves_a_journal_that_resume_finishes(driver, local_rows, tmp_path):
-    out = tmp_path / "interrupted.csv"
-    run = driver(out)
-    _wait_for(lambda: len(_journal_rows(out)) >= 1, run, DRIVER_TIMEOUT_S)
-    run.send_signal(signal.SIGINT)
-    _, err = run.communicate(timeout=DRIVER_TIMEOUT_S)
+    # The signal goes out at the first journaled row; on a fast machine the last batches can
+    # be done by then and the run ends normally, so it is tried again (three tries at most).
+    for attempt in range(3):
+        out = tmp_path / f"interrupted{attempt}.csv"
+        run = driver(out)
+        _wait_for(lambda out=out: len(_journal_rows(out)) >= 1, run, DRIVER_TIMEOUT_S)
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=DRIVER_TIMEOUT_S)
+        if run.returncode == 130:
+            break
+        assert run.returncode == 1 and out.exists(), err  # finished before the signal landed
     assert run.returncode == 130, err
     journaled = _journal_rows(out)  # every line whole JSON
     ids = [r["scan_id"] for r in journaled]
