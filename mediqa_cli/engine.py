@@ -245,7 +245,8 @@ def _stop_pool(executor: ProcessPoolExecutor, finished: bool) -> None:
     output or an error, running decodes are not waited for: the workers are terminated. Waiting
     for the manager thread matters: if the interpreter exits while that thread still closes its
     wake-up pipe, CPython's pool exit hook writes to it and prints "Exception ignored ... Bad
-    file descriptor" (CPython gh-125451, fixed in 3.12.8/3.13.1, never in 3.10 or 3.11).
+    file descriptor" (its wake-up pipe has no lock on 3.11; CPython gh-125451 added one to
+    the 3.12 and 3.13 branches).
     """
     if finished:
         executor.shutdown(wait=True)
