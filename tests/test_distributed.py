@@ -103,8 +103,11 @@ def driver(cluster, archive: Path, key: Path) -> Iterator[Callable[..., subproce
     def start(out: Path, *extra: str) -> subprocess.Popen:
         command = [sys.executable, "-m", "mediqa_cli", "score", str(archive), "--out", str(out),
                    "--ray", cluster.address, "--pseudonym-key", str(key), *extra]
+        # SIGINT back to its default: a test run started in the background of a shell without
+        # job control (nohup ... &) inherits it ignored, and Ctrl-C would then never arrive.
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   text=True, cwd=out.parent)
+                                   text=True, cwd=out.parent,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         started.append(process)
         return process
 
