@@ -50,27 +50,8 @@ def target_problem(
     out: Path, fmt: str, inputs: Iterable[str], force: bool
 ) -> str | None:
     """Why `out` must not be written (one line), or None when it is safe to write."""
-    real = Path(os.path.realpath(out))
-    where = _input_relation(real, inputs)
-    report = real.is_file() and is_report(real, fmt)
-    if where == "given" or (where == "inside" and real.exists() and not report):
-        return f"{out} is one of the inputs; refusing to write over it (--force does not apply)"
-    try:
-        st = os.stat(real)
-    except FileNotFoundError:
-        return _folder_problem(real)
-    except OSError as exc:
-        return describe_os_error(exc, out)
-    if stat.S_ISDIR(st.st_mode):
-        return f"{out} is a folder"
-    if not stat.S_ISREG(st.st_mode):
-        return f"{out} is not a regular file (device, pipe or socket); refusing to replace it"
-    if st.st_size > 0 and not is_report(real, fmt) and not force:
-        return (f"{out} exists and is not a MedIQA {fmt} report; refusing to replace it "
-                "(--force to overwrite)")
-    if not os.access(real, os.W_OK):
-        return f"{out} is not writable"
-    return _folder_problem(real)
+    return _file_target_problem(out, inputs, force, lambda p: is_report(p, fmt),
+                                f"a MedIQA {fmt} report", "replace", atomic=True)
 
 
 def log_target_problem(log: Path, inputs: Iterable[str], force: bool) -> str | None:
@@ -80,25 +61,37 @@ def log_target_problem(log: Path, inputs: Iterable[str], force: bool) -> str | N
     inside an input folder, unless it is a MedIQA log), a folder, a device or a pipe; any other
     existing file that is not a MedIQA log needs `--force`.
     """
-    real = Path(os.path.realpath(log))
+    return _file_target_problem(log, inputs, force, is_log, "a MedIQA log", "append to",
+                                atomic=False)
+
+
+def _file_target_problem(path: Path, inputs: Iterable[str], force: bool,
+                         ours: Callable[[Path], bool], what: str, verb: str,
+                         atomic: bool) -> str | None:
+    """The one set of rules for a file MedIQA writes: never an input (nor an existing file
+    inside an input folder that is not `ours`), a folder, a device or a pipe; an existing
+    non-empty file that is not `ours` only with `force`. `atomic` (a temporary file renamed
+    over it) also needs a writable folder; appending to an existing file does not."""
+    real = Path(os.path.realpath(path))
     where = _input_relation(real, inputs)
-    if where == "given" or (where == "inside" and real.exists() and not is_log(real)):
-        return f"{log} is one of the inputs; refusing to write to it (--force does not apply)"
+    if where == "given" or (where == "inside" and real.exists()
+                            and not (real.is_file() and ours(real))):
+        return f"{path} is one of the inputs; refusing to write to it (--force does not apply)"
     try:
         st = os.stat(real)
     except FileNotFoundError:
         return _folder_problem(real)
     except OSError as exc:
-        return describe_os_error(exc, log)
+        return describe_os_error(exc, path)
     if stat.S_ISDIR(st.st_mode):
-        return f"{log} is a folder"
+        return f"{path} is a folder"
     if not stat.S_ISREG(st.st_mode):
-        return f"{log} is not a regular file (device, pipe or socket); refusing to write to it"
-    if st.st_size > 0 and not is_log(real) and not force:
-        return f"{log} exists and is not a MedIQA log; refusing to append to it (--force to do so)"
+        return f"{path} is not a regular file (device, pipe or socket); refusing to {verb} it"
+    if st.st_size > 0 and not ours(real) and not force:
+        return f"{path} exists and is not {what}; refusing to {verb} it (--force to do so)"
     if not os.access(real, os.W_OK):
-        return f"{log} is not writable"
-    return None
+        return f"{path} is not writable"
+    return _folder_problem(real) if atomic else None
 
 
 def is_log(path: Path) -> bool:
