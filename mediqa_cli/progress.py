@@ -15,10 +15,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from mediqa_cli.io.discovery import split_entries
 from mediqa_cli.results import ScanResult
-
-# Names discovery passes over (hidden files, DICOMDIR, OS litter): not counted either.
-_SKIPPED_NAMES = frozenset({"DICOMDIR", "Thumbs.db", "desktop.ini"})
 
 
 def count_files(paths: Iterable[str], exclude: Iterable[str] = (),
@@ -45,19 +43,9 @@ def count_files(paths: Iterable[str], exclude: Iterable[str] = (),
             except OSError:
                 total += 1  # discovery reports the folder as one error row
                 continue
-            for entry in entries:
-                if entry.name.startswith(".") or entry.name in _SKIPPED_NAMES:
-                    continue
-                if os.path.abspath(entry.path) in excluded:
-                    continue
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=True)
-                except OSError:
-                    is_dir = False
-                if is_dir:
-                    stack.append(entry.path)
-                else:
-                    total += 1
+            files, subfolders = split_entries(entries, excluded)
+            total += len(files)
+            stack.extend(subfolders)
     return total
 
 

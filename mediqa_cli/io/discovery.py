@@ -81,19 +81,28 @@ def _walk(root: str, excluded: frozenset[str]) -> Iterator[Scan | ScanProblem]:
         except OSError as exc:
             yield ScanProblem((folder,), "error", _os_message(exc), kind="folder")
             continue
-        files, subfolders = [], []
-        for entry in entries:
-            if entry.name.startswith(".") or entry.name in _IGNORED_NAMES:
-                continue
-            if os.path.abspath(entry.path) in excluded:
-                continue
-            try:
-                is_dir = entry.is_dir(follow_symlinks=True)
-            except OSError:
-                is_dir = False
-            (subfolders if is_dir else files).append(entry.path)
+        files, subfolders = split_entries(entries, excluded)
         yield from _files_in_folder(files, explicit=False)
         stack.extend(reversed(subfolders))
+
+
+def split_entries(entries: Iterable[os.DirEntry], excluded: frozenset[str]
+                  ) -> tuple[list[str], list[str]]:
+    """(files, subfolders) of one folder's entries as the walk takes them: hidden files,
+    DICOMDIR and OS litter and the excluded paths left out, links to folders counted as
+    folders. The progress bar's file count walks with the same rule."""
+    files, subfolders = [], []
+    for entry in entries:
+        if entry.name.startswith(".") or entry.name in _IGNORED_NAMES:
+            continue
+        if os.path.abspath(entry.path) in excluded:
+            continue
+        try:
+            is_dir = entry.is_dir(follow_symlinks=True)
+        except OSError:
+            is_dir = False
+        (subfolders if is_dir else files).append(entry.path)
+    return files, subfolders
 
 
 def _files_in_folder(paths: Iterable[str], explicit: bool) -> Iterator[Scan | ScanProblem]:
