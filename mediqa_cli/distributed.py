@@ -181,6 +181,7 @@ class ModelActor:
 
 def _weights_payload() -> dict[str, bytes] | None:
     """The installed weights' files, read once on the driver (None: no weights installed)."""
+    from mediqa_cli.calibration import CALIBRATION_FILE
     from mediqa_cli.domain import DOMAIN_FILE
     from mediqa_cli.model.weights import (
         CARD_FILE,
@@ -192,7 +193,7 @@ def _weights_payload() -> dict[str, bytes] | None:
     found = find_installed_weights()
     if found is None:
         return None
-    names = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, DOMAIN_FILE)  # domain.json is optional
+    names = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, DOMAIN_FILE, CALIBRATION_FILE)  # last 2 optional
     return {name: (found / name).read_bytes() for name in names if (found / name).is_file()}
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mediqa_cli.calibration import Calibration
 from mediqa_cli.domain import DomainCheck
 from mediqa_cli.io.scan import Scan
 from mediqa_cli.model.config import ModelConfig
@@ -88,6 +89,7 @@ class ModelScorer:
     max_tokens: int = 4096
     fixed_max_seqlen: int | None = None  # an exported program needs its traced bound
     domain: DomainCheck | None = None  # out-of-domain references saved with the weights
+    calibration: Calibration | None = None  # the calibrated scale saved with the weights
 
     def score(self, batch: list[Any]) -> None:
         """Fill each PreparedScan's result with score, grade, physical estimates, prompts, worst
@@ -136,7 +138,15 @@ class ModelScorer:
         if weights.shape[0] != len(outputs) or not np.isfinite(weights).all() or weights.sum() <= 0:
             weights = np.ones(len(outputs))
         weights = weights / weights.sum()
+        prompt = resolve_prompt(
+            request,
+            np.mean([o.modality_logits for o in outputs], axis=0),
+            np.mean([o.anatomy_logits for o in outputs], axis=0),
+            self.config,
+        )
         quality = np.asarray([o.quality for o in outputs], dtype=np.float64)
+        if self.calibration is not None:
+            quality = self.calibration.apply(quality, prompt.modality)
         severities = np.stack([o.severities for o in outputs]).astype(np.float64)
         score = float(np.dot(weights, quality))
         worst = int(np.argmin(quality))
@@ -147,12 +157,6 @@ class ModelScorer:
                            for family, value in zip(self.config.families, mean_sev)}
         result.worst_slice = int(prepared.slice_indices[worst])
         result.worst_slice_score = round(float(quality[worst]), 2)
-        prompt = resolve_prompt(
-            request,
-            np.mean([o.modality_logits for o in outputs], axis=0),
-            np.mean([o.anatomy_logits for o in outputs], axis=0),
-            self.config,
-        )
         result.modality, result.modality_source = prompt.modality, prompt.modality_source
         result.anatomy, result.anatomy_source = prompt.anatomy, prompt.anatomy_source
         if prompt.disagrees:
@@ -186,9 +190,10 @@ class ModelScorer:
 
 
 def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
-                views: int = 1) -> ModelScorer:
+                views: int = 1, calibrated: bool = True) -> ModelScorer:
     """Load verified weights and wrap the network in the requested backend; `views` mirror
-    views per slice are averaged (the version says so, so --resume never mixes the two)."""
+    views per slice are averaged (the version says so, so --resume never mixes the two).
+    `calibrated` False reports the network's raw score, which the calibration is fitted on."""
     from mediqa_cli.model.weights import load_weights
 
     if backend not in BACKENDS:
@@ -215,8 +220,11 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
         version = f"{version}+{backend}"
     if views > 1:
         version = f"{version}+views{views}"
+    calibration = Calibration.load(weights_dir)
+    if calibration is not None and not calibrated:
+        calibration, version = None, f"{version}+raw"
     return ModelScorer(runnable, config, version, preparer, target, fixed_max_seqlen=fixed,
-                       domain=DomainCheck.load(weights_dir))
+                       domain=DomainCheck.load(weights_dir), calibration=calibration)
 
 
 def _pick_device(device: str) -> torch.device:

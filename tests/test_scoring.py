@@ -165,3 +165,19 @@ def test_an_untagged_image_unlike_the_corpus_is_other_and_tagged_scans_keep_thei
     ct = next(r for r in rows if r["path"].endswith("CT_small.dcm"))
     assert ct["modality"] == "CT" and float(ct["domain_distance"]) > 1
     assert "out of domain" not in ct["notes"]
+
+
+def test_a_calibration_next_to_the_weights_rescales_scores_without_reordering_them(
+        weights_dir: Path, archive: Path, tmp_path: Path):
+    from mediqa_cli.calibration import POOLED, Calibration, ScaleMap
+
+    raw = {r["scan_id"]: r for r in _run(archive, tmp_path / "raw.csv")}
+    Calibration({POOLED: ScaleMap((6.0, 5.0, 4.0))}, "test").save(weights_dir)  # harsh cuts
+    cal = {r["scan_id"]: r for r in _run(archive, tmp_path / "cal.csv")}
+    scored = [k for k, r in raw.items() if r["score"]]
+    assert scored and all(float(cal[k]["score"]) < float(raw[k]["score"]) for k in scored)
+    order = sorted(scored, key=lambda k: float(raw[k]["score"]))
+    assert order == sorted(scored, key=lambda k: float(cal[k]["score"]))
+    from mediqa_cli.taxonomy import grade_for
+
+    assert all(cal[k]["grade"] == grade_for(float(cal[k]["score"])) for k in scored)

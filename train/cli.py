@@ -541,6 +541,58 @@ def domain_profile(
 
 
 @app.command()
+def calibrate(
+    from_json: Annotated[list[Path], typer.Option(
+        "--from-json", help="`evaluate --out` files of the weights to calibrate (repeatable).")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Weights folder to write calibration.json into (omit: check only).")] = None,
+    check_out: Annotated[Path | None, typer.Option(
+        "--check-out", help="Write the cross-fitted grade check as JSON.")] = None,
+    method: Annotated[str, typer.Option(
+        "--method", help="Which scores of the files: model or compare.")] = "model",
+) -> None:
+    """Anchor the grade bands on ladder steps (mediqa_cli.calibration) and say, cross-fitted by
+    patient group, how often each grade meets each step, beside the raw score's bands."""
+    from mediqa_train import calibration as cal
+    from mediqa_train.evaluate import from_jsonable
+    from rich.table import Table
+
+    parts = [json.loads(p.read_text()) for p in from_json]
+    results = [r for part in parts for r in from_jsonable(part["ladders"])]
+    versions = sorted({str(part["meta"].get("model_version" if method == "model" else
+                                            "compare_version")) for part in parts})
+    samples = cal.step_samples(results, method)
+    if not samples:
+        console.print(f"[red]no {method!r} scores in {', '.join(map(str, from_json))}[/]")
+        raise typer.Exit(1)
+    check = cal.crossfit_check(samples)
+    table = Table(title="grades against ladder steps, cross-fitted by group (raw -> calibrated)")
+    for column in ("modality", "images", "steps 0-1 graded A", "steps 3-5 graded C/D",
+                   "balanced accuracy C/D"):
+        table.add_column(column)
+    for modality, after in check["calibrated"].items():
+        before = check["raw"][modality]
+        table.add_row(modality, str(after["images"]), *(
+            f"{before[k]:.2f} -> {after[k]:.2f}" for k in (
+                "steps_0_1_graded_A", "steps_3_5_graded_C_or_D", "balanced_accuracy_reject")))
+    console.print(table)
+    if check_out is not None:
+        check_out.parent.mkdir(parents=True, exist_ok=True)
+        check_out.write_text(json.dumps({"versions": versions, "files": [str(p) for p in from_json],
+                                         "check": check}, indent=1) + "\n")
+        console.print(f"wrote {check_out}")
+    if out is not None:
+        names = ", ".join(p.name for p in from_json)
+        fitted_on = f"{len(results)} ladders of {', '.join(versions)} ({names})"
+        try:
+            path = cal.fit_calibration(samples, fitted_on).save(out)
+        except ValueError as err:
+            console.print(f"[red]{escape(str(err))}[/]")
+            raise typer.Exit(1) from None
+        console.print(f"wrote {path}")
+
+
+@app.command()
 def finetune(
     labels: Annotated[Path, typer.Option("--labels", help="labels.csv: path,score[,modality,"
                                                           "anatomy].")],

@@ -139,7 +139,7 @@ class WeightSet:
         from mediqa_cli.scoring import load_scorer
 
         def load(path: Path):  # noqa: ANN202 - ModelScorer
-            scorer = load_scorer(path, device)
+            scorer = load_scorer(path, device, calibrated=False)  # the scale is fitted on this
             if member is not None:
                 from mediqa_cli.model.ensemble import members_of
 
