@@ -293,6 +293,30 @@ def public_evaluation_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+CALIBRATION_CHECK = "calibration_check.json"
+
+
+def calibration_table(result: dict[str, Any]) -> list[str]:
+    """Markdown lines for a `mediqa-train calibrate --check-out` file: how often each grade meets
+    each ladder step on groups the map was not fitted on, raw bands beside calibrated ones."""
+    lines = ["The score is calibrated (`calibration.json`, `mediqa_cli/calibration.py`): per "
+             "modality, the grade cuts lie midway between the typical raw scores of neighbouring "
+             "steps of graded degradation ladders (A: clean or the barely visible first step; B: "
+             "like the second; C: the third; D: the fourth or fifth). Cross-fitted by patient "
+             "group (each half graded by the map fitted on the other half), against the raw "
+             "score cut at the same bands:", "",
+             "| modality | images | steps 0-1 graded A | steps 3-5 graded C or D | balanced "
+             "accuracy (C/D for steps 3-5 vs 0-1) |", "|---|---:|---|---|---|"]
+    check = result["check"]
+    for name, after in sorted(check["calibrated"].items()):
+        before = check["raw"][name]
+        lines.append(f"| {name} | {after['images']} | " + " | ".join(
+            f"{before[k]:.2f} → {after[k]:.2f}" for k in (
+                "steps_0_1_graded_A", "steps_3_5_graded_C_or_D", "balanced_accuracy_reject"))
+            + " |")
+    return lines
+
+
 def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     """Rewrite weights/MODEL_CARD.md (and add the metrics to model_card.json)."""
     root = Path(weights)
@@ -483,6 +507,10 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     if public.exists():
         lines += ["", "## Patients never seen, degraded by code never trained on", "",
                   *public_evaluation_table(json.loads(public.read_text()))]
+    check = metrics / CALIBRATION_CHECK
+    if check.exists():
+        lines += ["", "## What the grades mean", "",
+                  *calibration_table(json.loads(check.read_text()))]
     if acc:
         lines += ["", "## Accuracy on held-out test sources", "",
                   f"Command: `{acc['command']}` ({acc['seconds']:.0f} s).", "",

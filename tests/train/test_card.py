@@ -222,3 +222,21 @@ def test_targets_never_print_a_miss_as_the_threshold() -> None:
     assert "MR: within-ladder SRCC 0.899996 (MISSES >= 0.9" in lines[1]
     assert "NM: within-ladder SRCC 0.957 (meets >= 0.9" in lines[2]
     assert "modality accuracy without metadata: 0.9499 (MISSES >= 0.95)" in lines[3]
+
+
+def test_the_card_says_what_the_grades_mean_from_the_calibration_check(
+        published: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from mediqa_train.card import CALIBRATION_CHECK
+
+    weights, _, corpus = published
+    copy = tmp_path / "weights"
+    shutil.copytree(weights, copy)
+    row = {"images": 12, "steps_0_1_graded_A": 0.9, "steps_3_5_graded_C_or_D": 0.25,
+           "balanced_accuracy_reject": 0.6}
+    better = {**row, "steps_3_5_graded_C_or_D": 0.75, "balanced_accuracy_reject": 0.8}
+    (copy / "metrics").mkdir(exist_ok=True)
+    (copy / "metrics" / CALIBRATION_CHECK).write_text(json.dumps(
+        {"check": {"raw": {"FUNDUS": row}, "calibrated": {"FUNDUS": better}}}))
+    text = write_card(copy, corpus).read_text()
+    assert "## What the grades mean" in text
+    assert "| FUNDUS | 12 | 0.90 → 0.90 | 0.25 → 0.75 | 0.60 → 0.80 |" in text
