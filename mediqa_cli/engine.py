@@ -173,7 +173,9 @@ def _first_pass(scan: Scan, keep: bool) -> tuple[list[np.ndarray], dict[int, np.
                 f"slice {index} is {pixels.shape[:2]}, expected {scan.shape[1:]} (odd geometry)"
             )
         finite = np.isfinite(pixels)
-        if finite.any():
+        if finite.all():  # the usual case: no masked copy of the slice for its range
+            low, high = min(low, float(pixels.min())), max(high, float(pixels.max()))
+        elif finite.any():
             low = min(low, float(pixels[finite].min()))
             high = max(high, float(pixels[finite].max()))
         thumbs.append(thumbnail(pixels))

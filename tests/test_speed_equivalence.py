@@ -136,3 +136,75 @@ def test_first_pass_keeping_slices_gives_what_reading_them_again_gave(
         (a == b) or (math.isnan(a) and math.isnan(b))
         for a, b in zip(kept.result.iqms.values(), reread.result.iqms.values()))
     assert kept.result.detail == reread.result.detail
+
+
+def _old_label(mask: np.ndarray, max_iter: int = 64) -> np.ndarray:
+    """The components before: alternating row/column run-minimum sweeps (numpy only)."""
+
+    def run_min_rows(labels: np.ndarray, m2: np.ndarray) -> np.ndarray:
+        m = m2.ravel()
+        if not m.any():
+            return labels
+        prev = np.zeros_like(m2)
+        prev[:, 1:] = m2[:, :-1]
+        starts = (m2 & ~prev).ravel()[m]
+        run_min = np.minimum.reduceat(labels.ravel()[m], np.flatnonzero(starts))
+        out = labels.ravel().copy()
+        out[m] = run_min[np.cumsum(starts) - 1]
+        return out.reshape(labels.shape)
+
+    h, w = mask.shape
+    labels = np.where(mask, np.arange(h * w, dtype=np.int64).reshape(h, w), h * w)
+    for _ in range(max_iter):
+        new = run_min_rows(labels, mask)
+        new = run_min_rows(new.T.copy(), mask.T.copy()).T
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return np.where(mask, labels, -1)
+
+
+def _old_keep_large(mask: np.ndarray, min_fraction: float) -> np.ndarray:
+    labels = _old_label(mask)
+    ids, counts = np.unique(labels[mask], return_counts=True)
+    if ids.size <= 1:
+        return mask
+    return np.isin(labels, ids[counts >= min_fraction * counts.max()])
+
+
+def _old_fill_holes(mask: np.ndarray) -> np.ndarray:
+    labels = _old_label(~mask)
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    return mask | (~mask & ~np.isin(labels, border[border >= 0]))
+
+
+def _blob_masks() -> list[np.ndarray]:
+    """Masks like the foreground step sees: thresholded smooth noise at several scales and
+    densities (many components, holes, border contact), and masks of packaged images."""
+    from scipy import ndimage
+
+    from mediqa_cli.iqm import _bright_foreground
+
+    rng = np.random.default_rng(11)
+    masks = []
+    for shape in ((64, 64), (97, 131), (256, 200)):
+        for sigma in (1.0, 3.0, 8.0):
+            field = ndimage.gaussian_filter(rng.normal(size=shape), sigma)
+            for q in (0.3, 0.5, 0.8):
+                masks.append(field > np.quantile(field, q))
+    import skimage.data
+
+    for name in ("camera", "coins", "moon", "page"):
+        image = np.asarray(getattr(skimage.data, name)(), dtype=np.float32)
+        image = image[image.shape[0] // 2] if image.ndim == 3 else image
+        masks.append(_bright_foreground(image))
+    return masks
+
+
+def test_components_and_holes_match_the_run_sweep_labelling() -> None:
+    from mediqa_cli.iqm import _fill_holes, _keep_large_components
+
+    for mask in _blob_masks():
+        np.testing.assert_array_equal(_keep_large_components(mask, 0.1),
+                                      _old_keep_large(mask, 0.1))
+        np.testing.assert_array_equal(_fill_holes(mask), _old_fill_holes(mask))
