@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-PART_SCANS = 50
+PART_SCANS = 10
 
 
 def source_volume() -> tuple[np.ndarray, str]:
