@@ -36,6 +36,9 @@ MAX_SLICE_PIXELS = 120_000_000
 # At most this many of the salient slices feed the classical IQMs (a median over slices: five
 # is stable, and IQMs cost ~20 ms a slice).
 IQM_SLICES = 5
+# A scan whose decoded slices (float32) fit in this many bytes keeps them from the first pass, so
+# its selected slices are not decoded a second time; a larger one re-reads just those.
+KEEP_BYTES = 32 * 1024 * 1024
 
 class ScanInputError(Exception):
     """Pixel data that cannot be assessed (NaN, constant, too small...): an error row."""
@@ -96,11 +99,12 @@ def prepare_scan(
     result = new_result(scan, options.key())
     try:
         _check_geometry(scan)
-        thumbs, kept = _first_pass(scan, options.max_slices)
+        thumbs, kept = _first_pass(scan, _keeps_all(scan, options.max_slices))
         selection = select_slices(thumbs, scan.modality, options.max_slices)
         indices = [int(i) for i in selection.indices]
         weights = [float(w) for w in selection.weights]
         slices = {i: kept[i] if i in kept else scan.read_slice(i) for i in indices}
+        kept.clear()  # the unselected slices are not needed past this point
         _check_finite(slices, scan)
         result.iqms = compute_iqms([slices[i] for i in _spread(indices, IQM_SLICES)],
                                    scan.modality)
@@ -149,11 +153,16 @@ def _spread(indices: list[int], k: int) -> list[int]:
     return [indices[i] for i in sorted(set(picks.tolist()))]
 
 
-def _first_pass(scan: Scan, keep_up_to: int) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
-    """Read every slice once: thumbnails for selection, constant-image check.
+def _keeps_all(scan: Scan, max_slices: int) -> bool:
+    """Keep every slice of the first pass? Yes for short stacks (all are selected anyway) and for
+    any stack within KEEP_BYTES, so that nothing is decoded twice."""
+    n, rows, cols = scan.shape
+    return n <= max_slices or n * rows * cols * max(1, scan.channels) * 4 <= KEEP_BYTES
 
-    Short stacks (<= keep_up_to slices) are kept whole so nothing is decoded twice.
-    """
+
+def _first_pass(scan: Scan, keep: bool) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
+    """Read every slice once: thumbnails for selection, constant-image check; with `keep`, the
+    slices themselves too."""
     thumbs: list[np.ndarray] = []
     kept: dict[int, np.ndarray] = {}
     low, high = math.inf, -math.inf
@@ -164,11 +173,13 @@ def _first_pass(scan: Scan, keep_up_to: int) -> tuple[list[np.ndarray], dict[int
                 f"slice {index} is {pixels.shape[:2]}, expected {scan.shape[1:]} (odd geometry)"
             )
         finite = np.isfinite(pixels)
-        if finite.any():
+        if finite.all():  # the usual case: no masked copy of the slice for its range
+            low, high = min(low, float(pixels.min())), max(high, float(pixels.max()))
+        elif finite.any():
             low = min(low, float(pixels[finite].min()))
             high = max(high, float(pixels[finite].max()))
         thumbs.append(thumbnail(pixels))
-        if scan.n_slices <= keep_up_to:
+        if keep:
             kept[index] = pixels
     if not math.isfinite(low):
         raise ScanInputError("no finite pixel values (all NaN/inf)")

@@ -6,7 +6,7 @@ docstring gives the formula, the direction (higher or lower is better) and the c
 `compute_iqms` is the only entry point the report needs; `foreground_mask` is public because
 the saliency and preprocessing stages can reuse it.
 
-Numpy only (no scipy): connected components and hole filling use run-length label propagation.
+Numpy, with scipy.ndimage for connected components and hole filling.
 
 Intensity conventions (see `_nonnegative`): metrics that need a physical "signal" (SNR, EFC,
 FBER) work on non-negative intensities with the object bright. CT is taken in HU and shifted by
@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from mediqa_cli.taxonomy import DICOM_MODALITY_MAP
 
@@ -168,59 +169,25 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     return _shift_reduce(_shift_reduce(mask, np.logical_or, 0), np.logical_or, 1)
 
 
-def _run_min_rows(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Give every horizontal run of mask pixels the smallest label found in that run."""
-    m = mask.ravel()
-    if not m.any():
-        return labels
-    prev = np.zeros_like(mask)
-    prev[:, 1:] = mask[:, :-1]
-    starts = (mask & ~prev).ravel()[m]  # run starts, in the order of the masked pixels
-    values = labels.ravel()[m]
-    run_min = np.minimum.reduceat(values, np.flatnonzero(starts))
-    out = labels.ravel().copy()
-    out[m] = run_min[np.cumsum(starts) - 1]
-    return out.reshape(labels.shape)
-
-
-def _label(mask: np.ndarray, max_iter: int = 64) -> np.ndarray:
-    """4-connected component labels (label = smallest flat index in the component; -1 outside).
-
-    Alternating row and column run-minimum sweeps converge in as many sweeps as the component
-    has turns, a handful for anatomy; `max_iter` bounds pathological spirals, which then stay
-    split into a few labels (harmless for the size filter and hole filling below).
-    """
-    h, w = mask.shape
-    labels = np.where(mask, np.arange(h * w, dtype=np.int64).reshape(h, w), h * w)
-    for _ in range(max_iter):
-        new = _run_min_rows(labels, mask)
-        new = _run_min_rows(new.T.copy(), mask.T.copy()).T
-        if np.array_equal(new, labels):
-            break
-        labels = new
-    return np.where(mask, labels, -1)
-
-
 def _keep_large_components(mask: np.ndarray, min_fraction: float) -> np.ndarray:
     """Drop specks, text overlays and the CT table: components under min_fraction of the largest.
 
     Not only the largest, because two legs or two hands are one scan's foreground.
+    4-connected components (scipy.ndimage.label with its default cross).
     """
-    labels = _label(mask)
-    ids, counts = np.unique(labels[mask], return_counts=True)
-    if ids.size <= 1:
+    labels, n = ndimage.label(mask)
+    if n <= 1:
         return mask
-    keep = ids[counts >= min_fraction * counts.max()]
+    counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    keep = np.flatnonzero(counts >= min_fraction * counts.max()) + 1
     return np.isin(labels, keep)
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Background regions that do not touch the image border are holes (lungs, ventricles)."""
-    bg = ~mask
-    labels = _label(bg)
-    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    outside = np.isin(labels, border[border >= 0])
-    return mask | (bg & ~outside)
+    """Background regions that do not touch the image border are holes (lungs, ventricles).
+
+    A region is background 4-connected to the border (scipy.ndimage's default cross)."""
+    return ndimage.binary_fill_holes(mask)
 
 
 def _box3(image: np.ndarray) -> np.ndarray:
@@ -261,7 +228,7 @@ def foreground_mask(image: np.ndarray, modality: str | None = None) -> np.ndarra
     """Boolean mask of the imaged object (body, head, fundus disc, tissue) in a 2D slice.
 
     Why a mask: SNR, CNR and sharpness mean "in the anatomy", and FBER/EFC need to know where
-    the air is. Method, numpy only: luma; block-average to a long side <= 256; two 3x3 box
+    the air is. Method: luma; block-average to a long side <= 256; two 3x3 box
     smoothings (noise must not cross the threshold); Otsu threshold (histogram clipped at the
     99.5th percentile so a few bright voxels cannot pull it); 3x3 opening; drop components
     smaller than 10% of the largest; fill holes; nearest-neighbour back to the input size. If the

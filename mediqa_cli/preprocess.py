@@ -100,6 +100,21 @@ def normalise(
     the volume's range so that all slices of a volume share one scaling (empty slices then stay
     dark instead of having their noise stretched to full contrast). NaN and inf become 0.
     """
+    return _replicate(_planes(image, modality, value_range))
+
+
+def _replicate(planes: np.ndarray) -> np.ndarray:
+    """(rows, cols) grey -> (rows, cols, N_CHANNELS); colour and CT planes pass through."""
+    if planes.ndim == 3:
+        return planes
+    return np.ascontiguousarray(np.repeat(planes[..., None], N_CHANNELS, axis=-1))
+
+
+def _planes(
+    image: np.ndarray, modality: str | None, value_range: tuple[float, float] | None
+) -> np.ndarray:
+    """`normalise` before grey data is replicated to N_CHANNELS: (rows, cols, 3) for colour and
+    CT, (rows, cols) for the rest, so the tokeniser can cut one plane and copy patches."""
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
@@ -118,8 +133,7 @@ def normalise(
     lo, hi = value_range if value_range is not None else robust_range(img)
     span = hi - lo if hi - lo > 1e-6 * max(1.0, abs(hi)) else 1.0
     grey = np.nan_to_num((img - lo) / span, nan=0.0, posinf=1.0, neginf=0.0)
-    grey = np.clip(grey, 0.0, 1.0).astype(np.float32)
-    return np.ascontiguousarray(np.repeat(grey[..., None], N_CHANNELS, axis=-1))
+    return np.clip(grey, 0.0, 1.0).astype(np.float32)
 
 
 def fit_to_budget(rows: int, cols: int, max_patches: int, patch: int = PATCH) -> tuple[int, int]:
@@ -159,15 +173,18 @@ def patchify(
     if rows < 1 or cols < 1:
         raise ValueError(f"empty slice {img.shape}")
     new_r, new_c = fit_to_budget(rows, cols, max_patches, patch)
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)  # (C, rows, cols)
     if (new_r, new_c) != (rows, cols):
-        t = F.interpolate(t[None], size=(new_r, new_c), mode="bilinear", antialias=True,
+        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]  # (1, C, r, c)
+        t = F.interpolate(t, size=(new_r, new_c), mode="bilinear", antialias=True,
                           align_corners=False)[0]
+        img = t.permute(1, 2, 0).numpy()
     grid_r, grid_c = math.ceil(new_r / patch), math.ceil(new_c / patch)
-    t = F.pad(t, (0, grid_c * patch - new_c, 0, grid_r * patch - new_r))
-    # (C, gr, p, gc, p) -> (gr, gc, C, p, p) -> (gr*gc, C*p*p)
-    tiles = t.reshape(chans, grid_r, patch, grid_c, patch).permute(1, 3, 0, 2, 4)
-    patches = tiles.reshape(grid_r * grid_c, chans * patch * patch).contiguous().numpy()
+    # Zero-pad bottom/right to whole patches, then (gr, p, gc, p, C) -> (gr, gc, C, p, p) ->
+    # (gr*gc, C*p*p): pure data movement, one copy.
+    padded = np.zeros((grid_r * patch, grid_c * patch, chans), dtype=np.float32)
+    padded[:new_r, :new_c] = img
+    tiles = padded.reshape(grid_r, patch, grid_c, patch, chans).transpose(0, 2, 4, 1, 3)
+    patches = np.ascontiguousarray(tiles).reshape(grid_r * grid_c, chans * patch * patch)
     rr, cc = np.meshgrid(np.arange(grid_r), np.arange(grid_c), indexing="ij")
     coords = np.stack([rr.ravel(), cc.ravel()], axis=1).astype(np.int64)
     sr, sc = (float(s) for s in spacing_mm)
@@ -187,7 +204,15 @@ def preprocess_slice(
     """normalise + patchify: one raw slice from `Scan.read_slice` to tokens; with `physics`,
     the whole-slice measures of `mediqa_cli.physics`, taken on the raw slice at full resolution
     before any scaling or downscale."""
-    tokens = patchify(normalise(image, modality, value_range), spacing_mm, max_patches)
+    planes = _planes(image, modality, value_range)
+    rows, cols = planes.shape[:2]
+    if planes.ndim == 2 and fit_to_budget(rows, cols, max_patches) == (rows, cols):
+        # Grey at native size: cut the one plane and copy each patch to the channels (what
+        # patchify of the replicated image gives, for a third of the work).
+        tokens = patchify(planes, spacing_mm, max_patches)
+        tokens.patches = np.tile(tokens.patches, (1, N_CHANNELS))
+    else:
+        tokens = patchify(_replicate(planes), spacing_mm, max_patches)
     if physics:
         from mediqa_cli.physics import slice_physics
 

@@ -48,7 +48,8 @@ class SliceSelection:
 
 @dataclass
 class PatchSelection:
-    """Chosen patches of one slice: indices (m,) int64 ascending, scores (m,) float32."""
+    """Chosen patches of one slice: indices (m,) int64 ascending, scores (m,) float32 (NaN for a
+    slice within the budget: all of its patches are kept and none is scored)."""
 
     indices: np.ndarray
     scores: np.ndarray
@@ -158,28 +159,29 @@ def select_patches(
     if keep < 1 or not 0.0 <= background_fraction < 1.0:
         raise ValueError("keep must be >= 1 and background_fraction in [0, 1)")
     seeds = [0] * len(items) if seeds is None else list(seeds)
-    if not items:
-        return []
+    out = [PatchSelection(np.arange(it.n_tokens, dtype=np.int64),
+                          np.full(it.n_tokens, np.nan, dtype=np.float32)) for it in items]
+    # Only slices over the budget are scored: the op is segmented, so a slice's top-k does not
+    # depend on the other slices in the launch, and scoring the rest would be thrown away.
+    over = [i for i, it in enumerate(items) if it.n_tokens > keep]
+    if not over:
+        return out
     n_top = max(1, round(keep * (1.0 - background_fraction)))
-    chans = items[0].patches.shape[1] // (PATCH * PATCH)
-    patches = torch.from_numpy(np.concatenate([it.patches for it in items]))
-    counts = torch.tensor([it.n_tokens for it in items], dtype=torch.int32)
-    cu = torch.zeros(len(items) + 1, dtype=torch.int32)
+    chans = items[over[0]].patches.shape[1] // (PATCH * PATCH)
+    patches = torch.from_numpy(np.concatenate([items[i].patches for i in over]))
+    counts = torch.tensor([items[i].n_tokens for i in over], dtype=torch.int32)
+    cu = torch.zeros(len(over) + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(counts, 0)
     scores, top = saliency_topk(patches.view(-1, chans, PATCH, PATCH), cu, n_top)
     scores_np, top_np = scores.float().cpu().numpy(), top.cpu().numpy()
-    out = []
-    for i, it in enumerate(items):
-        start, n = int(cu[i]), it.n_tokens
-        if n <= keep:
-            idx = np.arange(n, dtype=np.int64)
-        else:
-            chosen = top_np[i][top_np[i] >= 0] - start
-            rest = np.setdiff1d(np.arange(n), chosen)
-            rng = np.random.default_rng(seeds[i])
-            extra = rng.choice(rest, size=min(len(rest), keep - len(chosen)), replace=False)
-            idx = np.sort(np.concatenate([chosen, extra])).astype(np.int64)
-        out.append(PatchSelection(idx, scores_np[start:start + n][idx].astype(np.float32)))
+    for j, i in enumerate(over):
+        start, n = int(cu[j]), items[i].n_tokens
+        chosen = top_np[j][top_np[j] >= 0] - start
+        rest = np.setdiff1d(np.arange(n), chosen)
+        rng = np.random.default_rng(seeds[i])
+        extra = rng.choice(rest, size=min(len(rest), keep - len(chosen)), replace=False)
+        idx = np.sort(np.concatenate([chosen, extra])).astype(np.int64)
+        out[i] = PatchSelection(idx, scores_np[start:start + n][idx].astype(np.float32))
     return out
 
 

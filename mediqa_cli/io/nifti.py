@@ -144,35 +144,41 @@ def _modality_hint(path: str, description: str) -> tuple[str | None, str]:
     return None, SOURCE_NONE
 
 
-# Compressed volumes up to this size (decoded) are decoded once and kept for the scan's slices:
-# gzip cannot seek, so slice-by-slice reads would re-decompress from the start every time.
+# A volume is opened once for all of its scan's slices (the first pass reads every slice, then
+# the selected ones again), not once per slice. Volumes up to these sizes (decoded) are read whole
+# once and kept: gzip cannot seek, so slice reads would re-decompress from the start every time,
+# and one sequential read of a small uncompressed file beats a read per slice along any axis.
+# Larger ones are read slice by slice through nibabel's array proxy.
 GZ_CACHE_BYTES = 768 * 1024 * 1024
-_gz_cache: dict[tuple[str, int], np.ndarray] = {}
+RAW_CACHE_BYTES = 64 * 1024 * 1024
+_open_volume: dict[tuple[str, int], object] = {}
 
 
 @dataclass(frozen=True)
 class VolumeSliceReader:
-    """Reads one 2D slice: through nibabel's proxy (uncompressed, memory-mapped), or from a
-    once-decoded copy of a compressed volume of bounded size."""
+    """Reads one 2D slice from the scan's volume, opened once (see `_open_volume`): through
+    nibabel's array proxy, or from a once-decoded copy of a volume of bounded size."""
 
     path: str
     slice_axis: int
     ndim: int
 
     def _source(self) -> object:
+        key = (self.path, os.stat(self.path).st_mtime_ns)
+        source = _open_volume.get(key)
+        if source is not None:
+            return source
+        _open_volume.clear()  # one volume at a time keeps memory bounded
         # mmap=False: nibabel then reads just the slice's bytes; a memory map would leave every
         # touched page of a long volume counted in the process's resident memory.
         image = nib.load(self.path, mmap=False)
-        if not self.path.lower().endswith((".gz", ".mgz")):
-            return image.dataobj
+        source = image.dataobj
         nbytes = int(np.prod(image.shape)) * np.dtype(image.get_data_dtype()).itemsize
-        if nbytes > GZ_CACHE_BYTES:
-            return image.dataobj
-        key = (self.path, os.stat(self.path).st_mtime_ns)
-        if key not in _gz_cache:
-            _gz_cache.clear()  # one volume at a time keeps memory bounded
-            _gz_cache[key] = np.asarray(image.dataobj)
-        return _gz_cache[key]
+        compressed = self.path.lower().endswith((".gz", ".mgz"))
+        if nbytes <= (GZ_CACHE_BYTES if compressed else RAW_CACHE_BYTES):
+            source = np.asarray(image.dataobj)
+        _open_volume[key] = source
+        return source
 
     def __call__(self, index: int) -> np.ndarray:
         proxy = self._source()

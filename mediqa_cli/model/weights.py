@@ -170,10 +170,10 @@ def load_weights(
     if isinstance(n_members, bool) or not isinstance(n_members, int) or n_members < 1:
         raise WeightsError(f"{root / CARD_FILE}: members must be a positive integer, "
                            f"got {n_members!r}")
-    # Built on the meta device: random initialisation would be thrown away by the load anyway,
-    # and on CPU it costs more than reading the weights.
-    with torch.device("meta"):
-        model = _build(config, n_members)
+    # Built once, on the CPU: its non-persistent buffers (PatchPhysics' filters) need the real
+    # constructor, so a meta-device build would have to be redone, and a meta build pays for
+    # importing torch's dynamo on its first operation (about a second of every run's start-up).
+    model = _build(config, n_members)
     wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     tensors: dict[str, torch.Tensor] = {}
     with safe_open(str(weights_path), framework="pt", device="cpu") as fh:
@@ -193,10 +193,7 @@ def load_weights(
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5
                                            else "")
         raise WeightsError(f"{weights_path} does not match {root / CONFIG_FILE}: {shown}")
-    model.load_state_dict(tensors, strict=True, assign=True)
-    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
-        model = _build(config, n_members)  # a non-persistent buffer needs the real constructor
-        model.load_state_dict(tensors, strict=True)
+    model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), card
 
 
