@@ -16,11 +16,17 @@ severities are a per-cause level + noise, as the model's `phys_*` columns scatte
   share found by the median-score and low-grade charts alone (the noise chart finds most of
   them first): what is left for a change that no physical cause explains.
 
-The rule measured is whatever `mediqa_cli` is imported; to measure another commit's rule with
-this script, put an export of that commit's `mediqa_cli` first on PYTHONPATH.
+The rule measured is whatever `mediqa_cli` is imported (the first line printed gives its
+settings). Another commit's rule (3841353: the one-night rule) with this script and the same
+seeds: export that commit's `mediqa_cli`, put it first on the path, and run with `-S` so that the
+editable install's finder does not win:
 
     .venv/bin/python benchmarks/drift_detection.py                 # 1000 seeds per scenario
     .venv/bin/python benchmarks/drift_detection.py --seeds 200     # quicker
+    .venv/bin/python benchmarks/drift_detection.py --scenario stable --set alarm_nights=1
+    mkdir -p /tmp/drift-old && git archive 3841353 mediqa_cli | tar -x -C /tmp/drift-old
+    PYTHONPATH=/tmp/drift-old:$(echo .venv/lib/python3*/site-packages) \
+        .venv/bin/python -S benchmarks/drift_detection.py
 """
 
 from __future__ import annotations

@@ -8,15 +8,15 @@ each summary is charted against a baseline learnt on the group's first nights:
 
 - Baseline (phase I): the first `baseline_nights` nights. The centre is the mean of their
   nightly values without the lowest and highest tenth (at least one each): one odd baseline
-  night cannot move it, and it is about as precise as a plain mean, where the median of ten
-  nights has 1.4 times its variance. The noise of a night's value is split into the sampling
-  error of a median of n scans (sqrt(pi / 2) * sigma_within / sqrt(n), sigma_within a pooled
-  MAD of scans around their night's median), widened by the baseline's over-dispersion
-  (night-to-night variation beyond sampling). That factor is the mean of the squared
-  standardised deviations, each capped at 2.5 sigma so that one odd night cannot inflate it:
-  the median of ten squared deviations used before was about as uncertain as a four-night
-  estimate, and histories whose sigma came out small raised most of the false alarms. A night
-  with few scans therefore moves the chart less. The centre's own error (from only a few
+  night cannot move it, and its variance is 1.06 sigma^2 / k for ten normal nights, against
+  1.38 for their median. The noise of a night's value is split into the sampling error of a
+  median of n scans (sqrt(pi / 2) * sigma_within / sqrt(n), sigma_within a pooled MAD of scans
+  around their night's median), widened by the baseline's over-dispersion (night-to-night
+  variation beyond sampling). That factor is the mean of the squared standardised deviations,
+  each capped at 2.5 sigma so that one odd night cannot inflate it; the median of ten squared
+  deviations, used before, is about as uncertain as a mean over four nights. With the old
+  limits these two estimates alone found more steps, sooner, and cut false alarms only a
+  little. A night with few scans moves the chart less. The centre's own error (from only a few
   nights) widens the EWMA limits.
 - EWMA (lambda 0.2) of the standardised value catches slow drift, on every metric; a one-sided
   CUSUM (k 1, h 7) on the median score catches steps. Both only look in the bad direction
@@ -27,20 +27,20 @@ each summary is charted against a baseline learnt on the group's first nights:
   use the exact EWMA variance plus the variance of the estimated centre, so neither the first
   monitored nights nor a centre learnt from ten nights make the chart over-sensitive. EWMA
   needs about four points to mean anything, hence `min_baseline`.
-- An alarm needs the same statistic beyond its limit on `alarm_nights` (2) nights in a row:
-  a single night past a limit is mostly a few heavy-tailed scans or a centre learnt a little
-  off, and confirming it costs about one night of delay where tighter limits cost detection.
+- An alarm needs the same statistic past its limit on `alarm_nights` (2) nights in a row. At
+  the same false-alarm rate this finds more steps and drifts than one night past tighter
+  limits; the price is about one night of delay.
 - CUSUM is kept off the fraction and cause charts: with a centre learnt from ten nights its
   bias accumulates (k 0.5 on all eleven charts raised an alert in 44% of stable 30-night
   histories).
 - Low-grade fraction: binomial sampling error around the baseline fraction, widened by the
-  baseline's over-dispersion. A few low grades a night are far from normal, so this chart has
-  its own, wider limit.
+  baseline's over-dispersion. A few low grades a night are far from normal: with the score's
+  limit this chart alone would spend the whole false-alarm budget, so it has a wider one.
 
-A scanner x protocol has eleven charts, and any of them alerts, so the limits (`ChartSettings`)
-share one budget: a stable 30-night history raises no alert in about 99 of 100 cases with all
-eleven watched. `benchmarks/drift_detection.py` measures the false-alarm rate and the detection
-delay, and `benchmarks/RESULTS.md` gives the figures and the rules that lost.
+A scanner x protocol has eleven charts and any of them alerts, so the limits (`ChartSettings`)
+share one budget: a stable 30-night history should raise no alarm on any night in at least 99
+of 100 cases with all eleven watched. `benchmarks/drift_detection.py` measures the false-alarm
+rate and the detection delay; `benchmarks/RESULTS.md` gives the figures and the rules that lost.
 """
 
 from __future__ import annotations
