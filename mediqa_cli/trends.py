@@ -3,9 +3,10 @@
 One job: turn the history's scans into one `GroupTrend` per scanner and protocol (nightly
 summaries charted by `mediqa_cli.drift`) and say which groups are out of control on their latest
 night. The table is plain text for cron mail; the page (`render_trends_page`) adds one figure
-per group. A group is in alert when, on its latest night, the median score, the fraction of low
-grades or a physical cause's median severity is beyond its EWMA or CUSUM limit; `mediqa trends`
-then exits with `EXIT_TREND_ALERT`.
+per group. A group is in alert when, on its latest two nights, the median score, the fraction of
+low grades or a physical cause's median severity has been beyond its EWMA or CUSUM limit (the
+two-night rule and the limits are in `mediqa_cli.drift`); `mediqa trends` then exits with
+`EXIT_TREND_ALERT`.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def _most_common(values: list[str]) -> str:
 
 
 def _judge(trend: GroupTrend) -> None:
-    """Alerts of the latest night: which charts are beyond a limit, since when."""
+    """Alerts of the latest night: which charts are in alarm (past a limit two nights running),
+    and since when they have been past it."""
     starts = []
     for metric, chart in trend.charts.items():
         if chart.learning or not chart.nights or chart.nights[-1] != trend.nights[-1]:
