@@ -83,7 +83,7 @@ def group_trends(scans: Sequence[dict[str, Any]],
         by_group[(scan["scanner"], scan["protocol"])][scan["night"]].append(scan)
     trends = []
     for (scanner, protocol), nights in by_group.items():
-        ordered = sorted(nights)
+        ordered = _current_model_nights(sorted(nights), nights)
         rows = [nights[n] for n in ordered]
         charts: dict[str, Chart] = {}
         charts[SCORE] = median_chart(SCORE, _values(ordered, rows, SCORE), "down", settings,
@@ -116,6 +116,24 @@ def _values(nights: list[str], rows: list[list[dict[str, Any]]], column: str) ->
         if values.size:
             out.append(NightValues(night, values))
     return out
+
+
+def _current_model_nights(ordered: list[str], nights: dict[str, list[dict[str, Any]]]
+                          ) -> list[str]:
+    """The trailing nights scored by the group's latest model version.
+
+    Why: new weights or a new calibration move every score at once (the version names both);
+    charted against the old baseline that step would alarm on every scanner. Its nights start a
+    baseline of their own instead.
+    """
+    def version(night: str) -> str:
+        return _most_common([str(r.get("model_version") or "") for r in nights[night]])
+
+    latest = version(ordered[-1])
+    start = len(ordered)
+    while start > 0 and version(ordered[start - 1]) == latest:
+        start -= 1
+    return ordered[start:]
 
 
 def _most_common(values: list[str]) -> str:

@@ -176,3 +176,17 @@ def test_since_starts_a_new_baseline(tmp_path: Path):
     result = runner.invoke(app, ["trends", str(db), "--since", "2026-01-23"])
     assert result.exit_code == EXIT_OK, result.output  # after the step, the new level is normal
     assert runner.invoke(app, ["trends", str(db), "--since", "23/01"]).exit_code == 2
+
+
+def test_a_new_model_version_starts_its_own_baseline_instead_of_alarming():
+    old = synthetic_scans(3, nights=20)
+    new = synthetic_scans(3, nights=30, step_from=20, step=15.0)[len(old):]  # same scans - 15
+    for row in old:
+        row["model_version"] = "0.5.0"
+    for row in new:
+        row["model_version"] = "0.5.0+cal-1234abcd"
+    mixed = group_trends(old + new)[0]
+    assert not any(c.alarm.any() for c in mixed.charts.values())
+    for row in new:
+        row["model_version"] = "0.5.0"  # the same step under one version is a real change
+    assert group_trends(old + new)[0].charts["score"].alarm.any()
