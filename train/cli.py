@@ -582,11 +582,8 @@ def calibrate(
     for column in ("modality", "images", "steps 0-1 graded A", "steps 3-5 graded C/D",
                    "balanced accuracy C/D"):
         table.add_column(column)
-    for modality, after in check["calibrated"].items():
-        before = check["raw"][modality]
-        table.add_row(modality, str(after["images"]), *(
-            f"{before[k]:.2f} -> {after[k]:.2f}" for k in (
-                "steps_0_1_graded_A", "steps_3_5_graded_C_or_D", "balanced_accuracy_reject")))
+    for modality, images, rates in cal.check_rows(check, arrow="->"):
+        table.add_row(modality, str(images), *rates)
     console.print(table)
     if check_out is not None:
         check_out.parent.mkdir(parents=True, exist_ok=True)
