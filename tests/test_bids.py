@@ -122,3 +122,24 @@ def test_editing_the_sidecar_changes_the_fingerprint(tmp_path: Path):
     stat = sidecar.stat()
     os.utime(sidecar, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert _only(path).fingerprint != before
+
+
+def test_sidecar_and_dicom_header_give_the_same_descriptor_cells():
+    """One scanner's history must not split by file format: a JSON sidecar and a DICOM header
+    holding the same values give the same cells."""
+    import pydicom
+
+    from mediqa_cli.io.bids import _descriptors as sidecar_descriptors
+    from mediqa_cli.io.dicom import _descriptors as header_descriptors
+
+    ds = pydicom.Dataset()
+    ds.Manufacturer = "ACME  Imaging\n"
+    ds.MagneticFieldStrength = "3"
+    ds.SoftwareVersions = ["VE11", "syngo"]
+    ds.KVP = ""
+    sidecar = {"Manufacturer": "ACME  Imaging\n", "MagneticFieldStrength": 3,
+               "SoftwareVersions": ["VE11", "syngo"], "KVP": True, "ProtocolName": {"x": 1}}
+    expected = {"manufacturer": "ACME Imaging", "field_strength_t": 3.0,
+                "software_version": "VE11\\syngo"}
+    assert header_descriptors(ds) == expected
+    assert sidecar_descriptors(sidecar) == expected

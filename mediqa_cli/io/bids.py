@@ -13,17 +13,20 @@ values a BIDS dataset may inherit from sidecars higher up its tree.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 
-from mediqa_cli.io.dicom import DESCRIPTOR_KEYWORDS, IDENTITY_KEYWORDS, PHI_KEYWORDS
+from mediqa_cli.io.dicom import (
+    DESCRIPTOR_KEYWORDS,
+    IDENTITY_KEYWORDS,
+    PHI_KEYWORDS,
+    descriptor_value,
+)
 from mediqa_cli.taxonomy import modality_from_dicom_code
 
 # BIDS spellings that differ from the DICOM keyword -> report column.
 _BIDS_DESCRIPTORS = {"ManufacturersModelName": "manufacturer_model", "BodyPart": "body_part"}
 DESCRIPTOR_KEYS: dict[str, str] = {**DESCRIPTOR_KEYWORDS, **_BIDS_DESCRIPTORS}
-_NUMERIC_COLUMNS = frozenset({"field_strength_t", "kvp"})
 # A sidecar is a few kB (dcm2niix's longest hold slice timings); larger is not a sidecar.
 MAX_SIDECAR_BYTES = 1 << 20
 _VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh")
@@ -90,20 +93,14 @@ def read_sidecar(volume: str) -> Sidecar:
 
 
 def _descriptors(data: dict[str, object]) -> dict[str, object]:
-    """Descriptor columns (numbers as floats, text as one line), as DICOM's are read."""
+    """Descriptor columns, coerced as DICOM's are (`descriptor_value`)."""
     out: dict[str, object] = {}
     for key, column in DESCRIPTOR_KEYS.items():
-        value = data.get(key)
-        if value is None or column in out:
+        if column in out:
             continue
-        if column in _NUMERIC_COLUMNS:
-            number = _number(value)
-            if number is not None:
-                out[column] = number
-            continue
-        text = _text(value)
-        if text:
-            out[column] = text
+        value = descriptor_value(column, data.get(key))
+        if value is not None:
+            out[column] = value
     return out
 
 
@@ -114,16 +111,6 @@ def _text(value: object) -> str:
     if isinstance(value, list):
         return "\\".join(_text(v) for v in value)
     return " ".join(str(value).split())
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 __all__ = ["Sidecar", "read_sidecar", "sidecar_path"]

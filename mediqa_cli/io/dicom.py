@@ -56,7 +56,7 @@ DESCRIPTOR_KEYWORDS: dict[str, str] = {
     "ProtocolName": "protocol_name",
     "SeriesDescription": "series_description",
 }
-_NUMERIC_DESCRIPTORS = frozenset({"field_strength_t", "kvp"})
+NUMERIC_DESCRIPTORS = frozenset({"field_strength_t", "kvp"})
 
 # Pixel data elements that make a dataset an image.
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
@@ -188,20 +188,31 @@ def _descriptors(ds: Dataset) -> dict[str, object]:
     """Retained descriptor columns of one header (numbers as floats, text as one line)."""
     out: dict[str, object] = {}
     for keyword, column in DESCRIPTOR_KEYWORDS.items():
-        value = ds.get(keyword)
-        if value is None or value == "":
-            continue
-        if column in _NUMERIC_DESCRIPTORS:
-            number = _float(value)
-            if number is not None:
-                out[column] = number
-            continue
-        if isinstance(value, pydicom.multival.MultiValue):
-            value = "\\".join(str(v) for v in value)
-        text = " ".join(str(value).split())
-        if text:
-            out[column] = text
+        value = descriptor_value(column, ds.get(keyword))
+        if value is not None:
+            out[column] = value
     return out
+
+
+def descriptor_value(column: str, value: object) -> float | str | None:
+    """One descriptor as a report cell: a finite float for the numeric columns, else one line
+    of text (multiple values joined by a backslash, DICOM's separator); None when empty.
+
+    Why shared: a BIDS sidecar carries the same descriptors as JSON, and both sources must give
+    the same cells so that a scanner's history does not split by file format.
+    """
+    if value is None or isinstance(value, (bool, dict)):
+        return None
+    if column in NUMERIC_DESCRIPTORS:
+        return _float(value)
+    text = _one_line(value)
+    return text or None
+
+
+def _one_line(value: object) -> str:
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return "\\".join(_one_line(v) for v in value)
+    return " ".join(str(value).split())
 
 
 def group_series(infos: Iterable[DicomFileInfo]) -> Iterator[Scan | ScanProblem]:
