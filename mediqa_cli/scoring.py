@@ -9,6 +9,7 @@ the CLI says so and the score stays empty; it never scores with random weights.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,10 @@ from mediqa_cli.views import average_views, flip_views
 log = logging.getLogger("mediqa")
 
 BACKENDS = ("eager", "compile", "torchscript", "export")
+# CPU inference precisions on trial (issue 26 part 3; benchmarks/cpu_variants.py). Read from
+# the environment in `load_scorer` only, so `mediqa-train evaluate` can score a variant.
+CPU_PRECISIONS = ("fp32", "int8", "bf16")
+PRECISION_ENV = "MEDIQA_CPU_PRECISION"
 
 
 
@@ -90,6 +95,7 @@ class ModelScorer:
     fixed_max_seqlen: int | None = None  # an exported program needs its traced bound
     domain: DomainCheck | None = None  # out-of-domain references saved with the weights
     calibration: Calibration | None = None  # the calibrated scale saved with the weights
+    cpu_precision: str = "fp32"  # bf16: CPU autocast around the forward (int8 is in the model)
 
     def score(self, batch: list[Any]) -> None:
         """Fill each PreparedScan's result with score, grade, physical estimates, prompts, worst
@@ -126,6 +132,9 @@ class ModelScorer:
         with torch.inference_mode():
             if self.device.type == "cuda":
                 with torch.autocast("cuda", dtype=torch.bfloat16):
+                    return unpack(self.model(*args))
+            if self.cpu_precision == "bf16":
+                with torch.autocast("cpu", dtype=torch.bfloat16):
                     return unpack(self.model(*args))
             return unpack(self.model(*args))
 
@@ -205,6 +214,10 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
     version = str(card.get("version") or card.get("name") or "unknown")
     preparer = SlicePreparer(config, views=views)
     fixed = None
+    precision = os.environ.get(PRECISION_ENV, "fp32") if target.type == "cpu" else "fp32"
+    if precision not in CPU_PRECISIONS:
+        raise ValueError(f"{PRECISION_ENV}={precision!r}; choose one of {', '.join(CPU_PRECISIONS)}")
+    model = with_cpu_precision(model, precision)
     runnable: Any = model
     if backend == "compile":
         runnable = torch.compile(model, dynamic=True)
@@ -221,11 +234,27 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
         version = f"{version}+{backend}"
     if views > 1:
         version = f"{version}+views{views}"
+    if precision != "fp32":
+        version = f"{version}+{precision}"
     calibration = Calibration.load(weights_dir) if calibrated else None
     if calibration is not None:  # --resume and the history never mix two scales
         version = f"{version}+cal-{calibration.digest}"
     return ModelScorer(runnable, config, version, preparer, target, fixed_max_seqlen=fixed,
-                       domain=DomainCheck.load(weights_dir), calibration=calibration)
+                       domain=DomainCheck.load(weights_dir), calibration=calibration,
+                       cpu_precision=precision)
+
+
+def with_cpu_precision(model: Any, precision: str) -> Any:
+    """The network for a CPU precision: int8 replaces the nn.Linear layers by torch's dynamic
+    int8 ones (weights quantised once, activations per call), all but the spacing MLP (one row
+    a slice, and it reads its weight's dtype); fp32 and bf16 keep the model as is."""
+    if precision != "int8":
+        return model
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+    spec = {name: default_dynamic_qconfig for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and ".spacing." not in f".{name}"}
+    return quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
 def _pick_device(device: str) -> torch.device:
