@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from archive import build_archive, parts  # noqa: E402
+
+
+def conv_laplacian(model: Any) -> Any:
+    """A copy of the model that takes PatchPhysics' Laplacian by grouped conv2d, as v0.5.0
+    first shipped on every device: the 'before' of the shifted-view stencil on the CPU."""
+    import torch.nn.functional as F
+
+    from mediqa_cli.model.layers import PatchPhysics
+
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, PatchPhysics):
+            module._lap = types.MethodType(  # type: ignore[method-assign]
+                lambda self, x: F.conv2d(x, self.laplacian.to(x.dtype), groups=self.channels),
+                module)
+    return model
 
 
 def capture(paths: list[str], out: Path) -> list[list[Any]]:
@@ -126,8 +143,8 @@ def main() -> None:
                 for name, paths in trees.items()}
 
     base: ModelScorer = load_scorer(weights, "cpu")
-    scorers = {v: dataclasses.replace(base, model=with_cpu_precision(base.model, v),
-                                      cpu_precision=v) for v in variants}
+    scorers = {v: dataclasses.replace(base, model=with_cpu_precision(base.model, v))
+               for v in variants}
     packed = {name: packed_batches(base, batches) for name, batches in captured.items()}
     for scorer in scorers.values():  # warm-up: first calls allocate, quantised kernels pack
         forward_cpu(scorer, packed["demo"][0][:1])
