@@ -212,7 +212,8 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
     fixed = None
     precision = os.environ.get(PRECISION_ENV, "fp32") if target.type == "cpu" else "fp32"
     if precision not in CPU_PRECISIONS:
-        raise ValueError(f"{PRECISION_ENV}={precision!r}; choose one of {', '.join(CPU_PRECISIONS)}")
+        raise ValueError(f"{PRECISION_ENV}={precision!r}; choose one of "
+                         f"{', '.join(CPU_PRECISIONS)}")
     model = with_cpu_precision(model, precision)
     runnable: Any = model
     if backend == "compile":
