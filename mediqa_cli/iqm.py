@@ -188,8 +188,17 @@ def _keep_large_components(mask: np.ndarray, min_fraction: float) -> np.ndarray:
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """Background regions that do not touch the image border are holes (lungs, ventricles).
 
-    A region is background 4-connected to the border (scipy.ndimage's default cross)."""
-    return ndimage.binary_fill_holes(mask)
+    A region is background 4-connected to the border (scipy.ndimage's default cross). One
+    labelling of the background, not binary_fill_holes' iterated dilation (a quarter of the
+    mask's cost on a 256 px slice): the same regions, by their labels."""
+    labels, n = ndimage.label(~mask)
+    if n == 0:
+        return mask.copy()
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    outside = np.zeros(n + 1, dtype=bool)
+    outside[edge] = True
+    outside[0] = True  # label 0 is the mask itself
+    return mask | ~outside[labels]
 
 
 def _box3(image: np.ndarray) -> np.ndarray:

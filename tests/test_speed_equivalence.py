@@ -202,12 +202,15 @@ def _blob_masks() -> list[np.ndarray]:
 
 
 def test_components_and_holes_match_the_run_sweep_labelling() -> None:
+    from scipy import ndimage
+
     from mediqa_cli.iqm import _fill_holes, _keep_large_components
 
     for mask in _blob_masks():
         np.testing.assert_array_equal(_keep_large_components(mask, 0.1),
                                       _old_keep_large(mask, 0.1))
         np.testing.assert_array_equal(_fill_holes(mask), _old_fill_holes(mask))
+        np.testing.assert_array_equal(_fill_holes(mask), ndimage.binary_fill_holes(mask))
 
 
 def _mr_slices() -> list[np.ndarray]:
