@@ -262,3 +262,18 @@ def test_iqms_and_physics_compute_a_small_slice_mask_once(monkeypatch) -> None:
         assert shared_iqms[key] == value or (math.isnan(value) and math.isnan(shared_iqms[key]))
     for shared, alone in zip(shared_physics, alone_physics):
         np.testing.assert_array_equal(shared, alone)
+
+
+def test_patch_laplacian_by_shifted_views_matches_the_grouped_conv() -> None:
+    """The CPU stencil is the conv's arithmetic in another order: equal up to float rounding."""
+    from mediqa_cli.model.layers import PatchPhysics
+
+    torch.manual_seed(0)
+    physics = PatchPhysics(channels=3, patch=16, width=32).eval()
+    x = torch.rand(64, 3, 16, 16)
+    x[:8] = (x[:8] > 0.5).float()  # hard edges as well as noise
+    conv = F.conv2d(x, physics.laplacian, groups=3)
+    torch.testing.assert_close(physics._lap(x), conv, rtol=0, atol=2e-6)
+    coarse = F.avg_pool2d(x, 2)
+    torch.testing.assert_close(physics._lap(coarse), F.conv2d(coarse, physics.laplacian,
+                                                               groups=3), rtol=0, atol=2e-6)
