@@ -11,11 +11,16 @@ The slices are the model inputs of real runs: the demo archive and a generated a
 kept. Each variant then runs the same packed batches (the scorer's own batch plan); variants
 alternate within each round so a busy neighbour slows them alike, and the CPU time of this
 process (one torch thread) is the figure. Scores: the calibrated scan score and grade of every
-scan through `ModelScorer.score`, and the raw per-slice quality, against fp32.
+scan through `ModelScorer.score`, and the raw per-slice quality, against `before`.
+
+Variants: `before` is the network as v0.5.0 shipped it (PatchPhysics' Laplacian by grouped
+conv2d), the reference of every score change; `fp32` the network as it now runs on the CPU
+(the same stencil by shifted views); `int8` and `bf16` change only the transformer blocks
+(`with_precision`). int8 and bf16 did not ship (benchmarks/RESULTS.md, "CPU inference"): they
+live here, not in the scorer; commit c42553e read them from MEDIQA_CPU_PRECISION in
+`load_scorer` for `mediqa-train evaluate`.
 
 Usage: python benchmarks/cpu_variants.py [--scans 50] [--rounds 3] [--variants fp32,int8,bf16]
-The variant is switched on the way `mediqa score` and `mediqa-train evaluate` see it:
-MEDIQA_CPU_PRECISION (mediqa_cli.scoring.load_scorer).
 """
 
 from __future__ import annotations
@@ -34,9 +39,44 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from archive import build_archive, parts  # noqa: E402
+
+
+def with_precision(model: Any, precision: str) -> Any:
+    """A copy of the network whose transformer blocks (~85% of the multiply-adds) run in int8
+    (torch's dynamic quantisation of their nn.Linear layers: weights once, activations per
+    call) or under CPU bf16 autocast; embeddings, patch physics, norms, the residual stream and
+    the heads stay fp32, so the score's final sigmoid is not rounded near 0 or 100, where the
+    calibration is steep. `fp32` is the model itself."""
+    if precision == "fp32":
+        return model
+    from torch.ao.quantization import quantize_dynamic
+
+    from mediqa_cli.model.ensemble import members_of
+
+    model = copy.deepcopy(model)
+    for network in members_of(model):
+        for blocks in (network.context_blocks, network.blocks):
+            for i, block in enumerate(blocks):
+                blocks[i] = (quantize_dynamic(block, {torch.nn.Linear}, dtype=torch.qint8)
+                             if precision == "int8" else Bf16Block(block))
+    return model
+
+
+class Bf16Block(torch.nn.Module):
+    """A transformer block under CPU bf16 autocast; returns fp32 (x + bf16 updates)."""
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int
+                ) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.block(x, cu_seqlens, max_seqlen).float()
 
 
 def conv_laplacian(model: Any) -> Any:
@@ -116,22 +156,18 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=50, help="scans in the generated archive")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (median)")
     parser.add_argument("--variants", default="fp32,int8,bf16",
-                        help="comma-separated MEDIQA_CPU_PRECISION values; fp32 is the reference")
+                        help="comma-separated: fp32, int8, bf16 (`before` always runs)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
-    import torch
-
     torch.set_num_threads(1)
     from mediqa_cli.demo import build_demo_tree
     from mediqa_cli.model.weights import find_installed_weights
-    from mediqa_cli.scoring import ModelScorer, load_scorer, with_cpu_precision
+    from mediqa_cli.scoring import ModelScorer, load_scorer
 
     weights = find_installed_weights()
     if weights is None:
         raise SystemExit("no weights installed: the benchmark measures the shipped model")
-    variants = [v for v in args.variants.split(",") if v]
-    if variants[0] != "fp32":
-        variants.insert(0, "fp32")
+    variants = ["before"] + [v for v in args.variants.split(",") if v and v != "before"]
     work = Path(tempfile.mkdtemp(prefix="mediqa-cpu-variants-"))
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; torch "
           f"{torch.__version__}, {torch.backends.cpu.get_cpu_capability()}; weights {weights}")
@@ -143,8 +179,8 @@ def main() -> None:
                 for name, paths in trees.items()}
 
     base: ModelScorer = load_scorer(weights, "cpu")
-    scorers = {v: dataclasses.replace(base, model=with_cpu_precision(base.model, v))
-               for v in variants}
+    scorers = {v: dataclasses.replace(base, model=conv_laplacian(base.model) if v == "before"
+                                      else with_precision(base.model, v)) for v in variants}
     packed = {name: packed_batches(base, batches) for name, batches in captured.items()}
     for scorer in scorers.values():  # warm-up: first calls allocate, quantised kernels pack
         forward_cpu(scorer, packed["demo"][0][:1])
@@ -160,19 +196,19 @@ def main() -> None:
                 raw[(name, v)] = quality
 
     print(f"\n== model CPU ms a slice (one thread, median of {args.rounds} rounds) and score "
-          "change against fp32 ==")
+          "change against before ==")
     print(f"{'tree':<12} {'slices':>6} {'tokens/slice':>12} {'variant':<7} {'ms/slice':>8} "
-          f"{'vs fp32':>7} {'raw slice |d| max':>17} {'mean':>7} {'scan |d| max':>12} "
+          f"{'/before':>7} {'raw slice |d| max':>17} {'mean':>7} {'scan |d| max':>12} "
           f"{'mean':>7} {'grades changed':>14}")
     for name, (batches, n_slices) in packed.items():
         tokens = sum(int(b.patches.shape[0]) for b in batches) / max(n_slices, 1)
-        reference = np.asarray(raw[(name, "fp32")])
-        ref_scans = scan_scores(scorers["fp32"], captured[name])
-        ref_ms = statistics.median(cpu[(name, "fp32")]) * 1000 / n_slices
+        reference = np.asarray(raw[(name, "before")])
+        ref_scans = scan_scores(scorers["before"], captured[name])
+        ref_ms = statistics.median(cpu[(name, "before")]) * 1000 / n_slices
         for v in variants:
             ms = statistics.median(cpu[(name, v)]) * 1000 / n_slices
             d_raw = np.abs(np.asarray(raw[(name, v)]) - reference)
-            scans = scan_scores(scorers[v], captured[name]) if v != "fp32" else ref_scans
+            scans = scan_scores(scorers[v], captured[name]) if v != "before" else ref_scans
             d_scan = np.abs(np.asarray([s for s, _ in scans]) - [s for s, _ in ref_scans])
             grades = sum(g != rg for (_, g), (_, rg) in zip(scans, ref_scans))
             print(f"{name:<12} {n_slices:>6} {tokens:>12.0f} {v:<7} {ms:>8.1f} "

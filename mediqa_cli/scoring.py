@@ -9,7 +9,6 @@ the CLI says so and the score stays empty; it never scores with random weights.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +31,6 @@ from mediqa_cli.views import average_views, flip_views
 log = logging.getLogger("mediqa")
 
 BACKENDS = ("eager", "compile", "torchscript", "export")
-# CPU inference precisions on trial (issue 26 part 3; benchmarks/cpu_variants.py). Read from
-# the environment in `load_scorer` only, so `mediqa-train evaluate` can score a variant.
-CPU_PRECISIONS = ("fp32", "int8", "bf16")
-PRECISION_ENV = "MEDIQA_CPU_PRECISION"
 
 
 
@@ -210,11 +205,6 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
     version = str(card.get("version") or card.get("name") or "unknown")
     preparer = SlicePreparer(config, views=views)
     fixed = None
-    precision = os.environ.get(PRECISION_ENV, "fp32") if target.type == "cpu" else "fp32"
-    if precision not in CPU_PRECISIONS:
-        raise ValueError(f"{PRECISION_ENV}={precision!r}; choose one of "
-                         f"{', '.join(CPU_PRECISIONS)}")
-    model = with_cpu_precision(model, precision)
     runnable: Any = model
     if backend == "compile":
         runnable = torch.compile(model, dynamic=True)
@@ -231,51 +221,11 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
         version = f"{version}+{backend}"
     if views > 1:
         version = f"{version}+views{views}"
-    if precision != "fp32":
-        version = f"{version}+{precision}"
     calibration = Calibration.load(weights_dir) if calibrated else None
     if calibration is not None:  # --resume and the history never mix two scales
         version = f"{version}+cal-{calibration.digest}"
     return ModelScorer(runnable, config, version, preparer, target, fixed_max_seqlen=fixed,
                        domain=DomainCheck.load(weights_dir), calibration=calibration)
-
-
-def with_cpu_precision(model: Any, precision: str) -> Any:
-    """The network for a CPU precision, as a copy; fp32 is the model itself.
-
-    Only the transformer blocks change (their linear layers carry ~85% of the multiply-adds):
-    int8 quantises their nn.Linear layers dynamically (weights once, activations per call),
-    bf16 runs each block under CPU autocast. Embeddings, patch physics, norms, the residual
-    stream and the heads stay fp32, so the score's final sigmoid is not rounded near 0 or 100
-    where the calibration is steep.
-    """
-    if precision == "fp32":
-        return model
-    import copy
-
-    from torch.ao.quantization import quantize_dynamic
-
-    from mediqa_cli.model.ensemble import members_of
-
-    model = copy.deepcopy(model)
-    for network in members_of(model):
-        for blocks in (network.context_blocks, network.blocks):
-            for i, block in enumerate(blocks):
-                blocks[i] = (quantize_dynamic(block, {torch.nn.Linear}, dtype=torch.qint8)
-                             if precision == "int8" else _Bf16Block(block))
-    return model
-
-
-class _Bf16Block(torch.nn.Module):
-    """A transformer block run under CPU bf16 autocast; returns fp32 (x + bf16 updates)."""
-
-    def __init__(self, block: torch.nn.Module) -> None:
-        super().__init__()
-        self.block = block
-
-    def forward(self, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return self.block(x, cu_seqlens, max_seqlen).float()
 
 
 def _pick_device(device: str) -> torch.device:
