@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -276,11 +277,12 @@ def _has_dark_background(smooth: np.ndarray, mask: np.ndarray, valid: np.ndarray
 # The last few masks of slices up to MASK_MAX_SIDE, by content. Why: a slice that small reaches
 # `_bright_foreground` unchanged from both the IQMs (`_slice_iqms`) and the whole-slice physics
 # (`mediqa_cli.physics.slice_physics`), which run one after the other on the same selected
-# slices in one worker; the mask (a third of the IQMs' cost there) is then computed once. Keyed
+# slices in one worker; the mask (over half of the IQMs' cost there) is then computed once. Keyed
 # by the pixels' bytes, so a hit is the mask those exact pixels give; larger slices reach it on
 # two different grids and are never looked up.
 _MASK_MEMO: OrderedDict[bytes, np.ndarray] = OrderedDict()
 _MASK_MEMO_SIZE = 16
+_MASK_MEMO_LOCK = threading.Lock()  # API callers may score from threads
 
 
 def _bright_foreground(lum: np.ndarray) -> np.ndarray:
@@ -291,14 +293,16 @@ def _bright_foreground(lum: np.ndarray) -> np.ndarray:
     digest = hashlib.blake2b(pixels.data, digest_size=16)
     digest.update(f"{pixels.dtype.str}{pixels.shape}".encode())
     key = digest.digest()
-    mask = _MASK_MEMO.get(key)
+    with _MASK_MEMO_LOCK:
+        mask = _MASK_MEMO.get(key)
+        if mask is not None:
+            _MASK_MEMO.move_to_end(key)
     if mask is None:
         mask = _compute_bright_foreground(lum)
-        _MASK_MEMO[key] = mask
-        if len(_MASK_MEMO) > _MASK_MEMO_SIZE:
-            _MASK_MEMO.popitem(last=False)
-    else:
-        _MASK_MEMO.move_to_end(key)
+        with _MASK_MEMO_LOCK:
+            _MASK_MEMO[key] = mask
+            if len(_MASK_MEMO) > _MASK_MEMO_SIZE:
+                _MASK_MEMO.popitem(last=False)
     return mask.copy()  # callers own their mask; the memo's copy stays as computed
 
 
