@@ -202,9 +202,78 @@ def _blob_masks() -> list[np.ndarray]:
 
 
 def test_components_and_holes_match_the_run_sweep_labelling() -> None:
+    from scipy import ndimage
+
     from mediqa_cli.iqm import _fill_holes, _keep_large_components
 
     for mask in _blob_masks():
         np.testing.assert_array_equal(_keep_large_components(mask, 0.1),
                                       _old_keep_large(mask, 0.1))
         np.testing.assert_array_equal(_fill_holes(mask), _old_fill_holes(mask))
+        np.testing.assert_array_equal(_fill_holes(mask), ndimage.binary_fill_holes(mask))
+
+
+def _mr_slices() -> list[np.ndarray]:
+    """Slices of a packaged MR volume in the reader's units (small enough for the mask memo)."""
+    data = np.asarray(nib.load(nibabel_data("example4d.nii.gz")).dataobj, dtype=np.float32)
+    return [np.ascontiguousarray(data[:, :, k, 0].T) * 7.0 for k in range(data.shape[2])]
+
+
+def test_mask_memo_returns_the_mask_computed_afresh() -> None:
+    from mediqa_cli import iqm
+
+    rng = np.random.default_rng(5)
+    images = [*(_mr_slices()[:3]), rng.normal(size=(300, 280)).astype(np.float32),
+              np.full((40, 40), 3.0, np.float32)]
+    holed = images[0].copy()
+    holed[5:9, 5:9] = np.nan
+    images.append(holed)
+    iqm._MASK_MEMO.clear()
+    for image in images + images:  # the second round is served by the memo where it can be
+        expected = iqm._compute_bright_foreground(image)
+        got = iqm._bright_foreground(image)
+        np.testing.assert_array_equal(got, expected)
+        got[...] = ~got  # a caller writing to its mask must not change the next caller's
+    assert 0 < len(iqm._MASK_MEMO) <= iqm._MASK_MEMO_SIZE
+
+
+def test_iqms_and_physics_compute_a_small_slice_mask_once(monkeypatch) -> None:
+    from mediqa_cli import iqm, physics
+
+    slices = _mr_slices()[:8]
+    picked = [slices[i] for i in engine._spread(list(range(len(slices))), engine.IQM_SLICES)]
+
+    def both() -> tuple[dict[str, float], list[np.ndarray]]:
+        iqm._MASK_MEMO.clear()
+        return (iqm.compute_iqms(picked, "MR"), [physics.slice_physics(s, "MR") for s in slices])
+
+    calls = []
+    compute = iqm._compute_bright_foreground
+    monkeypatch.setattr(iqm, "_compute_bright_foreground",
+                        lambda lum: calls.append(lum.shape) or compute(lum))
+    shared_iqms, shared_physics = both()
+    assert len(calls) == len(slices)  # not len(slices) + len(picked)
+
+    monkeypatch.setattr(iqm, "_bright_foreground", compute)  # the way it was: no memo
+    monkeypatch.setattr(physics, "_bright_foreground", compute)
+    alone_iqms, alone_physics = both()
+    assert shared_iqms.keys() == alone_iqms.keys()
+    for key, value in alone_iqms.items():
+        assert shared_iqms[key] == value or (math.isnan(value) and math.isnan(shared_iqms[key]))
+    for shared, alone in zip(shared_physics, alone_physics):
+        np.testing.assert_array_equal(shared, alone)
+
+
+def test_patch_laplacian_by_shifted_views_matches_the_grouped_conv() -> None:
+    """The CPU stencil is the conv's arithmetic in another order: equal up to float rounding."""
+    from mediqa_cli.model.layers import PatchPhysics
+
+    torch.manual_seed(0)
+    physics = PatchPhysics(channels=3, patch=16, width=32).eval()
+    x = torch.rand(64, 3, 16, 16)
+    x[:8] = (x[:8] > 0.5).float()  # hard edges as well as noise
+    conv = F.conv2d(x, physics.laplacian, groups=3)
+    torch.testing.assert_close(physics._lap(x), conv, rtol=0, atol=2e-6)
+    coarse = F.avg_pool2d(x, 2)
+    torch.testing.assert_close(physics._lap(coarse), F.conv2d(coarse, physics.laplacian,
+                                                               groups=3), rtol=0, atol=2e-6)

@@ -110,6 +110,11 @@ class PatchPhysics(nn.Module):
         self.map_embed = nn.Linear(channels * (patch - 2) * (patch - 2), width)
 
     def _lap(self, x: Tensor) -> Tensor:
+        if x.device.type == "cpu":
+            # The same 5-point stencil as shifted views: on the CPU, oneDNN's grouped conv2d on
+            # 16x16 patches cost ~14x this (half of PatchPhysics; benchmarks/RESULTS.md).
+            return (x[..., :-2, 1:-1] + x[..., 2:, 1:-1] + x[..., 1:-1, :-2] + x[..., 1:-1, 2:]
+                    - 4.0 * x[..., 1:-1, 1:-1])
         return F.conv2d(x, self.laplacian.to(x.dtype), groups=self.channels)
 
     def forward(self, patches: Tensor) -> Tensor:
