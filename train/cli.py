@@ -284,10 +284,15 @@ def agreement(
     rival: Annotated[str, typer.Option(
         "--rival", help="The classical measure the few-label curve is compared with.")
     ] = "iqm_noise_sigma",
+    crossfit: Annotated[int, typer.Option(
+        "--crossfit", min=0, help="Also fine-tune in K stratified folds of cases and compare "
+                                  "the out-of-fold scores with every rival on all images "
+                                  "(0: off).")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Write the figures as JSON.")] = None,
 ) -> None:
     """AUC of the score and of every rival against expert accept/reject labels, with bootstrap
-    intervals over images; with --few-labels, the fine-tuning curve on held-out images."""
+    intervals over images; with --few-labels, the fine-tuning curve on held-out images; with
+    --crossfit, the fine-tuned score cross-validated by case against every rival."""
     from mediqa_train import expert
     from mediqa_train.manifest import ManifestError
 
@@ -325,8 +330,35 @@ def agreement(
                                     for k in ("tuned", "untuned", "rival")])
         console.print(curve)
         result["few_labels"] = {"rival": rival, "draws": rows}
+    if crossfit:
+        result["crossfit"] = _crossfit_agreement(images, weights, columns, y, crossfit, seed)
     if out is not None:
         out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def _crossfit_agreement(images: list, weights: Path, columns: dict[str, np.ndarray],
+                        y: np.ndarray, folds: int, seed: int) -> dict:
+    """Out-of-fold fine-tuned scores: AUC with its interval, and the paired difference with
+    the untuned score and every rival on the same images."""
+    from mediqa_train import expert
+
+    tuned = expert.crossfit_scores(images, weights, folds, seed, log=console.print)
+    table = Table(title=f"fine-tuned in {folds} folds of cases: out-of-fold AUC ({len(y)} "
+                        "images) and the paired difference (95% bootstrap over images)")
+    for column in ("method", "AUC", "fine-tuned - method"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    rows = {"fine-tuned": [expert.auc(tuned, y), *expert.bootstrap_auc(tuned, y, seed=seed)]}
+    table.add_row("fine-tuned", f"{rows['fine-tuned'][0]:.3f} [{rows['fine-tuned'][1]:.3f}, "
+                                f"{rows['fine-tuned'][2]:.3f}]", "")
+    differences = {}
+    for name, values in sorted(columns.items(), key=lambda kv: kv[0] != "model"):
+        low, high = expert.paired_auc_difference(tuned, values, y, seed=seed)
+        differences[name] = [low, high]
+        table.add_row("untuned score" if name == "model" else name,
+                      f"{expert.auc(values, y):.3f}", f"[{low:+.3f}, {high:+.3f}]")
+    console.print(table)
+    return {"folds": folds, "auc": rows, "difference": differences,
+            "scores": [float(v) for v in tuned]}
 
 
 def _print_evaluation(summary: dict, meta: dict) -> None:

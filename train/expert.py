@@ -120,22 +120,65 @@ def stratified_draw(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.
                            rng.choice(negatives, n - n_pos, replace=False)])
 
 
-def few_label_curve(images: Sequence[LabelledImage], weights: Path, zero_shot: np.ndarray,
-                    rival: np.ndarray, sizes: Sequence[int] = (10, 20, 40), repeats: int = 5,
+def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]:
+    """k disjoint index sets covering every image once, each with both classes in proportion
+    (each class shuffled, then dealt round-robin)."""
+    rng = np.random.default_rng(seed)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    start = 0
+    for cls in (1, 0):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        for i, index in enumerate(members):
+            folds[(start + i) % k].append(int(index))
+        start += len(members)
+    return [np.sort(np.array(f, dtype=int)) for f in folds]
+
+
+def paired_auc_difference(a: np.ndarray, b: np.ndarray, labels: np.ndarray, n: int = 1000,
+                          seed: int = 0) -> tuple[float, float]:
+    """95% interval of AUC(a) - AUC(b) over bootstrap draws of images, both on the same draw."""
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n):
+        idx = rng.integers(0, len(labels), len(labels))
+        d = auc(a[idx], labels[idx]) - auc(b[idx], labels[idx])
+        if math.isfinite(d):
+            draws.append(d)
+    return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+
+
+def crossfit_scores(images: Sequence[LabelledImage], weights: Path, folds: int = 5,
                     seed: int = 0, workdir: Path | None = None,
-                    log: Callable[[str], None] = print) -> list[dict[str, float]]:
-    """Fine-tune on n labels (stratified draws), AUC on the images left out, next to the
-    untuned score and a rival on the same held-out images; one row per draw."""
+                    log: Callable[[str], None] = print) -> np.ndarray:
+    """Each image's score from a model fine-tuned on the other folds (one image per case, so
+    the folds split cases): out-of-fold scores for every image, comparable with a rival on all
+    of them, where a few-label draw leaves only a handful of test images."""
+    from mediqa_train.finetune import score_prepared, tune_members
+
+    items, base_states, config = _prepared(images, weights, workdir)
+    y = np.array([im.label for im in images])
+    out = np.full(len(images), np.nan)
+    for f, test in enumerate(stratified_folds(y, folds, seed)):
+        train = np.setdiff1d(np.arange(len(y)), test)
+        tuned = tune_members(base_states, config, [items[i] for i in train],
+                             y[train].astype(float), seed=seed + f)
+        out[test] = score_prepared(tuned, [items[i] for i in test])
+        log(f"fold {f + 1}/{folds}: tuned on {len(train)}, scored {len(test)}")
+    return out
+
+
+def _prepared(images: Sequence[LabelledImage], weights: Path, workdir: Path | None
+              ) -> tuple[list, list, object]:
+    """The labelled images prepared for fine-tuning, the base networks' states and config."""
     import tempfile
 
-    from mediqa_train.finetune import member_states, prepare_labelled, score_prepared, tune_members
+    from mediqa_train.finetune import member_states, prepare_labelled
 
     from mediqa_cli.model.weights import load_weights
 
     model, _ = load_weights(weights)
     config = model.config
     base_states = member_states(model)
-    y = np.array([im.label for im in images])
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         labels_csv = Path(tmp) / "labels.csv"
         with open(labels_csv, "w", newline="") as handle:
@@ -147,6 +190,19 @@ def few_label_curve(images: Sequence[LabelledImage], weights: Path, zero_shot: n
         items = prepare_labelled(labels_csv, config)
     if len(items) != len(images):
         raise ValueError(f"{len(images) - len(items)} labelled images could not be prepared")
+    return items, base_states, config
+
+
+def few_label_curve(images: Sequence[LabelledImage], weights: Path, zero_shot: np.ndarray,
+                    rival: np.ndarray, sizes: Sequence[int] = (10, 20, 40), repeats: int = 5,
+                    seed: int = 0, workdir: Path | None = None,
+                    log: Callable[[str], None] = print) -> list[dict[str, float]]:
+    """Fine-tune on n labels (stratified draws), AUC on the images left out, next to the
+    untuned score and a rival on the same held-out images; one row per draw."""
+    from mediqa_train.finetune import score_prepared, tune_members
+
+    items, base_states, config = _prepared(images, weights, workdir)
+    y = np.array([im.label for im in images])
     rng = np.random.default_rng(seed)
     rows = []
     for n in sizes:

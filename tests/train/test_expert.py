@@ -6,7 +6,14 @@ import math
 
 import numpy as np
 import pytest
-from mediqa_train.expert import auc, bootstrap_auc, read_binary_labels, stratified_draw
+from mediqa_train.expert import (
+    auc,
+    bootstrap_auc,
+    paired_auc_difference,
+    read_binary_labels,
+    stratified_draw,
+    stratified_folds,
+)
 
 
 def test_auc_counts_pairs_and_ties() -> None:
@@ -34,6 +41,23 @@ def test_stratified_draw_keeps_both_classes() -> None:
         draw = stratified_draw(y, n, rng)
         assert len(draw) == len(set(draw.tolist())) == n
         assert 0 < y[draw].sum() < n
+
+
+def test_stratified_folds_hold_every_image_once_with_both_classes() -> None:
+    y = np.array([1] * 25 + [0] * 25)
+    folds = stratified_folds(y, 5, seed=3)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(50))
+    for fold in folds:
+        assert len(fold) == 10 and y[fold].sum() == 5
+
+
+def test_paired_auc_difference_sees_a_better_score() -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 30)
+    good, poor = y + rng.normal(0, 0.3, 60), rng.normal(0, 1.0, 60)
+    low, high = paired_auc_difference(good, poor, y, n=300)
+    assert 0.0 < low < high
+    assert paired_auc_difference(good, good, y, n=50) == (0.0, 0.0)
 
 
 def test_labels_file(tmp_path) -> None:
