@@ -21,9 +21,16 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from mediqa_train.manifest import Entry, fetch_entry
+
+if TYPE_CHECKING:
+    import torch
+    from mediqa_train.finetune import LabelledScan
+
+    from mediqa_cli.model.config import ModelConfig
 
 
 @dataclass
@@ -168,7 +175,7 @@ def crossfit_scores(images: Sequence[LabelledImage], weights: Path, folds: int =
 
 
 def _prepared(images: Sequence[LabelledImage], weights: Path, workdir: Path | None
-              ) -> tuple[list, list, object]:
+              ) -> tuple[list[LabelledScan], list[dict[str, torch.Tensor]], ModelConfig]:
     """The labelled images prepared for fine-tuning, the base networks' states and config."""
     import tempfile
 
