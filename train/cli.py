@@ -296,6 +296,8 @@ def agreement(
     from mediqa_train import expert
     from mediqa_train.manifest import ManifestError
 
+    if crossfit == 1:
+        raise typer.BadParameter("needs 2 folds or more (0: off)", param_hint="--crossfit")
     try:
         images = expert.labelled_images(_read_manifest(manifest),
                                         expert.read_binary_labels(labels), cache, mirror)
@@ -330,8 +332,6 @@ def agreement(
                                     for k in ("tuned", "untuned", "rival")])
         console.print(curve)
         result["few_labels"] = {"rival": rival, "draws": rows}
-    if crossfit == 1:
-        raise typer.BadParameter("needs 2 folds or more (0: off)", param_hint="--crossfit")
     if crossfit:
         result["crossfit"] = _crossfit_agreement(images, weights, columns, y, crossfit, seed)
     if out is not None:
