@@ -210,6 +210,8 @@ def descriptor_value(column: str, value: object) -> float | str | None:
 
 
 def _one_line(value: object) -> str:
+    if value is None or isinstance(value, (bool, dict)):  # JSON structure, not a descriptor
+        return ""
     if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
         return "\\".join(_one_line(v) for v in value)
     return " ".join(str(value).split())
