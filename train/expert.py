@@ -77,9 +77,16 @@ def auc(values: np.ndarray, labels: np.ndarray) -> float:
 
 def bootstrap_auc(values: np.ndarray, labels: np.ndarray, n: int = 1000,
                   seed: int = 0) -> tuple[float, float]:
+    """95% interval of the AUC over bootstrap draws of images."""
+    return _bootstrap_interval(lambda idx: auc(values[idx], labels[idx]), len(values), n, seed)
+
+
+def _bootstrap_interval(statistic: Callable[[np.ndarray], float], n_items: int, n: int,
+                        seed: int) -> tuple[float, float]:
+    """2.5th and 97.5th percentiles of `statistic` over n draws of item indices with
+    replacement (draws where it is undefined, e.g. one class only, are left out)."""
     rng = np.random.default_rng(seed)
-    draws = [auc(values[idx], labels[idx])
-             for idx in (rng.integers(0, len(values), len(values)) for _ in range(n))]
+    draws = [statistic(rng.integers(0, n_items, n_items)) for _ in range(n)]
     finite = [d for d in draws if math.isfinite(d)]
     return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
 
@@ -144,14 +151,8 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[np.ndarr
 def paired_auc_difference(a: np.ndarray, b: np.ndarray, labels: np.ndarray, n: int = 1000,
                           seed: int = 0) -> tuple[float, float]:
     """95% interval of AUC(a) - AUC(b) over bootstrap draws of images, both on the same draw."""
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n):
-        idx = rng.integers(0, len(labels), len(labels))
-        d = auc(a[idx], labels[idx]) - auc(b[idx], labels[idx])
-        if math.isfinite(d):
-            draws.append(d)
-    return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+    return _bootstrap_interval(
+        lambda idx: auc(a[idx], labels[idx]) - auc(b[idx], labels[idx]), len(labels), n, seed)
 
 
 def crossfit_scores(images: Sequence[LabelledImage], weights: Path, folds: int = 5,
