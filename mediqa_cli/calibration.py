@@ -27,6 +27,7 @@ weights, whose score is an expert's, carry none and report their raw score.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,7 @@ class Calibration:
 
     maps: dict[str, ScaleMap]
     fitted_on: str = ""
+    digest: str = ""  # of the file it was loaded from: part of the scores' model_version
 
     def map_for(self, modality: str | None) -> ScaleMap:
         return self.maps.get(modality or POOLED, self.maps[POOLED])
@@ -102,7 +104,8 @@ class Calibration:
         path = Path(directory) / CALIBRATION_FILE
         if not path.is_file():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
         maps = {m: ScaleMap(tuple(float(c) for c in v["cuts"]))  # type: ignore[arg-type]
                 for m, v in data.get("maps", {}).items()}
         if POOLED not in maps:
@@ -110,4 +113,5 @@ class Calibration:
         for name, scale in maps.items():
             if len(scale.cuts) != len(CUT_SCORES) or not scale.valid():
                 raise ValueError(f"{path}: the map for {name} is not increasing in the score")
-        return cls(maps, str(data.get("fitted_on", "")))
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+        return cls(maps, str(data.get("fitted_on", "")), digest)

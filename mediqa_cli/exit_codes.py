@@ -10,5 +10,6 @@ EXIT_UNDER = 3  # at least one score under --fail-under
 EXIT_INPUT = 4  # an input path is missing or unreadable
 EXIT_OUTPUT = 5  # the report cannot be written
 EXIT_WEIGHTS = 6  # invalid weights, or the model cannot run on the device/backend
-EXIT_TREND_ALERT = 7  # `mediqa trends`: a scanner x protocol is out of control on its latest night
+# `mediqa trends`: a chart of a scanner x protocol is past its limit on its latest two nights
+EXIT_TREND_ALERT = 7
 EXIT_INTERRUPTED = 130

@@ -51,8 +51,10 @@ SCHEMA: tuple[Column, ...] = (
        "keyed pseudonym (HMAC-SHA256, site key) of PatientID (else PatientName)"),
     _c("study_pseudonym", "str", "", "keyed pseudonym of StudyInstanceUID (else AccessionNumber)"),
     _c("series_pseudonym", "str", "", "keyed pseudonym of SeriesInstanceUID"),
-    _c("score", "float", "0-100", "quality, higher is better (empty without model weights)"),
-    _c("grade", "str", "", "A (>= 80), B (>= 60), C (>= 40), D (< 40)"),
+    _c("score", "float", "0-100", "quality on the calibrated scale, higher is better (empty "
+       "without model weights; see \"Calibrated scale\")"),
+    _c("grade", "str", "", "A (>= 80): clean or barely degraded, B (>= 60), C (>= 40), "
+       "D (< 40): severely degraded"),
     _c("status", "str", "", "ok, error or skipped"),
     _c("error", "str", "", "why the scan failed or was skipped"),
     _c("kind", "str", "", "dicom, nifti or raster"),

@@ -193,7 +193,8 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
                 views: int = 1, calibrated: bool = True) -> ModelScorer:
     """Load verified weights and wrap the network in the requested backend; `views` mirror
     views per slice are averaged (the version says so, so --resume never mixes the two).
-    `calibrated` False reports the network's raw score, which the calibration is fitted on."""
+    `calibrated` False reports the network's raw score, which the calibration is fitted on; a
+    calibrated score's version names the calibration file's digest."""
     from mediqa_cli.model.weights import load_weights
 
     if backend not in BACKENDS:
@@ -220,9 +221,9 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
         version = f"{version}+{backend}"
     if views > 1:
         version = f"{version}+views{views}"
-    calibration = Calibration.load(weights_dir)
-    if calibration is not None and not calibrated:
-        calibration, version = None, f"{version}+raw"
+    calibration = Calibration.load(weights_dir) if calibrated else None
+    if calibration is not None:  # --resume and the history never mix two scales
+        version = f"{version}+cal-{calibration.digest}"
     return ModelScorer(runnable, config, version, preparer, target, fixed_max_seqlen=fixed,
                        domain=DomainCheck.load(weights_dir), calibration=calibration)
 

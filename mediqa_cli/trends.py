@@ -3,9 +3,10 @@
 One job: turn the history's scans into one `GroupTrend` per scanner and protocol (nightly
 summaries charted by `mediqa_cli.drift`) and say which groups are out of control on their latest
 night. The table is plain text for cron mail; the page (`render_trends_page`) adds one figure
-per group. A group is in alert when, on its latest night, the median score, the fraction of low
-grades or a physical cause's median severity is beyond its EWMA or CUSUM limit; `mediqa trends`
-then exits with `EXIT_TREND_ALERT`.
+per group. A group is in alert when, on its latest two nights, the median score, the fraction of
+low grades or a physical cause's median severity has been beyond its EWMA or CUSUM limit (the
+two-night rule and the limits are in `mediqa_cli.drift`); `mediqa trends` then exits with
+`EXIT_TREND_ALERT`.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def group_trends(scans: Sequence[dict[str, Any]],
         by_group[(scan["scanner"], scan["protocol"])][scan["night"]].append(scan)
     trends = []
     for (scanner, protocol), nights in by_group.items():
-        ordered = sorted(nights)
+        ordered = _current_model_nights(sorted(nights), nights)
         rows = [nights[n] for n in ordered]
         charts: dict[str, Chart] = {}
         charts[SCORE] = median_chart(SCORE, _values(ordered, rows, SCORE), "down", settings,
@@ -117,6 +118,24 @@ def _values(nights: list[str], rows: list[list[dict[str, Any]]], column: str) ->
     return out
 
 
+def _current_model_nights(ordered: list[str], nights: dict[str, list[dict[str, Any]]]
+                          ) -> list[str]:
+    """The trailing nights scored by the group's latest model version.
+
+    Why: new weights or a new calibration move every score at once (the version names both);
+    charted against the old baseline that step would alarm on every scanner. Its nights start a
+    baseline of their own instead.
+    """
+    def version(night: str) -> str:
+        return _most_common([str(r.get("model_version") or "") for r in nights[night]])
+
+    latest = version(ordered[-1])
+    start = len(ordered)
+    while start > 0 and version(ordered[start - 1]) == latest:
+        start -= 1
+    return ordered[start:]
+
+
 def _most_common(values: list[str]) -> str:
     counts: dict[str, int] = defaultdict(int)
     for value in values:
@@ -125,7 +144,8 @@ def _most_common(values: list[str]) -> str:
 
 
 def _judge(trend: GroupTrend) -> None:
-    """Alerts of the latest night: which charts are beyond a limit, since when."""
+    """Alerts of the latest night: which charts are in alarm (past a limit two nights running),
+    and since when they have been past it."""
     starts = []
     for metric, chart in trend.charts.items():
         if chart.learning or not chart.nights or chart.nights[-1] != trend.nights[-1]:

@@ -181,3 +181,5 @@ def test_a_calibration_next_to_the_weights_rescales_scores_without_reordering_th
     from mediqa_cli.taxonomy import grade_for
 
     assert all(cal[k]["grade"] == grade_for(float(cal[k]["score"])) for k in scored)
+    versions = {r["model_version"] for r in cal.values() if r["score"]}
+    assert len(versions) == 1 and versions.pop().startswith("t0+cal-")  # never mixed on resume

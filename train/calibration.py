@@ -26,6 +26,7 @@ from mediqa_cli.taxonomy import grade_for
 
 from .evaluate import LadderResult
 
+CHECK_RATES = ("steps_0_1_graded_A", "steps_3_5_graded_C_or_D", "balanced_accuracy_reject")
 MIN_LADDERS = 12  # a modality with fewer ladders uses the pooled map
 MIN_GAP = 0.02  # logit: a step's typical score sits at least this far below the previous one
 METHOD = "model"
@@ -133,3 +134,11 @@ def _grade_table(rows: Sequence[tuple[int, str]]) -> dict[str, Any]:
         "balanced_accuracy_reject": round((accept + reject) / 2.0, 3),
         "images": len(rows),
     }
+
+
+def check_rows(check: dict[str, Any], arrow: str = "→") -> list[tuple[str, int, list[str]]]:
+    """(modality, images, "raw → calibrated" for each of CHECK_RATES) per modality, sorted: the
+    rows both `mediqa-train calibrate` and the model card show."""
+    return [(name, int(after["images"]),
+             [f"{check['raw'][name][k]:.2f} {arrow} {after[k]:.2f}" for k in CHECK_RATES])
+            for name, after in sorted(check["calibrated"].items())]

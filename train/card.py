@@ -307,13 +307,10 @@ def calibration_table(result: dict[str, Any]) -> list[str]:
              "score cut at the same bands:", "",
              "| modality | images | steps 0-1 graded A | steps 3-5 graded C or D | balanced "
              "accuracy (C/D for steps 3-5 vs 0-1) |", "|---|---:|---|---|---|"]
-    check = result["check"]
-    for name, after in sorted(check["calibrated"].items()):
-        before = check["raw"][name]
-        lines.append(f"| {name} | {after['images']} | " + " | ".join(
-            f"{before[k]:.2f} → {after[k]:.2f}" for k in (
-                "steps_0_1_graded_A", "steps_3_5_graded_C_or_D", "balanced_accuracy_reject"))
-            + " |")
+    from mediqa_train.calibration import check_rows
+
+    lines += [f"| {name} | {images} | " + " | ".join(rates) + " |"
+              for name, images, rates in check_rows(result["check"])]
     return lines
 
 

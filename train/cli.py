@@ -202,6 +202,10 @@ def evaluate(
     from_json: Annotated[list[Path] | None, typer.Option(
         "--from-json", help="Summarise earlier --out files (repeatable: runs of other "
                             "modalities are pooled) instead of scoring.")] = None,
+    compare_json: Annotated[Path | None, typer.Option(
+        "--compare-json", help="With --from-json: an earlier --out file whose model scores "
+                               "(and rival columns) pair with these on the same ladders.")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Ladder draws and bootstrap.")] = 0,
     threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
 ) -> None:
@@ -212,11 +216,19 @@ def evaluate(
 
     if threads:
         torch.set_num_threads(threads)
+    if compare_json is not None and not from_json:
+        raise typer.BadParameter("needs --from-json", param_hint="--compare-json")
     if from_json:
         parts = [json.loads(p.read_text()) for p in from_json]
         results = [r for part in parts for r in ev.from_jsonable(part["ladders"])]
         meta = {**parts[0]["meta"], "ground_truth_images": {
             k: v for part in parts for k, v in part["meta"]["ground_truth_images"].items()}}
+        if compare_json is not None:
+            earlier = json.loads(compare_json.read_text())
+            results = ev.pair_with(results, ev.from_jsonable(earlier["ladders"]))
+            meta = {**meta, "compare": earlier["meta"].get("weights"),
+                    "compare_version": earlier["meta"].get("model_version")}
+            console.print(f"{len(results)} ladders paired with {compare_json}")
     else:
         entries = _read_manifest(manifest)
         if fold is not None:
@@ -570,11 +582,8 @@ def calibrate(
     for column in ("modality", "images", "steps 0-1 graded A", "steps 3-5 graded C/D",
                    "balanced accuracy C/D"):
         table.add_column(column)
-    for modality, after in check["calibrated"].items():
-        before = check["raw"][modality]
-        table.add_row(modality, str(after["images"]), *(
-            f"{before[k]:.2f} -> {after[k]:.2f}" for k in (
-                "steps_0_1_graded_A", "steps_3_5_graded_C_or_D", "balanced_accuracy_reject")))
+    for modality, images, rates in cal.check_rows(check, arrow="->"):
+        table.add_row(modality, str(images), *rates)
     console.print(table)
     if check_out is not None:
         check_out.parent.mkdir(parents=True, exist_ok=True)

@@ -463,6 +463,24 @@ def from_jsonable(rows: Sequence[dict[str, Any]]) -> list[LadderResult]:
                           for k, v in r["values"].items()}) for r in rows]
 
 
+def pair_with(results: Sequence[LadderResult], earlier: Sequence[LadderResult]
+              ) -> list[LadderResult]:
+    """`results` with an earlier run's model scores as "compare" and its rival columns, ladder
+    by ladder (same manifest, fold, groups and seed draw the same ladders; unmatched ones are
+    dropped). Why: a model whose preprocessing code changed cannot be rescored beside the old
+    one in one process, but its old scores on the same ladders pair as well."""
+    by_key = {(r.modality, r.family, r.group): r.values for r in earlier}
+    paired = []
+    for r in results:
+        old = by_key.get((r.modality, r.family, r.group))
+        if old is None or "model" not in old:
+            continue
+        extra = {k: v for k, v in old.items() if k not in ("model", "compare", *r.values)}
+        values = {"model": r.values["model"], "compare": old["model"], **extra}
+        paired.append(LadderResult(r.modality, r.family, r.group, values))
+    return paired
+
+
 def save(path: Path, results: Sequence[LadderResult], summary: dict[str, Any],
          meta: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

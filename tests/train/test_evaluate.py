@@ -169,3 +169,17 @@ def test_evaluate_end_to_end(tmp_path) -> None:
     assert all(x is not None for x in row["values"]["model"])  # the product scored every image
     assert "FUNDUS" in saved["summary"]["modalities"]
     assert "within-ladder SRCC" in result.output and "cross-image AUC" in result.output
+
+
+def test_an_earlier_run_pairs_ladder_by_ladder_with_its_rivals() -> None:
+    from mediqa_train.evaluate import pair_with
+
+    new = [LadderResult("MR", "noise", "g1", {"model": [9, 8, 7, 6, 5, 4]}),
+           LadderResult("MR", "bias", "g1", {"model": [9, 9, 9, 9, 9, 9]})]
+    old = [LadderResult("MR", "noise", "g1", {"model": [1, 2, 3, 4, 5, 6],
+                                              "piqe": [6, 5, 4, 3, 2, 1]}),
+           LadderResult("MR", "noise", "g2", {"model": [1] * 6})]
+    paired = pair_with(new, old)
+    assert len(paired) == 1  # the bias ladder has no partner, g2 no new score
+    assert paired[0].values == {"model": [9, 8, 7, 6, 5, 4], "compare": [1, 2, 3, 4, 5, 6],
+                                "piqe": [6, 5, 4, 3, 2, 1]}
