@@ -57,8 +57,8 @@ PHYSICS_FEATURES: tuple[str, ...] = (
     "bias",  # log10 coefficient of variation of the object's smooth intensity field
     "ghosting",  # log10 background level beside the object / in the corners
     "background_level",  # log10 background mean / object mean
-    "clip_low",  # log10 fraction of pixels at the slice minimum
-    "clip_high",  # log10 fraction of pixels at the slice maximum
+    "clip_low",  # log10 fraction of pixels within CLIP_TOLERANCE of the range of the minimum
+    "clip_high",  # log10 fraction of pixels within CLIP_TOLERANCE of the range of the maximum
     "display_mean",  # mean object intensity / full scale of the bit depth (NaN below zero)
     "headroom",  # 99.5th percentile / full scale of the bit depth (NaN below zero)
     "mean_level",  # mean object intensity on the robust 1-99.5 % range
@@ -69,6 +69,7 @@ N_PHYSICS = len(PHYSICS_FEATURES)
 
 CROP_SIDE = 512  # native-resolution crop for the local statistics
 GLOBAL_SIDE = 256  # block-averaged long side for the mask and the smooth-field measures
+CLIP_TOLERANCE = 0.002  # of the slice's range: below one level of 8-bit data, a few of 12-bit
 BLOCK = 8  # JPEG / MPEG transform block
 MSCN_SIGMA = 7.0 / 6.0  # BRISQUE's Gaussian window
 _EPS = 1e-6
@@ -249,8 +250,11 @@ def slice_physics(image: np.ndarray, modality: str | None = None) -> np.ndarray:
     lo_raw, hi_raw = float(np.nanmin(raw)), float(np.nanmax(raw))
     sample = _strided(raw, 512)
     sample = sample[np.isfinite(sample)]
-    values["clip_low"] = _log10(float(np.mean(sample <= lo_raw)), 1e-5)
-    values["clip_high"] = _log10(float(np.mean(sample >= hi_raw)), 1e-5)
+    # A tolerance, not exact ties: a resampled or dithered float slice clips as much as the
+    # integer file it came from.
+    tol = CLIP_TOLERANCE * (hi_raw - lo_raw)
+    values["clip_low"] = _log10(float(np.mean(sample <= lo_raw + tol)), 1e-5)
+    values["clip_high"] = _log10(float(np.mean(sample >= hi_raw - tol)), 1e-5)
     scale = full_scale(sample)
     values["headroom"] = float(np.percentile(sample, 99.5)) / scale
     if arr.ndim == 3 and arr.shape[-1] >= 3:

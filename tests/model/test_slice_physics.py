@@ -86,6 +86,17 @@ def test_no_measure_tells_integer_pixels_from_floats() -> None:
     np.testing.assert_allclose(as_float, as_int, rtol=1e-3, atol=1e-3)
 
 
+def test_clipping_survives_a_dither() -> None:
+    """Exact ties at the extremes vanish when a slice is resampled; the clipping measures must
+    still count the burnt-out pixels."""
+    burnt = np.minimum(textured() * 1.6, 255).round()
+    dither = np.random.default_rng(1).uniform(-1e-3, 1e-3, burnt.shape)
+    exact, dithered = slice_physics(burnt, "XR"), slice_physics(burnt + dither, "XR")
+    for name in ("clip_low", "clip_high"):
+        assert dithered[F[name]] == pytest.approx(exact[F[name]], abs=1e-3)
+    assert exact[F["clip_high"]] > -1.5  # burnt-out pixels counted at all
+
+
 def test_ghosts_and_bias_fields_raise_their_measures() -> None:
     image, inside = disc()
     ghost = image + 0.15 * np.roll(image, 70, axis=0)  # a replica along the phase-encode axis
