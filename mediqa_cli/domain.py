@@ -6,7 +6,7 @@ input means nothing; the report has to say so.
 
 How: the whole-slice physics measures (`mediqa_cli.physics`) of the training corpus' slices are
 kept as reference points, each measure centred on its median and scaled by its interquartile
-range, with an indicator per measure for "undefined" (a grey slice has no chroma, float data no
+range, with an indicator per measure for "undefined" (a grey slice has no chroma, CT in HU no
 bit depth) so colour where the corpus is grey counts. A slice's distance to the corpus is the
 Euclidean distance to its k-th nearest reference point (k-NN out-of-distribution detection, Sun
 et al., ICML 2022): non-parametric, so the many looks of one modality (colour Doppler and B-mode

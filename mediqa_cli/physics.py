@@ -8,9 +8,14 @@ measured once per slice on the image in its own units, before any scaling or pat
 and the network learns when each of them matters (`mediqa_cli.model.layers.PhysicsTokens`).
 
 Every value is unit-free (ratios, logs, fractions), so a 12-bit DICOM, an 8-bit PNG and a CT in
-HU land on one scale. An undefined value (no background, a grey image's chroma, float data's
-bit depth) is NaN; the network has a "missing" embedding for it. The names and their order are
-part of the weights' format: append, never reorder.
+HU land on one scale. An undefined value (no background, a grey image's chroma, the bit depth of
+data with negative values) is NaN; the network has a "missing" embedding for it. The names and
+their order are part of the weights' format: append, never reorder.
+
+No measure may depend on whether the pixels are stored as integers or floats: the same slice read
+from a PNG and after a float resampling must land on the same values. Training sees resampled
+float slices, scoring reads integer files, and a measure that tells the two apart (distinct
+values, "integer data only") teaches the network that integer pixels mean a clean image.
 
 Cost: local statistics (noise, JPEG blocks, MSCN, spectrum) on a native-resolution central crop
 of at most CROP_SIDE^2 px, global ones (mask, bias, ghosting) on a block average of the slice;
@@ -52,10 +57,10 @@ PHYSICS_FEATURES: tuple[str, ...] = (
     "bias",  # log10 coefficient of variation of the object's smooth intensity field
     "ghosting",  # log10 background level beside the object / in the corners
     "background_level",  # log10 background mean / object mean
-    "clip_low",  # log10 fraction of pixels at the slice minimum
-    "clip_high",  # log10 fraction of pixels at the slice maximum
-    "levels",  # log2 distinct values in the object / 16
-    "headroom",  # 99.5th percentile / full scale of the integer bit depth (NaN for float data)
+    "clip_low",  # log10 fraction of pixels within CLIP_TOLERANCE of the range of the minimum
+    "clip_high",  # log10 fraction of pixels within CLIP_TOLERANCE of the range of the maximum
+    "display_mean",  # mean object intensity / full scale of the bit depth (NaN below zero)
+    "headroom",  # 99.5th percentile / full scale of the bit depth (NaN below zero)
     "mean_level",  # mean object intensity on the robust 1-99.5 % range
     "foreground_fraction",  # object share of the slice
     "chroma",  # mean colourfulness (max - min channel) / 255 (NaN for grey)
@@ -64,6 +69,7 @@ N_PHYSICS = len(PHYSICS_FEATURES)
 
 CROP_SIDE = 512  # native-resolution crop for the local statistics
 GLOBAL_SIDE = 256  # block-averaged long side for the mask and the smooth-field measures
+CLIP_TOLERANCE = 0.002  # of the slice's range: below one level of 8-bit data, a few of 12-bit
 BLOCK = 8  # JPEG / MPEG transform block
 MSCN_SIGMA = 7.0 / 6.0  # BRISQUE's Gaussian window
 _EPS = 1e-6
@@ -211,17 +217,19 @@ def ghosting(image: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     return _log10((max(bands) + floor) / (base + floor)), level
 
 
-def _headroom(raw: np.ndarray) -> float:
-    """99.5th percentile over the full scale of the smallest unsigned bit depth holding the data.
+def full_scale(raw: np.ndarray) -> float:
+    """Full scale of the smallest unsigned bit depth (8 at least) that holds non-negative data,
+    NaN for data with negative values (CT in HU).
 
-    Integer-valued, non-negative data only (PNG, JPEG, most DICOM): an under-exposed radiograph or
-    a darkened photograph uses a fraction of its bit depth; the robust scaling hides that.
+    Why: an under-exposed radiograph, a darkened photograph or an ultrasound with too little gain
+    uses a fraction of its stored range, and the robust scaling of every other measure hides
+    that. Integer and float pixels are treated alike (module docstring).
     """
-    if raw.size == 0 or float(raw.min()) < 0 or not np.all(raw == np.round(raw)):
+    if raw.size == 0 or float(raw.min()) < 0:
         return math.nan
     top = float(raw.max())
     bits = max(8, math.ceil(math.log2(top + 1.0))) if top > 0 else 8
-    return float(np.percentile(raw, 99.5)) / (2.0**bits - 1.0)
+    return 2.0**bits - 1.0
 
 
 def slice_physics(image: np.ndarray, modality: str | None = None) -> np.ndarray:
@@ -242,9 +250,13 @@ def slice_physics(image: np.ndarray, modality: str | None = None) -> np.ndarray:
     lo_raw, hi_raw = float(np.nanmin(raw)), float(np.nanmax(raw))
     sample = _strided(raw, 512)
     sample = sample[np.isfinite(sample)]
-    values["clip_low"] = _log10(float(np.mean(sample <= lo_raw)), 1e-5)
-    values["clip_high"] = _log10(float(np.mean(sample >= hi_raw)), 1e-5)
-    values["headroom"] = _headroom(sample)
+    # A tolerance, not exact ties: a resampled or dithered float slice clips as much as the
+    # integer file it came from.
+    tol = CLIP_TOLERANCE * (hi_raw - lo_raw)
+    values["clip_low"] = _log10(float(np.mean(sample <= lo_raw + tol)), 1e-5)
+    values["clip_high"] = _log10(float(np.mean(sample >= hi_raw - tol)), 1e-5)
+    scale = full_scale(sample)
+    values["headroom"] = float(np.percentile(sample, 99.5)) / scale
     if arr.ndim == 3 and arr.shape[-1] >= 3:
         rgb = arr[..., :3].astype(np.float32)
         values["chroma"] = float(np.nanmean(rgb.max(axis=-1) - rgb.min(axis=-1))) / 255.0
@@ -265,11 +277,8 @@ def slice_physics(image: np.ndarray, modality: str | None = None) -> np.ndarray:
     values["bias"] = smooth_bias(small, mask)
     values["ghosting"], values["background_level"] = ghosting(small, mask)
     values["mean_level"] = float((fg.mean() - lo) / span)
+    values["display_mean"] = float(fg.mean()) / scale
     full_mask = _upsample(mask, full.shape, factor)
-    object_values = _strided(np.where(full_mask, full, np.nan), 512)
-    object_values = object_values[np.isfinite(object_values)]
-    if object_values.size:
-        values["levels"] = math.log2(np.unique(object_values).size) / 16.0
 
     rows, cols = _central_crop(full, CROP_SIDE)
     grey = (full[rows, cols] - lo) / span

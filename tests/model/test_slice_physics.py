@@ -65,16 +65,36 @@ def test_noise_blur_and_jpeg_move_their_measures_the_known_way() -> None:
     assert abs(c[F["blockiness"]]) < 0.05 and j[F["blockiness"]] > 0.15
 
 
-def test_exposure_shows_in_headroom_levels_and_clipping() -> None:
+def test_exposure_shows_in_headroom_display_mean_and_clipping() -> None:
     clean = textured()
     dark = np.round(clean * 0.4)
     burnt = np.minimum(clean * 1.6, 255).round()
     c, d, b = (slice_physics(x, "XR") for x in (clean, dark, burnt))
     assert d[F["headroom"]] == pytest.approx(0.4 * c[F["headroom"]], rel=0.05)
-    assert d[F["levels"]] < c[F["levels"]]
+    assert d[F["display_mean"]] == pytest.approx(0.4 * c[F["display_mean"]], rel=0.05)
     frac_255 = float(np.mean(burnt == 255))
     assert b[F["clip_high"]] == pytest.approx(math.log10(frac_255), abs=0.05)
-    assert math.isnan(slice_physics(clean / 255.0 + 0.001, "XR")[F["headroom"]])  # float data
+    assert math.isnan(slice_physics(clean - 128.0, "XR")[F["headroom"]])  # negative values
+
+
+def test_no_measure_tells_integer_pixels_from_floats() -> None:
+    """Training sees resampled float slices, scoring reads integer files: a measure that differed
+    between the two would teach the network that integer pixels mean a clean image."""
+    clean = textured()
+    dither = np.random.default_rng(0).uniform(-1e-3, 1e-3, clean.shape).astype(np.float32)
+    as_int, as_float = slice_physics(clean, "MR"), slice_physics(clean + 1e-3 + dither, "MR")
+    np.testing.assert_allclose(as_float, as_int, rtol=1e-3, atol=1e-3)
+
+
+def test_clipping_survives_a_dither() -> None:
+    """Exact ties at the extremes vanish when a slice is resampled; the clipping measures must
+    still count the burnt-out pixels."""
+    burnt = np.minimum(textured() * 1.6, 255).round()
+    dither = np.random.default_rng(1).uniform(-1e-3, 1e-3, burnt.shape)
+    exact, dithered = slice_physics(burnt, "XR"), slice_physics(burnt + dither, "XR")
+    for name in ("clip_low", "clip_high"):
+        assert dithered[F[name]] == pytest.approx(exact[F[name]], abs=1e-3)
+    assert exact[F["clip_high"]] > -1.5  # burnt-out pixels counted at all
 
 
 def test_ghosts_and_bias_fields_raise_their_measures() -> None:
