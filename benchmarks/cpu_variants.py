@@ -16,9 +16,10 @@ scan through `ModelScorer.score`, and the raw per-slice quality, against `before
 Variants: `before` is the network as v0.5.0 shipped it (PatchPhysics' Laplacian by grouped
 conv2d), the reference of every score change; `fp32` the network as it now runs on the CPU
 (the same stencil by shifted views); `int8` and `bf16` change only the transformer blocks
-(`with_precision`). int8 and bf16 did not ship (benchmarks/RESULTS.md, "CPU inference"): they
-live here, not in the scorer; commit c42553e read them from MEDIQA_CPU_PRECISION in
-`load_scorer` for `mediqa-train evaluate`.
+(`with_precision`). bf16 shipped as the CPU default where the CPU has native bf16
+(`mediqa_cli/model/precision.py`, `mediqa score --precision`); the variant here is that
+wrapper. int8 did not ship (benchmarks/RESULTS.md, "Speed: the model's arithmetic on the CPU")
+and lives only here. Every variant starts from the scorer loaded in fp32.
 
 Usage: python benchmarks/cpu_variants.py [--scans 50] [--rounds 3] [--variants fp32,int8,bf16]
 """
@@ -44,15 +45,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from archive import build_archive, parts  # noqa: E402
 
+from mediqa_cli.model.precision import with_bf16_blocks  # noqa: E402
+
 
 def with_precision(model: Any, precision: str) -> Any:
-    """A copy of the network whose transformer blocks (~85% of the multiply-adds) run in int8
-    (torch's dynamic quantisation of their nn.Linear layers: weights once, activations per
-    call) or under CPU bf16 autocast; embeddings, patch physics, norms, the residual stream and
-    the heads stay fp32, so the score's final sigmoid is not rounded near 0 or 100, where the
-    calibration is steep. `fp32` is the model itself."""
+    """The network for a variant. `bf16` is the shipped wrapper
+    (`mediqa_cli.model.precision.with_bf16_blocks`: the transformer blocks under CPU bf16
+    autocast); `int8` is a copy whose transformer blocks' nn.Linear layers are quantised
+    dynamically (weights once, activations per call). Either way embeddings, patch physics,
+    norms, the residual stream and the heads stay fp32. `fp32` is the model itself."""
     if precision == "fp32":
         return model
+    if precision == "bf16":
+        return with_bf16_blocks(model)
     from torch.ao.quantization import quantize_dynamic
 
     from mediqa_cli.model.ensemble import members_of
@@ -61,22 +66,8 @@ def with_precision(model: Any, precision: str) -> Any:
     for network in members_of(model):
         for blocks in (network.context_blocks, network.blocks):
             for i, block in enumerate(blocks):
-                blocks[i] = (quantize_dynamic(block, {torch.nn.Linear}, dtype=torch.qint8)
-                             if precision == "int8" else Bf16Block(block))
+                blocks[i] = quantize_dynamic(block, {torch.nn.Linear}, dtype=torch.qint8)
     return model
-
-
-class Bf16Block(torch.nn.Module):
-    """A transformer block under CPU bf16 autocast; returns fp32 (x + bf16 updates)."""
-
-    def __init__(self, block: torch.nn.Module) -> None:
-        super().__init__()
-        self.block = block
-
-    def forward(self, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int
-                ) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return self.block(x, cu_seqlens, max_seqlen).float()
 
 
 def conv_laplacian(model: Any) -> Any:
@@ -178,7 +169,7 @@ def main() -> None:
     captured = {name: capture(paths, work / f"{name.replace(' ', '_')}.csv")
                 for name, paths in trees.items()}
 
-    base: ModelScorer = load_scorer(weights, "cpu")
+    base: ModelScorer = load_scorer(weights, "cpu", precision="fp32")  # each variant from fp32
     scorers = {v: dataclasses.replace(base, model=conv_laplacian(base.model) if v == "before"
                                       else with_precision(base.model, v)) for v in variants}
     packed = {name: packed_batches(base, batches) for name, batches in captured.items()}

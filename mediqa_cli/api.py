@@ -40,12 +40,12 @@ def score(
     or `ScoreOptions(**mediqa.read_config("mediqa.toml"))`, the command's config file) and/or
     keywords (`max_slices=4`), checked when called by the same code as the command's flags.
     Only the options that change how scans are scored apply here (workers, device, backend,
-    views, modality, anatomy, max_slices); a keyword for a report or log option is a TypeError.
-    `workers` defaults to decoding in this process; `workers=N` starts N processes, so a script
-    calling it needs an `if __name__ == "__main__":` guard. Without installed weights `score`
-    stays None and the classical IQMs are still filled. Raises `OptionError` for a bad option
-    and `mediqa_cli.io.InputPathError` for a missing input path; a bad file is a result with
-    status "error", never an exception.
+    precision, views, modality, anatomy, max_slices); a keyword for a report or log option is a
+    TypeError. `workers` defaults to decoding in this process; `workers=N` starts N processes,
+    so a script calling it needs an `if __name__ == "__main__":` guard. Without installed
+    weights `score` stays None and the classical IQMs are still filled. Raises `OptionError`
+    for a bad option and `mediqa_cli.io.InputPathError` for a missing input path; a bad file is
+    a result with status "error", never an exception.
     """
     for name in sorted(overrides):
         if name not in OPTION_NAMES:
@@ -65,7 +65,8 @@ def _results(paths: list[str], options: ScoreOptions) -> Iterator[ScanResult]:
     from mediqa_cli.io import discover
     from mediqa_cli.scoring import load_default_scorer
 
-    scorer = load_default_scorer(options.device, options.backend, options.views)
+    scorer = load_default_scorer(options.device, options.backend, options.views,
+                                 options.precision)
     for result in run(discover(paths), options, scorer):
         if result.status != "ignored":
             yield result

@@ -81,6 +81,11 @@ def score(
     backend: Annotated[
         str, typer.Option(help=f"Model execution backend: {', '.join(BACKENDS)}.")
     ] = DEFAULTS.backend,
+    precision: Annotated[
+        str,
+        typer.Option(help="Network arithmetic on the CPU: auto (bf16 transformer blocks where "
+                     "the CPU has native bf16, else fp32), fp32, bf16."),
+    ] = DEFAULTS.precision,
     views: Annotated[
         int,
         typer.Option(
@@ -181,6 +186,9 @@ def info() -> None:
     ]
     if torch.cuda.is_available():
         lines.append(("cuda device", torch.cuda.get_device_name(0)))
+    from mediqa_cli.model.precision import auto_precision_note
+
+    lines.append(("cpu precision", auto_precision_note()))
     triton_spec = importlib.util.find_spec("triton")
     if triton_spec is None:
         lines.append(("triton", "not installed (CPU path needs none; GPU kernels need it)"))

@@ -67,12 +67,13 @@ class RayMissing(ClusterError):
 
 @dataclass
 class ClusterOptions:
-    """How a run uses the cluster; the CLI sets address, device, backend and views."""
+    """How a run uses the cluster; the CLI sets address, device, backend, views, precision."""
 
     address: str = "auto"  # "auto": the cluster this machine joined (ray start), or HOST:PORT
     device: str = "auto"  # auto: GPU actors where the cluster has GPUs, else CPU actors
     backend: str = "eager"
     views: int = 1
+    precision: str = "auto"  # resolved by each actor on its own node's CPU
     actors: int | None = None  # model actors; default one per GPU, else one per node
     actor_threads: int | None = None  # torch threads of an actor; default: a CPU actor half
     # its node's CPUs (on CPU the model costs about what decoding does), a GPU actor 2
@@ -152,7 +153,8 @@ class WeightsStore:
 class ModelActor:
     """One network, on the GPU Ray gave this actor or on CPU threads: scores batches."""
 
-    def __init__(self, store: str, device: str, backend: str, views: int, threads: int) -> None:
+    def __init__(self, store: str, device: str, backend: str, views: int, precision: str,
+                 threads: int) -> None:
         import ray
 
         from mediqa_cli.scoring import load_scorer
@@ -164,7 +166,7 @@ class ModelActor:
         try:
             for name, data in weights.items():
                 Path(folder, name).write_bytes(data)
-            self.scorer = load_scorer(Path(folder), device, backend, views)
+            self.scorer = load_scorer(Path(folder), device, backend, views, precision=precision)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -319,7 +321,7 @@ class RayEngine:
         device = "cuda" if use_gpu else "cpu"
         self._actors = [
             actor_class.options(scheduling_strategy=place, **resources).remote(
-                store_name, device, options.backend, options.views, threads)
+                store_name, device, options.backend, options.views, options.precision, threads)
             for place, threads in places
         ]
         self._alive = [True] * count
@@ -335,7 +337,11 @@ class RayEngine:
                                f"{_first_line(exc)}") from exc
         versions = {f["version"] for f in self.actor_facts}
         if len(versions) != 1:
-            raise ClusterError(f"model actors disagree on the model: {sorted(versions)}")
+            # `--precision auto` resolves on each actor's CPU: nodes with and without native
+            # bf16 would score in two arithmetics, which one report must not mix.
+            hint = ("; the nodes' CPUs differ in native bf16: pass --precision fp32 (or bf16)"
+                    if len({v.replace("+bf16", "") for v in versions}) == 1 else "")
+            raise ClusterError(f"model actors disagree on the model: {sorted(versions)}{hint}")
         self.version = versions.pop()
         self.preparer = self.actor_facts[0]["preparer"]
         log.info("Ray: %d node(s), %d model actor(s) on %s, model %s", len(self.nodes),
@@ -536,11 +542,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def open_cluster(address: str, device: str = "auto", backend: str = "eager",
-                 views: int = 1) -> RayEngine:
+                 views: int = 1, precision: str = "auto") -> RayEngine:
     """Connect to the cluster at `address` and start the model actors (ClusterError if not)."""
     started = time.perf_counter()
     engine = RayEngine(ClusterOptions(address=address, device=device, backend=backend,
-                                      views=views))
+                                      views=views, precision=precision))
     log.debug("Ray cluster ready in %.1f s", time.perf_counter() - started)
     return engine
 

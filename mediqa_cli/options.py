@@ -25,6 +25,8 @@ from mediqa_cli.taxonomy import ANATOMIES, MODALITIES
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 BACKENDS: tuple[str, ...] = ("eager", "compile", "torchscript", "export")
+# mediqa_cli.model.precision.PRECISIONS, spelt out here: that module imports torch.
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 DEID_MODES: tuple[str, ...] = ("default", "strict")
 LOG_FORMATS: tuple[str, ...] = ("text", "json")
 
@@ -58,6 +60,7 @@ class ScoreOptions:
     workers: int | None = field(default=None, metadata=_SCORING)
     device: str = field(default="auto", metadata=_SCORING)
     backend: str = field(default="eager", metadata=_SCORING)
+    precision: str = field(default="auto", metadata=_SCORING)  # the network's CPU arithmetic
     views: int = field(default=1, metadata=_SCORING)
     modality: str | None = field(default=None, metadata=_SCORING)
     anatomy: str | None = field(default=None, metadata=_SCORING)
@@ -91,6 +94,10 @@ class ScoreOptions:
             _check_type(spec.name, value, _hints()[spec.name])
         self._set("device", _choice("device", self.device, DEVICES))
         self._set("backend", _choice("backend", self.backend, BACKENDS))
+        self._set("precision", _choice("precision", self.precision, PRECISIONS))
+        if self.precision == "bf16" and (self.backend != "eager" or self.device == "cuda"):
+            raise OptionError("precision", "bf16 is for the eager backend on the CPU "
+                              f"(got --backend {self.backend} --device {self.device})")
         self._set("modality", _choice("modality", self.modality, MODALITIES))
         self._set("anatomy", _choice("anatomy", self.anatomy, ANATOMIES))
         self._set("deid", _choice("deid", self.deid, DEID_MODES))
@@ -116,7 +123,11 @@ class ScoreOptions:
 
     def key(self) -> str:
         """The options a row depends on, as written in its `options` column: --resume reuses
-        a row only when they are the same (the model version is compared on its own)."""
+        a row only when they are the same (the model version is compared on its own).
+
+        Backend, views and precision are not here: the model version names what they change
+        (`+torchscript`, `+views4`, `+bf16`), and only the version can say what `auto`
+        precision became on the machine that scored the row."""
         privacy = "phi" if self.include_phi else self.deid
         return (f"max_slices={self.max_slices};modality={self.modality or 'auto'};"
                 f"anatomy={self.anatomy or 'auto'};privacy={privacy}")

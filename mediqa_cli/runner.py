@@ -147,7 +147,8 @@ def _score(request: ScoreRequest, fmt: str, out: Path, to_stdout: bool) -> int:
         from mediqa_cli.distributed import ClusterError, RayMissing, open_cluster
 
         try:
-            cluster = open_cluster(request.ray, request.device, request.backend, request.views)
+            cluster = open_cluster(request.ray, request.device, request.backend, request.views,
+                                   request.precision)
         except RayMissing as exc:
             log.error("%s", exc)
             return EXIT_USAGE
@@ -324,7 +325,8 @@ def load_scorer(request: ScoreRequest) -> Scorer | None:
     """The learned scorer if weights are installed; None (IQMs only) otherwise."""
     from mediqa_cli.scoring import load_default_scorer
 
-    return load_default_scorer(request.device, request.backend, request.views)
+    return load_default_scorer(request.device, request.backend, request.views,
+                               request.precision)
 
 
 def describe_weights() -> list[tuple[str, str]]:

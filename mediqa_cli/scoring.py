@@ -90,6 +90,7 @@ class ModelScorer:
     fixed_max_seqlen: int | None = None  # an exported program needs its traced bound
     domain: DomainCheck | None = None  # out-of-domain references saved with the weights
     calibration: Calibration | None = None  # the calibrated scale saved with the weights
+    precision: str = "fp32"  # the CPU arithmetic of the network (mediqa_cli.model.precision)
 
     def score(self, batch: list[Any]) -> None:
         """Fill each PreparedScan's result with score, grade, physical estimates, prompts, worst
@@ -190,16 +191,20 @@ class ModelScorer:
 
 
 def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
-                views: int = 1, calibrated: bool = True) -> ModelScorer:
+                views: int = 1, calibrated: bool = True, precision: str = "auto") -> ModelScorer:
     """Load verified weights and wrap the network in the requested backend; `views` mirror
     views per slice are averaged (the version says so, so --resume never mixes the two).
     `calibrated` False reports the network's raw score, which the calibration is fitted on; a
-    calibrated score's version names the calibration file's digest."""
+    calibrated score's version names the calibration file's digest. `precision` is the CPU
+    arithmetic (mediqa_cli.model.precision): `auto` runs the transformer blocks in bf16 on a
+    CPU with native bf16 and the eager backend; a bf16 scorer's version says `+bf16`."""
+    from mediqa_cli.model.precision import resolve_precision, with_bf16_blocks
     from mediqa_cli.model.weights import load_weights
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     target = _pick_device(device)
+    used_precision = resolve_precision(precision, target, backend)
     model, card = load_weights(weights_dir, target)
     config: ModelConfig = model.config
     version = str(card.get("version") or card.get("name") or "unknown")
@@ -217,15 +222,20 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
 
         fixed = min(config.max_patches, config.keep_patches)
         runnable = export_model(model, fixed).module()
+    elif used_precision == "bf16":
+        runnable = with_bf16_blocks(model)
     if backend != "eager":
         version = f"{version}+{backend}"
     if views > 1:
         version = f"{version}+views{views}"
+    if used_precision != "fp32":  # --resume and the history never mix bf16 and fp32 rows
+        version = f"{version}+{used_precision}"
     calibration = Calibration.load(weights_dir) if calibrated else None
     if calibration is not None:  # --resume and the history never mix two scales
         version = f"{version}+cal-{calibration.digest}"
     return ModelScorer(runnable, config, version, preparer, target, fixed_max_seqlen=fixed,
-                       domain=DomainCheck.load(weights_dir), calibration=calibration)
+                       domain=DomainCheck.load(weights_dir), calibration=calibration,
+                       precision=used_precision)
 
 
 def _pick_device(device: str) -> torch.device:
@@ -236,8 +246,8 @@ def _pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_default_scorer(device: str = "auto", backend: str = "eager",
-                        views: int = 1) -> ModelScorer | None:
+def load_default_scorer(device: str = "auto", backend: str = "eager", views: int = 1,
+                        precision: str = "auto") -> ModelScorer | None:
     """The installed weights' scorer, or None (with a clear log line) when none are installed."""
     from mediqa_cli.model.weights import find_installed_weights
 
@@ -245,9 +255,19 @@ def load_default_scorer(device: str = "auto", backend: str = "eager",
     if found is None:
         log.warning("no weights installed: the score column stays empty (classical IQMs only)")
         return None
-    scorer = load_scorer(found, device, backend, views)
-    log.info("model %s from %s on %s (%s)", scorer.version, found, scorer.device, backend)
+    scorer = load_scorer(found, device, backend, views, precision=precision)
+    log.info("model %s from %s on %s (%s, %s)", scorer.version, found, scorer.device, backend,
+             _arithmetic(scorer))
     return scorer
+
+
+def _arithmetic(scorer: ModelScorer) -> str:
+    """The network's arithmetic, as the start-up log line says it."""
+    if scorer.device.type == "cuda":
+        return "bf16 autocast on the GPU"
+    if scorer.precision == "bf16":
+        return "bf16 transformer blocks"
+    return "fp32"
 
 
 def describe_installed_weights() -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
@@ -33,6 +34,39 @@ def series_dir(tmp_path: Path, real_volume: np.ndarray) -> Path:
         body_part="HEAD", seed=3, patient_name="DOE^JANE", patient_id="PID12345",
     )
     return out
+
+
+@pytest.fixture
+def weights_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small randomly initialised network saved as installed weights (version t0)."""
+    import torch
+
+    from mediqa_cli.model.config import ModelConfig
+    from mediqa_cli.model.network import MedIQANet
+    from mediqa_cli.model.weights import save_weights
+
+    torch.manual_seed(0)
+    model = MedIQANet(ModelConfig.tiny()).eval()
+    out = save_weights(model, tmp_path / "weights", name="test-random", version="t0")
+    monkeypatch.setenv("MEDIQA_WEIGHTS", str(out))
+    return out
+
+
+@pytest.fixture
+def archive(tmp_path: Path, series_dir: Path) -> Path:
+    """Five scans: a DICOM series, CT and ultrasound files, a NIfTI volume, a PNG."""
+    from PIL import Image
+
+    from tests.packaged import nibabel_data
+
+    root = tmp_path / "archive"
+    shutil.copytree(series_dir, root / "series")
+    for name in ("CT_small.dcm", "US1_J2KR.dcm"):
+        shutil.copy(packaged_dicom(name), root / name)
+    shutil.copy(nibabel_data("anatomical.nii"), root / "anatomical.nii")
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((80, 120)) * 255).astype("uint8")).save(root / "img0001.png")
+    return root
 
 
 @pytest.fixture(autouse=True)

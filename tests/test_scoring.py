@@ -7,7 +7,6 @@ mechanics (packing, aggregation, backends, checksums), not the quality of the sc
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,34 +14,13 @@ import torch
 
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.network import MedIQANet
+from mediqa_cli.model.precision import native_bf16
 from mediqa_cli.model.weights import save_weights
 from mediqa_cli.runner import ScoreRequest, run_score
 from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
-from tests.packaged import nibabel_data, packaged_dicom
 
-
-@pytest.fixture
-def weights_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    torch.manual_seed(0)
-    model = MedIQANet(ModelConfig.tiny()).eval()
-    out = save_weights(model, tmp_path / "weights", name="test-random", version="t0")
-    monkeypatch.setenv("MEDIQA_WEIGHTS", str(out))
-    return out
-
-
-@pytest.fixture
-def archive(tmp_path: Path, series_dir: Path) -> Path:
-    root = tmp_path / "archive"
-    shutil.copytree(series_dir, root / "series")
-    for name in ("CT_small.dcm", "US1_J2KR.dcm"):
-        shutil.copy(packaged_dicom(name), root / name)
-    shutil.copy(nibabel_data("anatomical.nii"), root / "anatomical.nii")
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    Image.fromarray((rng.random((80, 120)) * 255).astype("uint8")).save(root / "img0001.png")
-    return root
+# What `--precision auto` adds to the version on this CPU (tests/test_precision.py pins both).
+AUTO_TAG = "+bf16" if native_bf16() else ""
 
 
 def _run(root: Path, out: Path, **kwargs) -> list[dict[str, str]]:
@@ -60,7 +38,7 @@ def test_scores_and_physical_columns_are_filled(weights_dir: Path, archive: Path
         for family in PHYSICAL_FAMILIES:
             assert 0 <= float(row[f"phys_{family}"]) <= 1
         assert row["worst_slice"] in row["salient_slices"].split(";")
-        assert row["model_version"] == "t0"
+        assert row["model_version"] == f"t0{AUTO_TAG}"
     png = next(r for r in rows if r["path"].endswith(".png"))
     assert png["modality_source"] == "predicted" and png["modality"]
     ct = next(r for r in rows if r["path"].endswith("CT_small.dcm"))
@@ -82,7 +60,10 @@ def test_packing_many_scans_matches_scoring_each_alone(
 
 @pytest.mark.parametrize("backend", ["torchscript", "export", "compile"])
 def test_backends_agree_with_eager(weights_dir: Path, archive: Path, tmp_path: Path, backend: str):
-    eager = {r["scan_id"]: float(r["score"]) for r in _run(archive, tmp_path / "e.csv")}
+    # Eager in fp32: the other backends keep fp32, and `auto` would run eager's blocks in bf16
+    # on a CPU with native bf16 (that difference is tests/test_precision.py's).
+    eager = {r["scan_id"]: float(r["score"])
+             for r in _run(archive, tmp_path / "e.csv", precision="fp32")}
     other = _run(archive, tmp_path / f"{backend}.csv", backend=backend)
     assert other and all(r["status"] == "ok" for r in other)
     for row in other:
@@ -111,12 +92,12 @@ def test_resume_rescores_rows_from_another_model_version(
 ):
     out = tmp_path / "r.csv"
     first = _run(archive, out)
-    assert {r["model_version"] for r in first} == {"t0"}
+    assert {r["model_version"] for r in first} == {f"t0{AUTO_TAG}"}
     torch.manual_seed(5)
     newer = save_weights(MedIQANet(ModelConfig.tiny()).eval(), tmp_path / "w2", version="t1")
     monkeypatch.setenv("MEDIQA_WEIGHTS", str(newer))
     second = _run(archive, out, resume=True)
-    assert {r["model_version"] for r in second} == {"t1"}
+    assert {r["model_version"] for r in second} == {f"t1{AUTO_TAG}"}
 
 
 def test_mirror_views_average_into_one_row_per_scan_and_name_themselves(
@@ -127,7 +108,7 @@ def test_mirror_views_average_into_one_row_per_scan_and_name_themselves(
     assert len(mirrored) == len(plain) and all(r["status"] == "ok" for r in mirrored)
     moved = 0
     for row in mirrored:
-        assert row["model_version"] == "t0+views4"  # --resume never mixes the two
+        assert row["model_version"] == f"t0+views4{AUTO_TAG}"  # --resume never mixes the two
         assert 0 <= float(row["score"]) <= 100
         assert row["salient_slices"] == plain[row["scan_id"]]["salient_slices"]
         moved += abs(float(row["score"]) - float(plain[row["scan_id"]]["score"])) > 1e-3
@@ -182,4 +163,4 @@ def test_a_calibration_next_to_the_weights_rescales_scores_without_reordering_th
 
     assert all(cal[k]["grade"] == grade_for(float(cal[k]["score"])) for k in scored)
     versions = {r["model_version"] for r in cal.values() if r["score"]}
-    assert len(versions) == 1 and versions.pop().startswith("t0+cal-")  # never mixed on resume
+    assert len(versions) == 1 and versions.pop().startswith(f"t0{AUTO_TAG}+cal-")  # never mixed

@@ -139,7 +139,10 @@ class WeightSet:
         from mediqa_cli.scoring import load_scorer
 
         def load(path: Path):  # noqa: ANN202 - ModelScorer
-            scorer = load_scorer(path, device, calibrated=False)  # the scale is fitted on this
+            # fp32, not the CPU's `auto`: the stick's stored JSONs were scored in fp32, and a
+            # paired comparison with them must use the same arithmetic on every machine.
+            scorer = load_scorer(path, device, calibrated=False,  # the scale is fitted on this
+                                 precision="fp32")
             if member is not None:
                 from mediqa_cli.model.ensemble import members_of
 

@@ -102,7 +102,9 @@ def score_images(images: Sequence[LabelledImage], weights: Path,
     from mediqa_cli.io import Scan, discover
     from mediqa_cli.scoring import load_scorer
 
-    scorer = load_scorer(weights, "cpu")
+    # fp32, not the CPU's `auto`: the stored agreement JSONs (benchmarks/results/hip_*.json)
+    # were scored in fp32, and a comparison with them must use the same arithmetic anywhere.
+    scorer = load_scorer(weights, "cpu", precision="fp32")
     columns: dict[str, list[float]] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
