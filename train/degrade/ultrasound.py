@@ -17,6 +17,7 @@ import torch
 
 from .base import (
     RECONSTRUCTION,
+    STORAGE,
     Degradation,
     Spacing,
     check_image,
@@ -184,3 +185,47 @@ class USResolution(Degradation[USResolutionParams]):
     def severities(self, params: USResolutionParams) -> dict[str, float]:
         return {"blur": clip01(max(params.axial_fwhm_px / self.AXIAL_MAX,
                                    params.lateral_fwhm_px / self.LATERAL_MAX))}
+
+
+@dataclass(frozen=True)
+class USGreyMapParams:
+    """level: share of the display's grey range the image keeps (1 = as acquired)."""
+
+    level: float
+
+
+@register
+class USGreyMap(Degradation[USGreyMapParams]):
+    """A dim grey map: every displayed grey level scaled toward black, nothing clipped.
+
+    Under-gain (USGain) shifts the log-compressed display down and crushes the weak echoes into
+    black. A grey map set too dark, a low output brightness of a frame grabber or an export at a
+    low level does something else to the stored frame: it multiplies the display, so the black
+    level stays, the contrast between tissues shrinks by the same factor and the image uses a
+    fraction of its bit depth, with no clipping to give it away (the robust scaling of the
+    network's patches undoes the factor; only the bit-depth measures and the grey levels lost to
+    rounding keep it). Integer frames are rounded back to integers, as a stored frame would be.
+    Severity: exposure = (1 - level) / 0.7 (level 0.3 at full severity).
+    """
+
+    name = "us_grey_map"
+    modalities = ("US",)
+    families = ("exposure",)
+    stage = STORAGE
+    LEVEL_SPAN = 0.7
+
+    def sample(self, rng: torch.Generator, severity: float | None = None) -> USGreyMapParams:
+        return USGreyMapParams(1.0 - self.LEVEL_SPAN * draw_severity(rng, severity))
+
+    def apply(self, image: torch.Tensor, spacing: Spacing, params: USGreyMapParams,
+              rng: torch.Generator) -> torch.Tensor:
+        check_image(image)
+        if params.level >= 1.0:
+            return image.clone()
+        dimmed = image * params.level
+        if bool(torch.all(image == torch.round(image))):
+            dimmed = torch.round(dimmed)
+        return dimmed.to(image.dtype)
+
+    def severities(self, params: USGreyMapParams) -> dict[str, float]:
+        return {"exposure": clip01((1.0 - params.level) / self.LEVEL_SPAN)}
