@@ -116,6 +116,11 @@ def _group_rss_mb(group: int) -> float:
     return total / 2**20
 
 
+# `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH: run from the
+# repository root, a --baseline child would import this tree's mediqa_cli, not the baseline's.
+_CHILD_CWD = tempfile.gettempdir()
+
+
 def _env(source: str | None) -> dict[str, str]:
     env = dict(os.environ)
     if source:
@@ -128,7 +133,7 @@ def score_cli(paths: Sequence[str], out: Path, source: str | None = None) -> dic
     peak memory (largest process, and the group's sum sampled every 0.2 s), exit code."""
     command = [sys.executable, "-m", "mediqa_cli", "score", *paths, "--out", str(out), "--quiet"]
     started = time.perf_counter()
-    child = subprocess.Popen(command, env=_env(source), start_new_session=True,
+    child = subprocess.Popen(command, env=_env(source), cwd=_CHILD_CWD, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = [0.0]
     done = threading.Event()
@@ -169,7 +174,7 @@ def startup(work: Path, source: str | None = None) -> dict[str, float]:
     run = score_cli([str(empty)], work / "empty.csv", source)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "mediqa_cli", "--help"], env=_env(source),
-                   stdout=subprocess.DEVNULL, check=True)
+                   cwd=_CHILD_CWD, stdout=subprocess.DEVNULL, check=True)
     return {"score_empty_wall": run["wall"], "score_empty_cpu": run["cpu"],
             "help_wall": time.perf_counter() - started}
 
