@@ -288,6 +288,9 @@ def agreement(
         "--crossfit", min=0, help="Also fine-tune in K stratified folds of cases and compare "
                                   "the out-of-fold scores with every rival on all images "
                                   "(0: off).")] = 0,
+    unfreeze_last: Annotated[int, typer.Option(
+        "--unfreeze-last", min=0, help="With --crossfit: also train the last N transformer "
+                                       "blocks, as `finetune --unfreeze-last`.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Write the figures as JSON.")] = None,
 ) -> None:
     """AUC of the score and of every rival against expert accept/reject labels, with bootstrap
@@ -333,18 +336,20 @@ def agreement(
         console.print(curve)
         result["few_labels"] = {"rival": rival, "draws": rows}
     if crossfit:
-        result["crossfit"] = _crossfit_agreement(images, weights, columns, y, crossfit, seed)
+        result["crossfit"] = _crossfit_agreement(images, weights, columns, y, crossfit, seed,
+                                                 unfreeze_last)
     if out is not None:
         out.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def _crossfit_agreement(images: list, weights: Path, columns: dict[str, np.ndarray],
-                        y: np.ndarray, folds: int, seed: int) -> dict:
+                        y: np.ndarray, folds: int, seed: int, unfreeze_last: int = 0) -> dict:
     """Out-of-fold fine-tuned scores: AUC with its interval, and the paired difference with
     the untuned score and every rival on the same images."""
     from mediqa_train import expert
 
-    tuned = expert.crossfit_scores(images, weights, folds, seed, log=console.print)
+    tuned = expert.crossfit_scores(images, weights, folds, seed, log=console.print,
+                                   unfreeze_last=unfreeze_last)
     table = Table(title=f"fine-tuned in {folds} folds of cases: out-of-fold AUC ({len(y)} "
                         "images) and the paired difference (95% bootstrap over images)")
     for column in ("method", "AUC", "fine-tuned - method"):
@@ -359,8 +364,8 @@ def _crossfit_agreement(images: list, weights: Path, columns: dict[str, np.ndarr
         table.add_row("untuned score" if name == "model" else name,
                       f"{expert.auc(values, y):.3f}", f"[{low:+.3f}, {high:+.3f}]")
     console.print(table)
-    return {"folds": folds, "auc": rows, "difference": differences,
-            "scores": [float(v) for v in tuned]}
+    return {"folds": folds, "unfreeze_last": unfreeze_last, "auc": rows,
+            "difference": differences, "scores": [float(v) for v in tuned]}
 
 
 def _print_evaluation(summary: dict, meta: dict) -> None:

@@ -159,10 +159,11 @@ def paired_auc_difference(a: np.ndarray, b: np.ndarray, labels: np.ndarray, n: i
 
 def crossfit_scores(images: Sequence[LabelledImage], weights: Path, folds: int = 5,
                     seed: int = 0, workdir: Path | None = None,
-                    log: Callable[[str], None] = print) -> np.ndarray:
+                    log: Callable[[str], None] = print, unfreeze_last: int = 0) -> np.ndarray:
     """Each image's score from a model fine-tuned on the other folds (one image per case, so
     the folds split cases): out-of-fold scores for every image, comparable with a rival on all
-    of them, where a few-label draw leaves only a handful of test images."""
+    of them, where a few-label draw leaves only a handful of test images. `unfreeze_last` is
+    `mediqa-train finetune --unfreeze-last`: the last N transformer blocks train too."""
     from mediqa_train.finetune import score_prepared, tune_members
 
     items, base_states, config = _prepared(images, weights, workdir)
@@ -171,7 +172,8 @@ def crossfit_scores(images: Sequence[LabelledImage], weights: Path, folds: int =
     for f, test in enumerate(stratified_folds(y, folds, seed)):
         train = np.setdiff1d(np.arange(len(y)), test)
         tuned = tune_members(base_states, config, [items[i] for i in train],
-                             y[train].astype(float), seed=seed + f)
+                             y[train].astype(float), seed=seed + f,
+                             unfreeze_last=unfreeze_last)
         out[test] = score_prepared(tuned, [items[i] for i in test])
         log(f"fold {f + 1}/{folds}: tuned on {len(train)}, scored {len(test)}")
     return out

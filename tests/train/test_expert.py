@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,3 +78,28 @@ def test_committed_hip_labels_are_in_the_manifest() -> None:
     manifest = {e.sha256: e for e in read_manifest()}
     assert len(labels) == 50 and sum(labels.values()) == 25
     assert all(manifest[s].modality == "US" for s in labels)
+
+
+def test_crossfit_scores_every_image_once_with_the_asked_unfreezing(monkeypatch) -> None:
+    """Each fold tunes on the other folds' images only, with `unfreeze_last` passed on, and
+    scores its own: every image gets exactly one out-of-fold score."""
+    from mediqa_train import expert, finetune
+
+    labels = np.array([1, 0] * 10)
+    images = [expert.LabelledImage(f"img{i}", str(i), int(y)) for i, y in enumerate(labels)]
+    calls: list[tuple[set[int], int]] = []
+    monkeypatch.setattr(expert, "_prepared", lambda imgs, w, d: (list(range(len(imgs))), [], None))
+
+    def tune(states, config, items, target, seed, unfreeze_last):
+        calls.append((set(items), unfreeze_last))
+        return set(items)
+
+    monkeypatch.setattr(finetune, "tune_members", tune)
+    monkeypatch.setattr(finetune, "score_prepared",
+                        lambda tuned, items: np.array([100.0 + i for i in items]))
+    scores = expert.crossfit_scores(images, Path("w"), folds=4, log=lambda _: None,
+                                    unfreeze_last=2)
+    assert len(calls) == 4 and all(unfreeze == 2 for _, unfreeze in calls)
+    np.testing.assert_array_equal(scores, 100.0 + np.arange(len(labels)))
+    held = [set(range(len(labels))) - trained for trained, _ in calls]
+    assert sorted(i for fold in held for i in fold) == list(range(len(labels)))  # a partition
