@@ -21,6 +21,7 @@ from mediqa_cli.io.dicom import (
     IDENTITY_KEYWORDS,
     PHI_KEYWORDS,
     descriptor_value,
+    one_line,
 )
 from mediqa_cli.taxonomy import modality_from_dicom_code
 
@@ -85,10 +86,10 @@ def read_sidecar(volume: str) -> Sidecar:
         return Sidecar(path, note="BIDS sidecar ignored: not a JSON object")
     return Sidecar(
         path,
-        modality_code=_text(data.get("Modality")).upper(),
+        modality_code=one_line(data.get("Modality")).upper(),
         descriptors=_descriptors(data),
-        identity={k: _text(data.get(k)) for k in IDENTITY_KEYWORDS if _text(data.get(k))},
-        phi={k: _text(data.get(k)) for k in PHI_KEYWORDS if _text(data.get(k))},
+        identity={k: one_line(data.get(k)) for k in IDENTITY_KEYWORDS if one_line(data.get(k))},
+        phi={k: one_line(data.get(k)) for k in PHI_KEYWORDS if one_line(data.get(k))},
     )
 
 
@@ -102,15 +103,6 @@ def _descriptors(data: dict[str, object]) -> dict[str, object]:
         if value is not None:
             out[column] = value
     return out
-
-
-def _text(value: object) -> str:
-    """One line of text; lists joined with a backslash (DICOM's multi-value separator)."""
-    if value is None or isinstance(value, (dict, bool)):
-        return ""
-    if isinstance(value, list):
-        return "\\".join(_text(v) for v in value)
-    return " ".join(str(value).split())
 
 
 __all__ = ["Sidecar", "read_sidecar", "sidecar_path"]

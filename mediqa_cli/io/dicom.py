@@ -205,15 +205,17 @@ def descriptor_value(column: str, value: object) -> float | str | None:
         return None
     if column in NUMERIC_DESCRIPTORS:
         return _float(value)
-    text = _one_line(value)
+    text = one_line(value)
     return text or None
 
 
-def _one_line(value: object) -> str:
-    if value is None or isinstance(value, (bool, dict)):  # JSON structure, not a descriptor
+def one_line(value: object) -> str:
+    """A header or sidecar value as one line of text; multiple values joined by a backslash
+    (DICOM's separator); "" for nothing, a bool or a JSON object (structure, not text)."""
+    if value is None or isinstance(value, (bool, dict)):
         return ""
     if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-        return "\\".join(_one_line(v) for v in value)
+        return "\\".join(one_line(v) for v in value)
     return " ".join(str(value).split())
 
 
