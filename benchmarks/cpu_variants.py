@@ -45,7 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from archive import build_archive, parts  # noqa: E402
 
-from mediqa_cli.model.precision import with_bf16_blocks  # noqa: E402
+from mediqa_cli.model.precision import map_blocks, with_bf16_blocks  # noqa: E402
 
 
 def with_precision(model: Any, precision: str) -> Any:
@@ -60,14 +60,8 @@ def with_precision(model: Any, precision: str) -> Any:
         return with_bf16_blocks(model)
     from torch.ao.quantization import quantize_dynamic
 
-    from mediqa_cli.model.ensemble import members_of
-
-    model = copy.deepcopy(model)
-    for network in members_of(model):
-        for blocks in (network.context_blocks, network.blocks):
-            for i, block in enumerate(blocks):
-                blocks[i] = quantize_dynamic(block, {torch.nn.Linear}, dtype=torch.qint8)
-    return model
+    return map_blocks(model, lambda block: quantize_dynamic(block, {torch.nn.Linear},
+                                                            dtype=torch.qint8))
 
 
 def conv_laplacian(model: Any) -> Any:

@@ -25,7 +25,7 @@ from mediqa_cli.taxonomy import ANATOMIES, MODALITIES
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 BACKENDS: tuple[str, ...] = ("eager", "compile", "torchscript", "export")
-# mediqa_cli.model.precision.PRECISIONS, spelt out here: that module imports torch.
+# The network's CPU arithmetic (mediqa_cli.model.precision, which reads this tuple).
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 DEID_MODES: tuple[str, ...] = ("default", "strict")
 LOG_FORMATS: tuple[str, ...] = ("text", "json")

@@ -217,7 +217,7 @@ def test_bf16_scores_match_fp32_scores_and_never_share_a_version(
 def test_precision_is_a_checked_scoring_option():
     from mediqa_cli import options
 
-    assert options.PRECISIONS == precision_module.PRECISIONS  # spelt twice: options has no torch
+    assert options.PRECISIONS == precision_module.PRECISIONS  # one tuple, read by both
     assert "precision" in options.SCORING_OPTIONS and ScoreOptions().precision == "auto"
     assert ScoreOptions(precision="BF16").precision == "bf16"
     with pytest.raises(OptionError, match="precision"):

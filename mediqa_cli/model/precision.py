@@ -16,16 +16,17 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from mediqa_cli.model.ensemble import members_of
+from mediqa_cli.options import PRECISIONS
 
 log = logging.getLogger("mediqa")
 
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 # /proc/cpuinfo flags of the CPUs whose bf16 matmuls are native (oneDNN uses them).
 NATIVE_BF16_FLAGS: frozenset[str] = frozenset({"avx512_bf16", "amx_bf16"})
 _CPUINFO = Path("/proc/cpuinfo")
@@ -100,6 +101,17 @@ class Bf16Block(nn.Module):
             return self.block(x, cu_seqlens, max_seqlen).float()
 
 
+def map_blocks(model: nn.Module, wrap: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """A copy of the model (a MedIQANet or an ensemble) with every transformer block of every
+    member, context blocks included, replaced by `wrap(block)`."""
+    model = copy.deepcopy(model)
+    for network in members_of(model):
+        for blocks in (network.context_blocks, network.blocks):
+            for i, block in enumerate(blocks):
+                blocks[i] = wrap(block)
+    return model
+
+
 def with_bf16_blocks(model: nn.Module) -> nn.Module:
     """A copy of the model (a MedIQANet or an ensemble) whose transformer blocks run in bf16.
 
@@ -109,12 +121,7 @@ def with_bf16_blocks(model: nn.Module) -> nn.Module:
     calibration (a logit map) is steepest, and moved calibrated scores by up to 12.9 points;
     with the heads in fp32 they moved by at most 0.11 (benchmarks/RESULTS.md).
     """
-    model = copy.deepcopy(model)
-    for network in members_of(model):
-        for blocks in (network.context_blocks, network.blocks):
-            for i, block in enumerate(blocks):
-                blocks[i] = Bf16Block(block)
-    return model
+    return map_blocks(model, Bf16Block)
 
 
 __all__ = [
@@ -123,6 +130,7 @@ __all__ = [
     "Bf16Block",
     "auto_precision_note",
     "cpu_flags",
+    "map_blocks",
     "native_bf16",
     "resolve_precision",
     "with_bf16_blocks",
