@@ -269,17 +269,28 @@ def mr_ghosting(image: np.ndarray, intensity: float, spacing: tuple[float, float
 
 def mr_motion(image: np.ndarray, extent: float, spacing: tuple[float, float],
               seed: int) -> np.ndarray:
-    """TorchIO Motion: in-plane rotations and translations at two moments of the acquisition."""
+    """TorchIO Motion: in-plane rotations and translations at two moments of the acquisition.
+
+    TorchIO splits k-space along the volume's third axis, so the slice lies in the (0, 2) plane
+    with its columns as the phase-encode direction: laid out as (H, W, 1), that axis has one
+    line, the split is empty, and the "motion" is only the last rigid move, with no artefact.
+    The middle third (the k-space centre) is the still object, the outer thirds the moved ones.
+    """
+    import torch
     import torchio as tio
 
     rng = np.random.default_rng(seed)
     signs = rng.choice([-1.0, 1.0], size=(2, 3))
-    degrees = np.array([[0.0, 0.0, extent * signs[0, 0]], [0.0, 0.0, extent * signs[1, 0]]])
-    translation = np.array([[extent * signs[0, 1], extent * signs[0, 2], 0.0],
-                            [-extent * signs[1, 1] / 2, extent * signs[1, 2] / 2, 0.0]])
-    times = np.array([0.35, 0.7])
-    return _torchio(image, spacing, tio.Motion(degrees=degrees, translation=translation,
-                                               times=times, image_interpolation="linear"))
+    # Axis 1 is the slice normal: rotations turn about it, translations stay in (0, 2).
+    degrees = np.array([[0.0, extent * signs[0, 0], 0.0], [0.0, extent * signs[1, 0], 0.0]])
+    translation = np.array([[extent * signs[0, 1], 0.0, extent * signs[0, 2]],
+                            [-extent * signs[1, 1] / 2, 0.0, extent * signs[1, 2] / 2]])
+    rows, cols = (s if np.isfinite(s) and s > 0 else 1.0 for s in spacing)
+    volume = torch.from_numpy(image.astype(np.float32))[None, :, None, :]
+    subject = tio.ScalarImage(tensor=volume, affine=np.diag([rows, 1.0, cols, 1.0]))
+    moved = tio.Motion(degrees=degrees, translation=translation, times=np.array([0.35, 0.7]),
+                       image_interpolation="linear")(subject)
+    return moved.data[0, :, 0, :].numpy().astype(np.float32)
 
 
 def mr_bias(image: np.ndarray, coefficient: float, spacing: tuple[float, float],

@@ -183,3 +183,23 @@ def test_an_earlier_run_pairs_ladder_by_ladder_with_its_rivals() -> None:
     assert len(paired) == 1  # the bias ladder has no partner, g2 no new score
     assert paired[0].values == {"model": [9, 8, 7, 6, 5, 4], "compare": [1, 2, 3, 4, 5, 6],
                                 "piqe": [6, 5, 4, 3, 2, 1]}
+
+
+def test_the_motion_ladder_mixes_k_space_rather_than_moving_the_slice(images) -> None:
+    """The k-space centre comes from the still object, so a heavy motion step keeps the clean
+    slice's coarse picture and differs from it in ghosts and edges; a slice merely rotated and
+    shifted by as much (what a k-space split along a one-line axis yields) differs everywhere."""
+    from scipy import ndimage
+
+    mr = images["MR"]
+    family = next(f for f in FAMILIES["MR"] if f.name == "motion")
+    step = ladder(mr, (1.0, 1.0), family, seed=3)[5]
+    rigid = ndimage.shift(ndimage.rotate(mr, 8.0, reshape=False, order=1), (4.0, 4.0), order=1)
+
+    def coarse_share(moved: np.ndarray) -> float:
+        """Share of the change that survives a coarse low-pass."""
+        change = moved.astype(np.float64) - mr
+        return _rms(ndimage.gaussian_filter(change, 6.0), np.zeros_like(change)) / _rms(
+            change, np.zeros_like(change))
+
+    assert coarse_share(step) < 0.5 * coarse_share(rigid)
