@@ -1,0 +1,95 @@
+"""Does the training target price what a stick family does, and does the model rank either?
+
+For one family of the measuring stick (`mediqa_train.eval_ladders`, other projects' code) and
+one of our simulators, on the middle slices of one fold's patients (fold 1 by default: training
+patients, so a diagnosis never reads the fold that judges candidates), print along both ladders
+the pre-training target (SSIM to the clean slice, `mediqa_train.quality.reference_quality`) and,
+with --weights, the model's raw scores and their within-ladder SRCC. A stick family whose harm
+the target cannot see at our simulator's severities is one the network was never taught.
+
+Usage:
+    python benchmarks/target_vs_stick.py --modality MR --family bias --simulator mr_bias \\
+        --weights weights --mirror MIRRORS
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from mediqa_train import evaluate as ev
+from mediqa_train.degrade import REGISTRY
+from mediqa_train.eval_ladders import FAMILIES, ladder
+from mediqa_train.manifest import read_manifest
+from mediqa_train.quality import reference_quality
+from scipy.stats import spearmanr
+
+SEVERITIES = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def as_chw(image: np.ndarray) -> torch.Tensor:
+    """Colour slices come from the readers as (H, W, 3); simulators and the target take
+    (3, H, W)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image))
+    return tensor.permute(2, 0, 1) if image.ndim == 3 else tensor
+
+
+def simulator_ladder(image: np.ndarray, spacing: tuple[float, float], name: str,
+                     seed: int) -> list[np.ndarray]:
+    """The clean slice and our simulator at five severities, one direction (seed) for all."""
+    sim, colour, clean = REGISTRY[name], image.ndim == 3, as_chw(image)
+    out = [image]
+    for severity in SEVERITIES:
+        rng = torch.Generator().manual_seed(seed)
+        degraded = sim.apply(clean, spacing, sim.sample(rng, severity=severity), rng)
+        out.append((degraded.permute(1, 2, 0) if colour else degraded).numpy().astype(np.float32))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modality", required=True)
+    parser.add_argument("--family", required=True, help="a stick family of that modality")
+    parser.add_argument("--simulator", required=True, help="one of our simulators (registry)")
+    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--groups", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--manifest", type=Path, default=Path("train/manifest.csv"))
+    parser.add_argument("--cache", type=Path, default=Path(".cache/manifest"))
+    parser.add_argument("--mirror", type=Path, default=None)
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+
+    family = next(f for f in FAMILIES[args.modality] if f.name == args.family)
+    entries = [e for e in read_manifest(args.manifest) if e.fold == args.fold]
+    scorer = ev.WeightSet("model", args.weights) if args.weights else None
+    srcc: dict[str, list[float]] = {"stick": [], "simulator": []}
+    for entry in ev.pick_images(entries, args.groups, [args.modality]):
+        image = ev.load_image(entry, args.cache, args.mirror)
+        ladders = {"stick": ladder(image.pixels, image.spacing, family, seed=args.seed),
+                   "simulator": simulator_ladder(image.pixels, image.spacing, args.simulator,
+                                                 args.seed)}
+        clean = as_chw(image.pixels)
+        for name, steps in ladders.items():
+            target = [reference_quality(clean, as_chw(s), args.modality)
+                      for s in steps]
+            line = f"{entry.group:<22} {name:<9} target {' '.join(f'{t:5.1f}' for t in target)}"
+            if scorer is not None:
+                rows = scorer.score(steps, image, f"{entry.group}/{name}")
+                scores = [ev._score_of(r) for r in rows]
+                rho = float(-spearmanr(range(len(scores)), scores)[0])
+                srcc[name].append(rho)
+                line += f"   model {' '.join(f'{s:5.1f}' for s in scores)}  SRCC {rho:+.2f}"
+            print(line, flush=True)
+    if scorer is not None:
+        for name, values in srcc.items():
+            print(f"mean within-ladder SRCC, {name}: {np.nanmean(values):+.3f} "
+                  f"({len(values)} ladders)")
+
+
+if __name__ == "__main__":
+    main()
