@@ -242,15 +242,20 @@ def ct_sparse_view(image: np.ndarray, angles: float, spacing: tuple[float, float
 # --- TorchIO: MR k-space faults, bias field, anisotropy, noise ---------------------------------
 
 
-def _torchio(image: np.ndarray, spacing: tuple[float, float], transform) -> np.ndarray:  # noqa: ANN001
+def _torchio(image: np.ndarray, spacing: tuple[float, float], transform,  # noqa: ANN001
+             columns_third: bool = False) -> np.ndarray:
+    """Run a TorchIO transform on one slice, laid out as the (H, W, 1) volume it is, or with
+    `columns_third` as (H, 1, W): transforms that work along the volume's third axis (Motion's
+    k-space split) then see the slice's columns there."""
     import torch
     import torchio as tio
 
     rows, cols = (s if np.isfinite(s) and s > 0 else 1.0 for s in spacing)
-    affine = np.diag([rows, cols, 1.0, 1.0])
-    subject = tio.ScalarImage(tensor=torch.from_numpy(image.astype(np.float32))[None, :, :, None],
-                              affine=affine)
-    return transform(subject).data[0, :, :, 0].numpy().astype(np.float32)
+    pixels = torch.from_numpy(image.astype(np.float32))
+    volume = pixels[None, :, None, :] if columns_third else pixels[None, :, :, None]
+    affine = np.diag([rows, 1.0, cols, 1.0] if columns_third else [rows, cols, 1.0, 1.0])
+    out = transform(tio.ScalarImage(tensor=volume, affine=affine)).data[0]
+    return (out[:, 0, :] if columns_third else out[:, :, 0]).numpy().astype(np.float32)
 
 
 def _seeded(seed: int) -> None:
@@ -271,12 +276,11 @@ def mr_motion(image: np.ndarray, extent: float, spacing: tuple[float, float],
               seed: int) -> np.ndarray:
     """TorchIO Motion: in-plane rotations and translations at two moments of the acquisition.
 
-    TorchIO splits k-space along the volume's third axis, so the slice lies in the (0, 2) plane
-    with its columns as the phase-encode direction: laid out as (H, W, 1), that axis has one
-    line, the split is empty, and the "motion" is only the last rigid move, with no artefact.
-    The middle third (the k-space centre) is the still object, the outer thirds the moved ones.
+    TorchIO splits k-space along the volume's third axis, so the slice is laid out with its
+    columns there (the phase-encode direction): as (H, W, 1) that axis has one line, the split
+    is empty, and the "motion" is only the last rigid move, with no artefact. The middle third
+    (the k-space centre) is the still object, the outer thirds the moved ones.
     """
-    import torch
     import torchio as tio
 
     rng = np.random.default_rng(seed)
@@ -285,12 +289,9 @@ def mr_motion(image: np.ndarray, extent: float, spacing: tuple[float, float],
     degrees = np.array([[0.0, extent * signs[0, 0], 0.0], [0.0, extent * signs[1, 0], 0.0]])
     translation = np.array([[extent * signs[0, 1], 0.0, extent * signs[0, 2]],
                             [-extent * signs[1, 1] / 2, 0.0, extent * signs[1, 2] / 2]])
-    rows, cols = (s if np.isfinite(s) and s > 0 else 1.0 for s in spacing)
-    volume = torch.from_numpy(image.astype(np.float32))[None, :, None, :]
-    subject = tio.ScalarImage(tensor=volume, affine=np.diag([rows, 1.0, cols, 1.0]))
-    moved = tio.Motion(degrees=degrees, translation=translation, times=np.array([0.35, 0.7]),
-                       image_interpolation="linear")(subject)
-    return moved.data[0, :, 0, :].numpy().astype(np.float32)
+    motion = tio.Motion(degrees=degrees, translation=translation, times=np.array([0.35, 0.7]),
+                        image_interpolation="linear")
+    return _torchio(image, spacing, motion, columns_third=True)
 
 
 def mr_bias(image: np.ndarray, coefficient: float, spacing: tuple[float, float],
