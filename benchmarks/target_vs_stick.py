@@ -21,13 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from mediqa_train import evaluate as ev
-from mediqa_train.degrade import REGISTRY
 from mediqa_train.eval_ladders import FAMILIES, ladder
+from mediqa_train.ladders import ladder_srcc, simulator_steps
 from mediqa_train.manifest import read_manifest
 from mediqa_train.quality import reference_quality
-from scipy.stats import spearmanr
-
-SEVERITIES = (0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 def as_chw(image: np.ndarray) -> torch.Tensor:
@@ -39,14 +36,10 @@ def as_chw(image: np.ndarray) -> torch.Tensor:
 
 def simulator_ladder(image: np.ndarray, spacing: tuple[float, float], name: str,
                      seed: int) -> list[np.ndarray]:
-    """The clean slice and our simulator at five severities, one direction (seed) for all."""
-    sim, colour, clean = REGISTRY[name], image.ndim == 3, as_chw(image)
-    out = [image]
-    for severity in SEVERITIES:
-        rng = torch.Generator().manual_seed(seed)
-        degraded = sim.apply(clean, spacing, sim.sample(rng, severity=severity), rng)
-        out.append((degraded.permute(1, 2, 0) if colour else degraded).numpy().astype(np.float32))
-    return out
+    """The clean slice and our simulator at the validation ladders' severities (one seed)."""
+    colour = image.ndim == 3
+    return [image] + [(step.permute(1, 2, 0) if colour else step).numpy()
+                      for step, _ in simulator_steps(name, as_chw(image), spacing, seed)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             if scorer is not None:
                 rows = scorer.score(steps, image, f"{entry.group}/{name}")
                 scores = [ev._score_of(r) for r in rows]
-                rho = float(-spearmanr(range(len(scores)), scores)[0])
+                rho = ladder_srcc(scores)
                 srcc[name].append(rho)
                 line += f"   model {' '.join(f'{s:5.1f}' for s in scores)}  SRCC {rho:+.2f}"
             print(line, flush=True)

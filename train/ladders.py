@@ -101,6 +101,21 @@ def clean_crops(pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
             yield modality, b, src, clean, spacing
 
 
+def simulator_steps(simulator: str, clean: torch.Tensor, spacing: tuple[float, float],
+                    seed: int) -> Iterator[tuple[torch.Tensor, Any]]:
+    """(degraded image, parameters) for each of `SEVERITIES`: one seed, so every step draws the
+    same direction and only the severity grows; a spacing that is not a positive number is 1."""
+    sim = REGISTRY[simulator]
+    scale = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in spacing)
+    for severity in SEVERITIES:
+        gen = torch.Generator().manual_seed(seed)
+        params = sim.sample(gen, severity)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = torch.nan_to_num(sim.apply(clean, scale, params, gen).float())
+        yield image, params
+
+
 def build_ladders(pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
                   per_modality: int, seed: int, unseen: bool = False) -> list[Ladder]:
     """`per_modality` random crops per modality, each laddered with every family its modality
@@ -110,21 +125,14 @@ def build_ladders(pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
     out = []
     for modality, b, src, clean, spacing in clean_crops(pool, config, recipe, per_modality, rng):
         fams = unseen_simulators(modality) if unseen else family_simulators(modality)
-        scale = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in spacing)
         for family, keys in fams.items():
             if family in recipe.exclude_families:
                 continue
             key = keys[b % len(keys)]
             sim = REGISTRY[key]
-            ladder_seed = int(rng.integers(1 << 31))
             images, shading = [clean], [0.0]
-            for s in SEVERITIES:
-                gen = torch.Generator().manual_seed(ladder_seed)
-                params = sim.sample(gen, s)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    images.append(torch.nan_to_num(
-                        sim.apply(clean, scale, params, gen).float()))
+            for image, params in simulator_steps(key, clean, spacing, int(rng.integers(1 << 31))):
+                images.append(image)
                 shading.append(sim.severities(params).get("bias", 0.0)
                                if sim.smooth_field else 0.0)
             out.append(Ladder(modality, src.anatomy, family, key, src.source, spacing,
@@ -201,5 +209,6 @@ __all__ = [
     "family_simulators",
     "ladder_examples",
     "ladder_srcc",
+    "simulator_steps",
     "unseen_simulators",
 ]
