@@ -65,6 +65,14 @@ def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
     pairs = same & better
     if not bool(pairs.any()):
         return pred.sum() * 0.0
+    if w.rank_on == "logit":
+        # Why: a score near 100 moves a hundredth as much per logit as one near 50, so on
+        # scores a version the network already calls clean (99.8) gets almost no gradient to
+        # rank below its clean crop: darkened photographs and mild bias fields stayed at 99.8.
+        # eps 1e-6 keeps the inverse finite; fp32 holds sigmoid to about 15 logits.
+        pred = torch.logit(pred / 100.0, eps=1e-6)
+    elif w.rank_on != "score":
+        raise ValueError(f"loss.rank_on must be 'score' or 'logit', not {w.rank_on!r}")
     diff = (pred[:, None] - pred[None, :]) / w.rank_scale
     return F.softplus(-diff)[pairs].mean()
 
