@@ -372,7 +372,7 @@ def test_ranking_loss_rewards_the_right_order_within_a_group_only() -> None:
 
 def test_ranking_on_logits_keeps_its_gradient_where_scores_saturate() -> None:
     """Two versions the network both calls clean (99.8, 99.8) while the target says 100 vs 78:
-    on scores the gradient through the sigmoid is ~0.2 % of its mid-scale value, on logits it
+    on scores the gradient through the sigmoid is 0.8 % of its mid-scale value, on logits it
     is the same as for a tie at 50."""
     from mediqa_train.losses import ranking_loss
 
