@@ -52,6 +52,10 @@ class LossWeights:
     rank_scale: float = 5.0  # quality points (or, rank_on "logit", score logits) per loss logit
     rank_on: str = "score"  # "score": 0..100 scores; "logit": the quality head's logits
 
+    def __post_init__(self) -> None:
+        if self.rank_on not in ("score", "logit"):
+            raise ValueError(f"loss.rank_on must be 'score' or 'logit', not {self.rank_on!r}")
+
 
 @dataclass(frozen=True)
 class RunConfig:

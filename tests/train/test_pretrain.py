@@ -390,7 +390,7 @@ def test_ranking_on_logits_keeps_its_gradient_where_scores_saturate() -> None:
     assert logit_grad(99.8, on_logits) == pytest.approx(logit_grad(50.0, on_logits), rel=1e-3)
     assert logit_grad(50.0, on_logits) == pytest.approx(logit_grad(50.0, on_scores), rel=1e-3)
     with pytest.raises(ValueError, match="rank_on"):
-        ranking_loss(torch.tensor([1.0, 2.0]), target, group, LossWeights(rank_on="level"))
+        LossWeights(rank_on="level")
 
 
 def test_grouped_stream_never_splits_a_group_across_batches(pool: list[Item]) -> None:
