@@ -56,7 +56,8 @@ def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
                  w: LossWeights) -> torch.Tensor:
     """Logistic pairwise ranking within groups: softplus(-(q_i - q_j) / rank_scale) for each
     pair of versions i, j of one crop whose targets differ by more than `rank_margin`, i the
-    better one. Zero when the batch holds no such pair.
+    better one, q the 0..100 score or (`rank_on` "logit") its logit. Zero when the batch holds
+    no such pair.
 
     Pairs under the margin are skipped: ranking every pair (by simulated level, or with soft
     labels) was tried and lost (benchmarks/RESULTS.md, "Ranking loss")."""
