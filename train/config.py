@@ -49,7 +49,12 @@ class LossWeights:
     rank: float = 0.0  # pairwise ranking of versions of one crop (batches with group_size > 1)
     quality_beta: float = 0.05  # smooth-L1 transition, in quality / 100 units
     rank_margin: float = 2.0  # pairs closer than this in target quality are not ranked
-    rank_scale: float = 5.0  # quality points per logit of the ranking loss
+    rank_scale: float = 5.0  # quality points (or, rank_on "logit", score logits) per loss logit
+    rank_on: str = "score"  # "score": 0..100 scores; "logit": the quality head's logits
+
+    def __post_init__(self) -> None:
+        if self.rank_on not in ("score", "logit"):
+            raise ValueError(f"loss.rank_on must be 'score' or 'logit', not {self.rank_on!r}")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
                  w: LossWeights) -> torch.Tensor:
     """Logistic pairwise ranking within groups: softplus(-(q_i - q_j) / rank_scale) for each
     pair of versions i, j of one crop whose targets differ by more than `rank_margin`, i the
-    better one. Zero when the batch holds no such pair.
+    better one, q the 0..100 score or (`rank_on` "logit") its logit. Zero when the batch holds
+    no such pair.
 
     Pairs under the margin are skipped: ranking every pair (by simulated level, or with soft
     labels) was tried and lost (benchmarks/RESULTS.md, "Ranking loss")."""
@@ -65,6 +66,12 @@ def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
     pairs = same & better
     if not bool(pairs.any()):
         return pred.sum() * 0.0
+    if w.rank_on == "logit":
+        # Why: a score near 100 moves a hundredth as much per logit as one near 50, so on
+        # scores a version the network already calls clean (99.8) gets almost no gradient to
+        # rank below its clean crop: darkened photographs and mild bias fields stayed at 99.8.
+        # eps 1e-6 keeps the inverse finite; fp32 holds sigmoid to about 15 logits.
+        pred = torch.logit(pred / 100.0, eps=1e-6)
     diff = (pred[:, None] - pred[None, :]) / w.rank_scale
     return F.softplus(-diff)[pairs].mean()
 

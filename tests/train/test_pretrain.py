@@ -370,6 +370,29 @@ def test_ranking_loss_rewards_the_right_order_within_a_group_only() -> None:
     assert float(alone) == 0.0
 
 
+def test_ranking_on_logits_keeps_its_gradient_where_scores_saturate() -> None:
+    """Two versions the network both calls clean (99.8, 99.8) while the target says 100 vs 78:
+    on scores the gradient through the sigmoid is 0.8 % of its mid-scale value, on logits it
+    is the same as for a tie at 50."""
+    from mediqa_train.losses import ranking_loss
+
+    target = torch.tensor([100.0, 78.0])
+    group = torch.tensor([0, 0])
+
+    def logit_grad(score: float, w: LossWeights) -> float:
+        z = torch.full((2,), float(torch.logit(torch.tensor(score / 100.0))), requires_grad=True)
+        ranking_loss(100.0 * torch.sigmoid(z), target, group, w).backward()
+        return float(z.grad[1])
+
+    on_scores = LossWeights(rank=1.0)
+    on_logits = LossWeights(rank=1.0, rank_on="logit", rank_scale=0.2)
+    assert logit_grad(99.8, on_scores) < 0.01 * logit_grad(50.0, on_scores)
+    assert logit_grad(99.8, on_logits) == pytest.approx(logit_grad(50.0, on_logits), rel=1e-3)
+    assert logit_grad(50.0, on_logits) == pytest.approx(logit_grad(50.0, on_scores), rel=1e-3)
+    with pytest.raises(ValueError, match="rank_on"):
+        LossWeights(rank_on="level")
+
+
 def test_grouped_stream_never_splits_a_group_across_batches(pool: list[Item]) -> None:
     run = tiny_run(group_size=3)
     stream = iter(BatchStream(pool, run.model, run.data, seed=8))
