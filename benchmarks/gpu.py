@@ -97,7 +97,10 @@ def step_seconds(corpus: Path, out: Path, device: str, steps: int,
     from mediqa_train.pretrain import load_pool, pretrain
 
     run = RunConfig.load("shipped")
-    run = replace(run, workers=workers, val_every=10**9, ckpt_every=10**9, select_best=False)
+    # No warm start: a step costs the same from any weights, and the first stage's run folder
+    # that the recipe continues from is not on a lent device.
+    run = replace(run, workers=workers, val_every=10**9, ckpt_every=10**9, select_best=False,
+                  init_weights=None)
     pool = load_pool(str(corpus), "train")
     pretrain(run, out, pool, None, device=device, max_steps=steps, echo=None)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
