@@ -69,10 +69,11 @@ def main(argv: list[str] | None = None) -> None:
         image = ev.load_image(entry, args.cache, args.mirror)
         steps = ladder(image.pixels, image.spacing, family, seed=args.seed)
         print(entry.group)
+        measured = [physics.slice_physics(s, args.modality) for s in steps]
         for name in args.feature:
-            along = [physics.slice_physics(s, args.modality)[physics.PHYSICS_FEATURES.index(name)]
-                     for s in steps]
-            print(f"  {name:<20} along the stick: {' '.join(f'{v:+.3f}' for v in along)}")
+            column = physics.PHYSICS_FEATURES.index(name)
+            along = ' '.join(f'{values[column]:+.3f}' for values in measured)
+            print(f"  {name:<20} along the stick: {along}")
         scores = []
         for factor in factors:
             with mock.patch.object(physics, "slice_physics", scaled_physics(args.feature, factor)):
