@@ -51,18 +51,10 @@ class LossWeights:
     rank_margin: float = 2.0  # pairs closer than this in target quality are not ranked
     rank_scale: float = 5.0  # quality points (or, rank_on "logit", score logits) per loss logit
     rank_on: str = "score"  # "score": 0..100 scores; "logit": the quality head's logits
-    # > 0: pairs whose target logits (targets held inside [0.2, 99.8]) differ by more than this
-    # are ranked too, however few points apart (see `losses.ranking_loss`)
-    rank_margin_logit: float = 0.0
-    quality_ceiling: float = 100.0  # the quality regression's targets are capped here
 
     def __post_init__(self) -> None:
         if self.rank_on not in ("score", "logit"):
             raise ValueError(f"loss.rank_on must be 'score' or 'logit', not {self.rank_on!r}")
-        if self.rank_margin_logit < 0:
-            raise ValueError("loss.rank_margin_logit must be >= 0")
-        if not 50.0 < self.quality_ceiling <= 100.0:
-            raise ValueError("loss.quality_ceiling must lie in (50, 100]")
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,6 @@ import torch.nn.functional as F
 from mediqa_train.batches import TrainBatch
 from mediqa_train.config import LossWeights
 
-# Targets are held this many points inside 0..100 before their logits are compared: the SSIM
-# target does not resolve distortions finer than that, and a clean crop's 100 would be infinite.
-_TARGET_EDGE = 0.2
-
 
 def multitask_loss(outputs: Sequence[torch.Tensor], batch: TrainBatch, w: LossWeights
                    ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -37,10 +33,7 @@ def multitask_loss(outputs: Sequence[torch.Tensor], batch: TrainBatch, w: LossWe
     (when batches hold groups of versions of one crop) the within-group ranking loss."""
     severities, quality, mod_logits, anat_logits = outputs[:4]
     sev = F.binary_cross_entropy(severities.float().clamp(1e-6, 1 - 1e-6), batch.severities)
-    # Why a ceiling: a target of 100 asks for an infinite logit, so clean crops drift ever
-    # higher and the raw score of everything the network calls clean piles up at 99.9-100.0.
-    target = batch.quality.clamp(max=w.quality_ceiling)
-    qual = F.smooth_l1_loss(quality.float() / 100.0, target / 100.0, beta=w.quality_beta)
+    qual = F.smooth_l1_loss(quality.float() / 100.0, batch.quality / 100.0, beta=w.quality_beta)
     ctx = context_loss(mod_logits, anat_logits, batch)
     total = w.severity * sev + w.quality * qual + w.context * ctx
     parts = {"severity": sev.item(), "quality": qual.item(), "context": ctx.item()}
@@ -67,16 +60,9 @@ def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
     no such pair.
 
     Pairs under the margin are skipped: ranking every pair (by simulated level, or with soft
-    labels) was tried and lost (benchmarks/RESULTS.md, "Ranking loss"). With
-    `rank_margin_logit` > 0 a pair also counts when its targets' logits differ by more than
-    that: near the top of the scale a mild bias field moves the SSIM target by well under the
-    point margin (99.6 against 99.0), yet the two lie as far apart in logits (0.9) as 70 and 50
-    do at mid-scale."""
+    labels) was tried and lost (benchmarks/RESULTS.md, "Ranking loss")."""
     same = (group[:, None] == group[None, :]) & (group[:, None] >= 0)
     better = (target[:, None] - target[None, :]) > w.rank_margin
-    if w.rank_margin_logit > 0:
-        held = torch.logit(target.clamp(_TARGET_EDGE, 100.0 - _TARGET_EDGE) / 100.0)
-        better = better | ((held[:, None] - held[None, :]) > w.rank_margin_logit)
     pairs = same & better
     if not bool(pairs.any()):
         return pred.sum() * 0.0
