@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 from mediqa_train.quality import target_description, trained_shading_weight
-from mediqa_train.soup import average_networks
 
 from mediqa_cli.model.ensemble import assemble, members_of
 from mediqa_cli.model.weights import CARD_FILE, CARD_MD, load_weights, save_weights
@@ -41,16 +40,14 @@ METRICS_DIR = "metrics"
 
 def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str,
             version: str, n_check: int = 32,
-            member_indices: Sequence[int] | None = None, average: bool = False) -> Path:
+            member_indices: Sequence[int] | None = None) -> Path:
     """Copy run/weights to `out` with a fresh card; verify it loads and scores identically.
 
     Several runs (of one model config) are published as one ensemble (model/ensemble.py): the
     card's training facts are the first run's, and "ensemble_members" lists every run's.
     `member_indices` keeps only these networks (0-based, over all runs' networks in order),
     e.g. one cycle end of a snapshot run, to measure it alone; the card then names only the
-    runs and cycle ends that were kept. `average` publishes the chosen networks as one network,
-    the mean of their weights (`mediqa_train.soup`), and the card lists them as
-    "averaged_members": one network's scoring cost instead of an ensemble's.
+    runs and cycle ends that were kept.
     """
     from mediqa_train.batches import BatchRecipe
     from mediqa_train.pretrain import load_pool
@@ -63,24 +60,19 @@ def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str
     chosen = list(range(len(nets))) if member_indices is None else list(member_indices)
     if not chosen or any(not 0 <= i < len(nets) for i in chosen):
         raise ValueError(f"--member must name networks 0..{len(nets) - 1}, got {chosen}")
-    if average and len(chosen) < 2:
-        raise ValueError("averaging needs two or more networks")
-    model = (average_networks([nets[i] for i in chosen]) if average
-             else assemble([nets[i] for i in chosen]))
+    model = assemble([nets[i] for i in chosen])
     kept = sorted({owner[i][0] for i in chosen})
     picked = [[owner[i][1] for i in chosen if owner[i][0] == r] for r in kept]  # cycle ends
     run_dirs, loaded = [run_dirs[r] for r in kept], [loaded[r] for r in kept]
     loaded = [(m, _with_snapshot_steps(c)) for m, c in loaded]
     card = {k: v for k, v in loaded[0][1].items()
             if k not in ("sha256", "parameters", "config", "weights_file", "name", "version",
-                         "members", "ensemble_members", "averaged_members",
-                         "published_members",
+                         "members", "ensemble_members", "published_members",
                          "accuracy_summary",
                          "simulated_rater_summary", "training_log_summary")}
-    if member_indices is not None or average:
-        card.pop("validation", None)  # measured on the run's own network(s)
     if member_indices is not None:
         card["published_members"] = chosen
+        card.pop("validation", None)  # measured on all of the run's networks
         t = card.get("training", {})
         if len(kept) == 1 and t.get("snapshot_steps"):
             cycle_ends = picked[0]
@@ -88,8 +80,8 @@ def publish(run: str | Path | Sequence[str | Path], out: str | Path, corpus: str
                 **t, "snapshot_steps": [t["snapshot_steps"][j] for j in cycle_ends],
                 "selected_weights": "cycle end(s) " + ", ".join(str(j + 1) for j in cycle_ends)
                 + " of a snapshot run, published alone"}
-    if len(run_dirs) > 1 or average:
-        card["averaged_members" if average else "ensemble_members"] = [
+    if len(run_dirs) > 1:
+        card["ensemble_members"] = [
             _member_facts(d, c, ends if len(ends) < len(members_of(m)) else None)
             for d, (m, c), ends in zip(run_dirs, loaded, picked)]
     card["corpus"] = corpus_facts(corpus)
@@ -356,8 +348,6 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
 
     t = card["training"]
     members = card.get("ensemble_members", [])
-    averaged = card.get("averaged_members", [])
-    runs = members or averaged
     s = card["training_log_summary"]
     rc = t["run_config"]
     cycles = int(rc["optim"].get("cycles", 1))
@@ -376,11 +366,7 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
            if rc.get("snapshot_ensemble") and card.get("members") and not members else "")
         + (" Published from the runs' networks "
            + ", ".join(str(i) for i in card["published_members"]) + " only (0-based)."
-           if "published_members" in card else "")
-        + (f" One network whose weights are the mean of {len(averaged)} runs pre-trained with "
-           f"one recipe from one start (seeds {', '.join(str(m['seed']) for m in averaged)}), "
-           "a weight soup (`mediqa_train.soup`): scoring costs one network's time."
-           if averaged else ""),
+           if "published_members" in card else ""),
         "",
         f"- file: `{card['weights_file']}` (float32 safetensors, "
         f"{(root / card['weights_file']).stat().st_size / 1e6:.1f} MB)",
@@ -405,14 +391,13 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         "",
         "```bash",
         "mediqa-train corpus --out corpus",
-        *([m["training_command"] for m in runs] if runs else
+        *([m["training_command"] for m in members] if members else
           [card.get("training_command",
                     "mediqa-train pretrain --config shipped --out runs/shipped")]),
         "python -m mediqa_train.card publish "
-        + " ".join(f"--run {r}" for r in ([m["run"] for m in runs] if runs
+        + " ".join(f"--run {r}" for r in ([m["run"] for m in members] if members
                                           else [_run_dir(card)]))
         + "".join(f" --member {i}" for i in card.get("published_members", []))
-        + (" --average" if averaged else "")
         + f" --out weights --corpus corpus --version {card['version']}",
         "python benchmarks/accuracy.py --weights weights --corpus corpus --out weights/metrics",
         "python -m mediqa_train.rater --base weights --corpus corpus --out runs/rater "
@@ -479,19 +464,11 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         if snapshot_rows:
             lines[-1] += (". Shipped: " + t.get("selected_weights", "the cycle ends") + ", "
                           + ", ".join(f"step {r['step']} ({r[key]:.3f})" for r in snapshot_rows))
-        elif averaged:
-            lines[-1] += (f". Shipped: the mean of the runs' weights; this run's own, step "
-                          f"{chosen}: {value:.3f}")
         else:
             lines[-1] += (f". Shipped: step {chosen}, "
                           "live weights "
                           f"({t.get('selection', 'last step')}; {value:.3f})")
     lines.append(f"- full log: `{TRAINING_LOG}` (one JSON row per {rc['log_every']} steps)")
-    for index, m in enumerate(averaged[1:], start=1):
-        lines.append(
-            f"- averaged run {index}: the same recipe with seed {m['seed']}, {m['steps']} steps in"
-            f" {m['wall_s'] / 60:.1f} min on {m['threads']} CPU thread(s), its weights of step "
-            f"{m['selected_step']} (log `{member_log(index)}`); the lines above describe run 0")
     for index, m in enumerate(members[1:], start=1):
         if "cycle_ends" in m:
             share = max(m["cycle_ends"]) / m["cycles"]
@@ -615,15 +592,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="the weights' version, written into the card (e.g. 0.3.0)")
     p.add_argument("--member", type=int, action="append", default=None,
                    help="publish only this network of the runs' ensemble (0-based); repeatable")
-    p.add_argument("--average", action="store_true",
-                   help="publish the networks as one: the mean of their weights")
     w = sub.add_parser("write", help="(re)write MODEL_CARD.md from the metrics files")
     w.add_argument("--weights", default="weights")
     w.add_argument("--corpus", default=None)
     args = ap.parse_args(argv)
     if args.cmd == "publish":
         print(publish(args.run, args.out, args.corpus, args.version,
-                      member_indices=args.member, average=args.average))
+                      member_indices=args.member))
     else:
         print(write_card(args.weights, args.corpus))
     return 0

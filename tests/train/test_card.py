@@ -120,64 +120,6 @@ def test_two_runs_publish_as_one_ensemble_with_both_runs_on_the_card(
     assert "An ensemble of" not in write_card(alone, corpus).read_text()
 
 
-def test_two_runs_publish_averaged_as_one_network_whose_weights_are_their_mean(
-        published: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    from mediqa_cli.model.ensemble import MedIQAEnsemble
-    from mediqa_cli.model.weights import save_weights
-
-    _, run_dir, corpus = published
-    first, first_card = load_weights(run_dir / "weights")
-    # A second "run" of another seed: the first run's folder with every weight moved, so the
-    # mean differs from both.
-    second = tmp_path / "tiny_seed1"
-    shutil.copytree(run_dir, second)
-    moved, _ = load_weights(run_dir / "weights")
-    with torch.no_grad():
-        for p in moved.parameters():
-            p.add_(0.5)
-    card = {k: v for k, v in first_card.items() if k not in ("sha256", "parameters", "config")}
-    card["training"] = {**card["training"],
-                        "run_config": {**card["training"]["run_config"], "seed": 1}}
-    card["training_command"] = f"mediqa-train pretrain --config tiny --out {second} --seed 1"
-    save_weights(moved, second / "weights", version="9.9.9", card=card)
-    weights = publish([run_dir, second], tmp_path / "soup", str(corpus), version="9.9.9-s",
-                      n_check=4, average=True)
-    model, soup_card = load_weights(weights)
-    assert not isinstance(model, MedIQAEnsemble) and "members" not in soup_card
-    a, b, mean = first.state_dict(), moved.state_dict(), model.state_dict()
-    for key, value in mean.items():
-        expect = (a[key] + b[key]) / 2 if value.is_floating_point() else a[key]
-        assert torch.allclose(value, expect, atol=1e-6), key
-    assert [m["seed"] for m in soup_card["averaged_members"]] == [0, 1]
-    assert "ensemble_members" not in soup_card and "validation" not in soup_card
-    assert (weights / "training_log.member1.jsonl").read_text() == \
-        (second / "metrics.jsonl").read_text()
-    text = write_card(weights, corpus).read_text()
-    assert f"publish --run {run_dir} --run {second} --average --out weights --corpus corpus " \
-        "--version 9.9.9-s" in text
-    assert f"--out {second} --seed 1" in text
-    assert "mean of 2 runs" in text and "An ensemble of" not in text
-    assert "averaged run 1: the same recipe with seed 1" in text
-    with pytest.raises(ValueError, match="two or more"):
-        publish([run_dir], tmp_path / "one", str(corpus), version="x", average=True)
-
-
-def test_averaging_refuses_networks_that_do_not_match() -> None:
-    from mediqa_train.soup import average_networks
-
-    from mediqa_cli.model.network import MedIQANet
-
-    tiny = ModelConfig.tiny()
-    wider = ModelConfig.from_dict({**tiny.to_dict(), "width": tiny.width * 2})
-    with pytest.raises(ValueError, match="different configs"):
-        average_networks([MedIQANet(tiny), MedIQANet(wider)])
-    with pytest.raises(ValueError, match="no networks"):
-        average_networks([])
-    one = MedIQANet(tiny)
-    assert all(torch.equal(v, one.state_dict()[k])
-               for k, v in average_networks([one, one]).state_dict().items())
-
-
 def _snapshot_run(corpus: Path, run_dir: Path, shading_weight: float = 0.0) -> Path:
     """A tiny 4-step run with 2 cosine cycles and their ends kept (steps 2 and 4)."""
     run = RunConfig.from_dict({
