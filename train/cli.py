@@ -202,9 +202,11 @@ def evaluate(
     from_json: Annotated[list[Path] | None, typer.Option(
         "--from-json", help="Summarise earlier --out files (repeatable: runs of other "
                             "modalities are pooled) instead of scoring.")] = None,
-    compare_json: Annotated[Path | None, typer.Option(
+    compare_json: Annotated[list[Path] | None, typer.Option(
         "--compare-json", help="With --from-json: an earlier --out file whose model scores "
-                               "(and rival columns) pair with these on the same ladders.")
+                               "(and rival columns) pair with these on the same ladders. "
+                               "Repeat it for further seeds of the compared recipe: the "
+                               "difference is then taken from their mean.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Ladder draws and bootstrap.")] = 0,
     threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
@@ -216,19 +218,24 @@ def evaluate(
 
     if threads:
         torch.set_num_threads(threads)
-    if compare_json is not None and not from_json:
+    if compare_json and not from_json:
         raise typer.BadParameter("needs --from-json", param_hint="--compare-json")
     if from_json:
         parts = [json.loads(p.read_text()) for p in from_json]
         results = [r for part in parts for r in ev.from_jsonable(part["ladders"])]
         meta = {**parts[0]["meta"], "ground_truth_images": {
             k: v for part in parts for k, v in part["meta"]["ground_truth_images"].items()}}
-        if compare_json is not None:
-            earlier = json.loads(compare_json.read_text())
-            results = ev.pair_with(results, ev.from_jsonable(earlier["ladders"]))
-            meta = {**meta, "compare": earlier["meta"].get("weights"),
-                    "compare_version": earlier["meta"].get("model_version")}
-            console.print(f"{len(results)} ladders paired with {compare_json}")
+        for k, path in enumerate(compare_json or []):
+            earlier = json.loads(path.read_text())
+            rows = ev.from_jsonable(earlier["ladders"])
+            if k == 0:
+                results = ev.pair_with(results, rows)
+                meta = {**meta, "compare": earlier["meta"].get("weights"),
+                        "compare_version": earlier["meta"].get("model_version")}
+            else:
+                results = ev.add_compare(results, rows, f"compare_{k + 1}")
+                meta = {**meta, f"compare_{k + 1}": earlier["meta"].get("weights")}
+            console.print(f"{len(results)} ladders paired with {path}")
     else:
         entries = _read_manifest(manifest)
         if fold is not None:
@@ -259,7 +266,8 @@ def evaluate(
     methods = sorted({k for r in results for k in r.values},
                      key=lambda k: (k not in ("model", "compare"), k))
     table = ev.Table(results, methods)
-    summary = ev.summarise(table, "model", "compare" if "compare" in methods else None, seed)
+    compares = [m for m in methods if m == "compare" or m.startswith("compare_")]
+    summary = ev.summarise(table, "model", compares or None, seed)
     _print_evaluation(summary, meta)
     if out is not None:
         ev.save(out, results, summary, meta)
@@ -406,7 +414,10 @@ def _print_evaluation(summary: dict, meta: dict) -> None:
             f"[{pooled['ci_model'][0]:.3f}, {pooled['ci_model'][1]:.3f}]")
     if "ci_difference" in pooled:
         low, high = pooled["ci_difference"]
-        line += (f"; model - compare {pooled['srcc']['model'] - pooled['srcc']['compare']:+.3f}"
+        compares = summary.get("compared_with_mean_of", ["compare"])
+        against = "compare" if len(compares) == 1 else f"mean({', '.join(compares)})"
+        base = float(np.mean([pooled["srcc"][c] for c in compares]))
+        line += (f"; model - {against} {pooled['srcc']['model'] - base:+.3f}"
                  f" [{low:+.3f}, {high:+.3f}]")
         for modality, entry in summary["modalities"].items():
             a, b = entry["paired_srcc"]

@@ -382,10 +382,26 @@ def _weighted_auc(counts: np.ndarray, sizes: np.ndarray, weights: np.ndarray | N
     return float((pairs * c).sum() / denominator) if denominator else math.nan
 
 
-def summarise(table: Table, reference: str, compare: str | None = None,
+def summarise(table: Table, reference: str, compare: str | Sequence[str] | None = None,
               seed: int = 0, n_boot: int = BOOTSTRAP) -> dict[str, Any]:
-    """Point values and intervals per modality (and family), and the paired difference."""
+    """Point values and intervals per modality (and family), and the paired difference.
+
+    `compare` may name several methods (seeds of one recipe): the paired difference is then the
+    reference minus their mean, so a candidate is judged against the recipe rather than against
+    one seed's draw."""
+    compares = [] if compare is None else [compare] if isinstance(compare, str) else list(compare)
     out: dict[str, Any] = {"modalities": {}, "methods": table.methods, "reference": reference}
+    if len(compares) > 1:
+        out["compared_with_mean_of"] = compares
+
+    def versus(mod: str, w: np.ndarray | None) -> float:
+        per = table.srcc(mod, w)
+        return per[reference]["mean"] - float(np.mean([per[c]["mean"] for c in compares]))
+
+    def versus_auc(mod: str, w: np.ndarray | None) -> float:
+        return table.auc(mod, reference, w) - float(np.mean([table.auc(mod, c, w)
+                                                             for c in compares]))
+
     for modality in table.modalities():
         srcc = table.srcc(modality)
         entry: dict[str, Any] = {
@@ -395,26 +411,22 @@ def summarise(table: Table, reference: str, compare: str | None = None,
             "srcc": srcc,
             "auc": {m: table.auc(modality, m) for m in table.methods},
         }
-        for method in (reference, compare):
-            if method is None:
-                continue
+        for method in (reference, *compares):
             entry.setdefault("srcc_ci", {})[method] = table.bootstrap(
                 modality, lambda w, m=method, mod=modality: table.srcc(mod, w)[m]["mean"],
                 seed, n_boot)
             entry.setdefault("auc_ci", {})[method] = table.bootstrap(
                 modality, lambda w, m=method, mod=modality: table.auc(mod, m, w), seed, n_boot)
-        if compare is not None:
+        if compares:
             entry["paired_srcc"] = table.bootstrap(
-                modality, lambda w, mod=modality: table.srcc(mod, w)[reference]["mean"]
-                - table.srcc(mod, w)[compare]["mean"], seed, n_boot)
+                modality, lambda w, mod=modality: versus(mod, w), seed, n_boot)
             entry["paired_auc"] = table.bootstrap(
-                modality, lambda w, mod=modality: table.auc(mod, reference, w)
-                - table.auc(mod, compare, w), seed, n_boot)
-        best = max((m for m in table.methods if m not in (reference, compare)),
+                modality, lambda w, mod=modality: versus_auc(mod, w), seed, n_boot)
+        best = max((m for m in table.methods if m not in (reference, *compares)),
                    key=lambda m: _nan_low(srcc[m]["mean"]), default=None)
         entry["best_classical"] = best
         out["modalities"][modality] = entry
-    out["pooled"] = _pooled(table, reference, compare, seed, n_boot)
+    out["pooled"] = _pooled(table, reference, compares, seed, n_boot)
     return out
 
 
@@ -422,9 +434,10 @@ def _nan_low(value: float) -> float:
     return value if math.isfinite(value) else -math.inf
 
 
-def _pooled(table: Table, reference: str, compare: str | None, seed: int,
+def _pooled(table: Table, reference: str, compares: Sequence[str], seed: int,
             n_boot: int) -> dict[str, Any]:
-    """The mean over modalities of the modality-mean SRCC, groups resampled within modality."""
+    """The mean over modalities of the modality-mean SRCC, groups resampled within modality;
+    the difference is the reference minus the mean of `compares`."""
     modalities = table.modalities()
     rng = np.random.default_rng(seed)
 
@@ -439,7 +452,7 @@ def _pooled(table: Table, reference: str, compare: str | None, seed: int,
         finite = [v for v in vals if math.isfinite(v)]
         return float(np.mean(finite)) if finite else math.nan
 
-    methods = [reference] + ([compare] if compare else [])
+    methods = [reference, *compares]
     point = {m: value(m, None) for m in table.methods}
     samples: dict[str, list[float]] = defaultdict(list)
     for _ in range(n_boot):
@@ -447,8 +460,9 @@ def _pooled(table: Table, reference: str, compare: str | None, seed: int,
         values = {m: value(m, weights) for m in methods}
         for m in methods:
             samples[m].append(values[m])
-        if compare:
-            samples["difference"].append(values[reference] - values[compare])
+        if compares:
+            samples["difference"].append(
+                values[reference] - float(np.mean([values[c] for c in compares])))
     return {"srcc": point, **{f"ci_{k}": (float(np.percentile(v, 2.5)),
                                           float(np.percentile(v, 97.5)))
                               for k, v in samples.items()}}
@@ -464,6 +478,20 @@ def from_jsonable(rows: Sequence[dict[str, Any]]) -> list[LadderResult]:
     return [LadderResult(r["modality"], r["family"], r["group"],
                          {k: [math.nan if x is None else float(x) for x in v]
                           for k, v in r["values"].items()}) for r in rows]
+
+
+def add_compare(results: Sequence[LadderResult], earlier: Sequence[LadderResult],
+                name: str) -> list[LadderResult]:
+    """`results` with another earlier run's model scores as column `name` (a further seed of
+    the compared recipe); ladders that run lacks are dropped, as in `pair_with`."""
+    by_key = {(r.modality, r.family, r.group): r.values for r in earlier}
+    out = []
+    for r in results:
+        old = by_key.get((r.modality, r.family, r.group))
+        if old is not None and "model" in old:
+            out.append(LadderResult(r.modality, r.family, r.group,
+                                    {**r.values, name: old["model"]}))
+    return out
 
 
 def pair_with(results: Sequence[LadderResult], earlier: Sequence[LadderResult]

@@ -105,6 +105,37 @@ def test_srcc_auc_and_intervals() -> None:
     assert versus_noise["best_classical"] not in ("good", "noise")  # rivals only
 
 
+def test_a_candidate_is_paired_with_the_mean_of_the_compared_seeds() -> None:
+    """Why: one seed's draw of the baseline moves the stick as far as a recipe change does, so
+    a candidate can be judged against the mean of the recipe's seeds."""
+    table = _table(30)
+    srcc = table.srcc("FUNDUS")
+    both = summarise(table, "good", ["same", "noise"], n_boot=200)
+    assert both["compared_with_mean_of"] == ["same", "noise"]
+    pooled = both["pooled"]
+    expected = srcc["good"]["mean"] - (srcc["same"]["mean"] + srcc["noise"]["mean"]) / 2
+    low, high = pooled["ci_difference"]
+    assert low <= expected <= high and low > 0.2  # half a random method: a clear gain
+    # two copies of one seed are that seed
+    twice = summarise(table, "good", ["same", "same"], n_boot=200)
+    assert twice["modalities"]["FUNDUS"]["paired_srcc"] == (0.0, 0.0)
+    assert twice["pooled"]["ci_difference"] == (0.0, 0.0)
+    assert both["modalities"]["FUNDUS"]["best_classical"] == "local"  # neither seed is a rival
+
+
+def test_a_further_seed_joins_the_paired_ladders_as_its_own_column() -> None:
+    from mediqa_train.evaluate import add_compare
+
+    paired = [LadderResult("MR", "noise", "g1", {"model": [9, 8, 7, 6, 5, 4],
+                                                 "compare": [1, 2, 3, 4, 5, 6]}),
+              LadderResult("MR", "bias", "g1", {"model": [9] * 6, "compare": [1] * 6})]
+    seed2 = [LadderResult("MR", "noise", "g1", {"model": [6, 5, 4, 3, 2, 1], "piqe": [0] * 6})]
+    out = add_compare(paired, seed2, "compare_2")
+    assert len(out) == 1  # the bias ladder has no score of the second seed
+    assert out[0].values == {"model": [9, 8, 7, 6, 5, 4], "compare": [1, 2, 3, 4, 5, 6],
+                             "compare_2": [6, 5, 4, 3, 2, 1]}
+
+
 def test_auc_ignores_pairs_of_one_group() -> None:
     """A group's own degraded copies never count against its clean image."""
     results = [LadderResult("US", "gain", f"g{g}", {"m": [10.0 * g + 5] + [10.0 * g + 4] * 5})
