@@ -480,32 +480,34 @@ def from_jsonable(rows: Sequence[dict[str, Any]]) -> list[LadderResult]:
                           for k, v in r["values"].items()}) for r in rows]
 
 
+def _matched(results: Sequence[LadderResult], earlier: Sequence[LadderResult]
+             ) -> Iterator[tuple[LadderResult, dict[str, list[float]]]]:
+    """Each result with the earlier run's values of the same ladder (same manifest, fold,
+    groups and seed draw the same ladders); ladders the earlier run lacks, or holds no model
+    score for, are skipped."""
+    by_key = {(r.modality, r.family, r.group): r.values for r in earlier}
+    for r in results:
+        old = by_key.get((r.modality, r.family, r.group))
+        if old is not None and "model" in old:
+            yield r, old
+
+
 def add_compare(results: Sequence[LadderResult], earlier: Sequence[LadderResult],
                 name: str) -> list[LadderResult]:
     """`results` with another earlier run's model scores as column `name` (a further seed of
     the compared recipe); ladders that run lacks are dropped, as in `pair_with`."""
-    by_key = {(r.modality, r.family, r.group): r.values for r in earlier}
-    out = []
-    for r in results:
-        old = by_key.get((r.modality, r.family, r.group))
-        if old is not None and "model" in old:
-            out.append(LadderResult(r.modality, r.family, r.group,
-                                    {**r.values, name: old["model"]}))
-    return out
+    return [LadderResult(r.modality, r.family, r.group, {**r.values, name: old["model"]})
+            for r, old in _matched(results, earlier)]
 
 
 def pair_with(results: Sequence[LadderResult], earlier: Sequence[LadderResult]
               ) -> list[LadderResult]:
     """`results` with an earlier run's model scores as "compare" and its rival columns, ladder
-    by ladder (same manifest, fold, groups and seed draw the same ladders; unmatched ones are
-    dropped). Why: a model whose preprocessing code changed cannot be rescored beside the old
-    one in one process, but its old scores on the same ladders pair as well."""
-    by_key = {(r.modality, r.family, r.group): r.values for r in earlier}
+    by ladder (unmatched ones are dropped). Why: a model whose preprocessing code changed
+    cannot be rescored beside the old one in one process, but its old scores on the same
+    ladders pair as well."""
     paired = []
-    for r in results:
-        old = by_key.get((r.modality, r.family, r.group))
-        if old is None or "model" not in old:
-            continue
+    for r, old in _matched(results, earlier):
         extra = {k: v for k, v in old.items() if k not in ("model", "compare", *r.values)}
         values = {"model": r.values["model"], "compare": old["model"], **extra}
         paired.append(LadderResult(r.modality, r.family, r.group, values))
