@@ -1,0 +1,116 @@
+"""Which whole-slice measures track a stick family, and which of them does the network read?
+
+For one family of the measuring stick (`mediqa_train.eval_ladders`, other projects' code) on the
+middle slices of one fold's patients (fold 1 by default: training patients, so a diagnosis never
+reads the fold that judges candidates), print
+
+1. every physics token (`mediqa_cli.physics.PHYSICS_FEATURES`) alone: its mean within-ladder
+   SRCC with the rung (+1: it rises step by step as the fault grows, -1: it falls), and
+2. with --weights, the network's mean within-ladder SRCC with all tokens, and with each group of
+   tokens set missing (NaN, the "missing" embedding the network was trained with) at scoring.
+
+A family that a token tracks but whose ablation leaves the network's reading unchanged is one
+the network has not learnt to read from that token; a group whose ablation breaks a family is
+where the network reads it.
+
+Usage:
+    python benchmarks/physics_reading.py --modality MR --family bias --weights weights \\
+        --mirror MIRRORS
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from mediqa_train import evaluate as ev
+from mediqa_train.eval_ladders import FAMILIES, ladder
+from mediqa_train.ladders import ladder_srcc
+from mediqa_train.manifest import read_manifest
+
+import mediqa_cli.physics as physics
+
+TOKEN_GROUPS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "global (bias, ghosting, background)": ("bias", "ghosting", "background_level"),
+    "levels (clipping, display, mean)": ("clip_low", "clip_high", "display_mean", "headroom",
+                                         "mean_level"),
+    "local (noise, sharpness, spectrum, MSCN)": (
+        "noise", "noise_background", "snr", "cnr", "sharpness", "spectral_slope", "blockiness",
+        "mscn_variance", "mscn_kurtosis", "mscn_neighbour"),
+    "object (EFC, FBER, foreground)": ("efc", "fber", "foreground_fraction"),
+    "all": physics.PHYSICS_FEATURES,
+}
+
+
+@contextmanager
+def tokens_missing(names: Sequence[str]) -> Iterator[None]:
+    """Score with these physics tokens NaN. The scorer imports `slice_physics` from the module
+    at each call (`mediqa_cli.preprocess`), so replacing the module attribute reaches it."""
+    original = physics.slice_physics
+    index = [physics.PHYSICS_FEATURES.index(n) for n in names]
+
+    def without(image: np.ndarray, modality: str | None = None) -> np.ndarray:
+        values = original(image, modality)
+        values[index] = np.nan
+        return values
+
+    physics.slice_physics = without
+    try:
+        yield
+    finally:
+        physics.slice_physics = original
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modality", required=True)
+    parser.add_argument("--family", required=True, help="a stick family of that modality")
+    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--groups", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--manifest", type=Path, default=Path("train/manifest.csv"))
+    parser.add_argument("--cache", type=Path, default=Path(".cache/manifest"))
+    parser.add_argument("--mirror", type=Path, default=None)
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+
+    family = next(f for f in FAMILIES[args.modality] if f.name == args.family)
+    entries = [e for e in read_manifest(args.manifest) if e.fold == args.fold]
+    scorer = ev.WeightSet("model", args.weights) if args.weights else None
+    token_srcc: dict[str, list[float]] = {n: [] for n in physics.PHYSICS_FEATURES}
+    model_srcc: dict[str, list[float]] = {g: [] for g in TOKEN_GROUPS}
+    images = ev.pick_images(entries, args.groups, [args.modality])
+    for entry in images:
+        image = ev.load_image(entry, args.cache, args.mirror)
+        steps = ladder(image.pixels, image.spacing, family, seed=args.seed)
+        values = np.array([physics.slice_physics(s, args.modality) for s in steps])
+        for i, name in enumerate(physics.PHYSICS_FEATURES):
+            # ladder_srcc ranks against the clean-first order: a value falling with the fault
+            # scores +1, so the sign is flipped to read "rises with the fault".
+            token_srcc[name].append(-ladder_srcc(list(values[:, i])))
+        if scorer is None:
+            continue
+        for group, names in TOKEN_GROUPS.items():
+            with tokens_missing(names):
+                rows = scorer.score(steps, image, f"{entry.group}/{group}")
+            model_srcc[group].append(ladder_srcc([ev._score_of(r) for r in rows]))
+
+    print(f"{args.modality} {args.family}, fold {args.fold}, {len(images)} ladders")
+    print("token alone: mean within-ladder SRCC with the rung (+1 rises with the fault)")
+    for name, values in sorted(token_srcc.items(), key=lambda kv: -abs(np.nanmean(kv[1]))
+                               if np.isfinite(np.nanmean(kv[1])) else 0.0):
+        print(f"  {name:<20} {np.nanmean(values):+.2f}")
+    if scorer is not None:
+        print("network: mean within-ladder SRCC with these tokens missing")
+        for group, values in model_srcc.items():
+            print(f"  {group:<42} {np.nanmean(values):+.3f}")
+
+
+if __name__ == "__main__":
+    main()
