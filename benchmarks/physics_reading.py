@@ -9,9 +9,14 @@ reads the fold that judges candidates), print
 2. with --weights, the network's mean within-ladder SRCC with all tokens, and with each group of
    tokens set missing (NaN, the "missing" embedding the network was trained with) at scoring.
 
+3. with --ranker, a linear pairwise ranker on the tokens alone, fitted on our own simulators'
+   ladders of that modality on the patients of the other training folds (never fold 0), read
+   on the same stick ladders: whether the token evidence our simulators teach transfers.
+
 A family that a token tracks but whose ablation leaves the network's reading unchanged is one
 the network has not learnt to read from that token; a group whose ablation breaks a family is
-where the network reads it.
+where the network reads it; a ranker that beats the network there says the evidence was in the
+tokens and in our simulators, and the network did not take it.
 
 Usage:
     python benchmarks/physics_reading.py --modality MR --family bias --weights weights \\
@@ -27,10 +32,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
 from mediqa_train import evaluate as ev
+from mediqa_train.degrade import REGISTRY
 from mediqa_train.eval_ladders import FAMILIES, ladder
-from mediqa_train.ladders import ladder_srcc
+from mediqa_train.ladders import ladder_srcc, simulator_steps
 from mediqa_train.manifest import read_manifest
+from scipy.optimize import minimize
 
 import mediqa_cli.physics as physics
 
@@ -66,6 +74,54 @@ def tokens_missing(names: Sequence[str]) -> Iterator[None]:
         physics.slice_physics = original
 
 
+class TokenRanker:
+    """score = -w . z(tokens): z standardises each token (NaN -> 0, the mean), w is fitted so
+    that along every training ladder the more degraded step of each pair ranks lower
+    (L2-regularised logistic loss on token differences, no intercept)."""
+
+    def __init__(self, ladders: Sequence[np.ndarray], l2: float = 10.0) -> None:
+        stacked = np.concatenate(ladders)
+        self.mean = np.nanmean(stacked, axis=0)
+        self.scale = np.nanstd(stacked, axis=0) + 1e-6
+        pairs = []
+        for tokens in ladders:
+            z = self._z(tokens)
+            pairs += [z[j] - z[i] for i in range(len(z)) for j in range(i + 1, len(z))]
+        diff = np.asarray(pairs)
+
+        def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+            margin = diff @ w  # > 0 when the worse step (j) gets the larger w . z
+            p = np.exp(-np.logaddexp(0.0, margin))  # sigmoid(-margin)
+            value = float(np.logaddexp(0.0, -margin).sum() + 0.5 * l2 * w @ w)
+            return value, -(diff * p[:, None]).sum(0) + l2 * w
+
+        self.weights = minimize(loss, np.zeros(diff.shape[1]), jac=True,
+                                method="L-BFGS-B").x
+
+    def _z(self, tokens: np.ndarray) -> np.ndarray:
+        return np.nan_to_num((tokens - self.mean) / self.scale)
+
+    def score(self, tokens: np.ndarray) -> np.ndarray:
+        return -(self._z(tokens) @ self.weights)
+
+
+def simulator_token_ladders(modality: str, names: Sequence[str], entries: Sequence,
+                            groups: int, seed: int, cache: Path, mirror: Path | None
+                            ) -> list[np.ndarray]:
+    """Tokens along each named simulator's ladder on `groups` images of `entries`."""
+    out = []
+    for entry in ev.pick_images(entries, groups, [modality]):
+        image = ev.load_image(entry, cache, mirror)
+        pixels = torch.from_numpy(np.ascontiguousarray(image.pixels))
+        clean = pixels.permute(2, 0, 1) if image.pixels.ndim == 3 else pixels
+        for name in names:
+            steps = [image.pixels] + [
+                (s.permute(1, 2, 0) if image.pixels.ndim == 3 else s).numpy()
+                for s, _ in simulator_steps(name, clean, image.spacing, seed)]
+            out.append(np.array([physics.slice_physics(s, modality) for s in steps]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modality", required=True)
@@ -77,6 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--manifest", type=Path, default=Path("train/manifest.csv"))
     parser.add_argument("--cache", type=Path, default=Path(".cache/manifest"))
     parser.add_argument("--mirror", type=Path, default=None)
+    parser.add_argument("--ranker", action="store_true",
+                        help="also fit a token ranker on our simulators (other folds, not 0)")
+    parser.add_argument("--simulators", nargs="*", default=None,
+                        help="the ranker's simulators (default: all registered for the modality)")
+    parser.add_argument("--fit-groups", type=int, default=8, help="ranker images per fold")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
@@ -85,6 +146,16 @@ def main(argv: list[str] | None = None) -> None:
     scorer = ev.WeightSet("model", args.weights) if args.weights else None
     token_srcc: dict[str, list[float]] = {n: [] for n in physics.PHYSICS_FEATURES}
     model_srcc: dict[str, list[float]] = {g: [] for g in TOKEN_GROUPS}
+    ranker = None
+    if args.ranker:
+        fit_entries = [e for e in read_manifest(args.manifest) if e.fold not in (0, args.fold)]
+        fit_folds = sorted({e.fold for e in fit_entries})
+        names = args.simulators or [n for n, sim in REGISTRY.items()
+                                    if args.modality in sim.modalities]
+        ranker = TokenRanker([t for fold in fit_folds for t in simulator_token_ladders(
+            args.modality, names, [e for e in fit_entries if e.fold == fold], args.fit_groups,
+            args.seed, args.cache, args.mirror)])
+    ranker_srcc: list[float] = []
     images = ev.pick_images(entries, args.groups, [args.modality])
     for entry in images:
         image = ev.load_image(entry, args.cache, args.mirror)
@@ -94,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
             # ladder_srcc ranks against the clean-first order: a value falling with the fault
             # scores +1, so the sign is flipped to read "rises with the fault".
             token_srcc[name].append(-ladder_srcc(list(values[:, i])))
+        if ranker is not None:
+            ranker_srcc.append(ladder_srcc(list(ranker.score(values))))
         if scorer is None:
             continue
         for group, names in TOKEN_GROUPS.items():
@@ -106,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, values in sorted(token_srcc.items(), key=lambda kv: -abs(np.nanmean(kv[1]))
                                if np.isfinite(np.nanmean(kv[1])) else 0.0):
         print(f"  {name:<20} {np.nanmean(values):+.2f}")
+    if ranker is not None:
+        print(f"token ranker fitted on our simulators: {np.nanmean(ranker_srcc):+.3f}")
     if scorer is not None:
         print("network: mean within-ladder SRCC with these tokens missing")
         for group, values in model_srcc.items():
