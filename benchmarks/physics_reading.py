@@ -32,11 +32,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 from mediqa_train import evaluate as ev
 from mediqa_train.degrade import REGISTRY
 from mediqa_train.eval_ladders import FAMILIES, ladder
-from mediqa_train.ladders import ladder_srcc, simulator_steps
+from mediqa_train.ladders import ladder_srcc, simulator_ladder
 from mediqa_train.manifest import read_manifest
 from scipy.optimize import minimize
 
@@ -112,12 +111,8 @@ def simulator_token_ladders(modality: str, names: Sequence[str], entries: Sequen
     out = []
     for entry in ev.pick_images(entries, groups, [modality]):
         image = ev.load_image(entry, cache, mirror)
-        pixels = torch.from_numpy(np.ascontiguousarray(image.pixels))
-        clean = pixels.permute(2, 0, 1) if image.pixels.ndim == 3 else pixels
         for name in names:
-            steps = [image.pixels] + [
-                (s.permute(1, 2, 0) if image.pixels.ndim == 3 else s).numpy()
-                for s, _ in simulator_steps(name, clean, image.spacing, seed)]
+            steps = simulator_ladder(image.pixels, image.spacing, name, seed)
             out.append(np.array([physics.slice_physics(s, modality) for s in steps]))
     return out
 
@@ -142,18 +137,19 @@ def main(argv: list[str] | None = None) -> None:
     warnings.simplefilter("ignore")
 
     family = next(f for f in FAMILIES[args.modality] if f.name == args.family)
-    entries = [e for e in read_manifest(args.manifest) if e.fold == args.fold]
+    manifest = read_manifest(args.manifest)
+    entries = [e for e in manifest if e.fold == args.fold]
     scorer = ev.WeightSet("model", args.weights) if args.weights else None
     token_srcc: dict[str, list[float]] = {n: [] for n in physics.PHYSICS_FEATURES}
     model_srcc: dict[str, list[float]] = {g: [] for g in TOKEN_GROUPS}
     ranker = None
     if args.ranker:
-        fit_entries = [e for e in read_manifest(args.manifest) if e.fold not in (0, args.fold)]
+        fit_entries = [e for e in manifest if e.fold not in (0, args.fold)]
         fit_folds = sorted({e.fold for e in fit_entries})
-        names = args.simulators or [n for n, sim in REGISTRY.items()
-                                    if args.modality in sim.modalities]
+        simulators = args.simulators or [n for n, sim in REGISTRY.items()
+                                         if args.modality in sim.modalities]
         ranker = TokenRanker([t for fold in fit_folds for t in simulator_token_ladders(
-            args.modality, names, [e for e in fit_entries if e.fold == fold], args.fit_groups,
+            args.modality, simulators, [e for e in fit_entries if e.fold == fold], args.fit_groups,
             args.seed, args.cache, args.mirror)])
     ranker_srcc: list[float] = []
     images = ev.pick_images(entries, args.groups, [args.modality])

@@ -19,27 +19,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from mediqa_train import evaluate as ev
 from mediqa_train.eval_ladders import FAMILIES, ladder
-from mediqa_train.ladders import ladder_srcc, simulator_steps
+from mediqa_train.ladders import as_chw, ladder_srcc, simulator_ladder
 from mediqa_train.manifest import read_manifest
 from mediqa_train.quality import reference_quality
-
-
-def as_chw(image: np.ndarray) -> torch.Tensor:
-    """Colour slices come from the readers as (H, W, 3); simulators and the target take
-    (3, H, W)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image))
-    return tensor.permute(2, 0, 1) if image.ndim == 3 else tensor
-
-
-def simulator_ladder(image: np.ndarray, spacing: tuple[float, float], name: str,
-                     seed: int) -> list[np.ndarray]:
-    """The clean slice and our simulator at the validation ladders' severities (one seed)."""
-    colour = image.ndim == 3
-    return [image] + [(step.permute(1, 2, 0) if colour else step).numpy()
-                      for step, _ in simulator_steps(name, as_chw(image), spacing, seed)]
 
 
 def main(argv: list[str] | None = None) -> None:

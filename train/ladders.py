@@ -116,6 +116,22 @@ def simulator_steps(simulator: str, clean: torch.Tensor, spacing: tuple[float, f
         yield image, params
 
 
+def as_chw(image: np.ndarray) -> torch.Tensor:
+    """Colour slices come from the readers as (H, W, 3); simulators and the target take
+    (3, H, W)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image))
+    return tensor.permute(2, 0, 1) if image.ndim == 3 else tensor
+
+
+def simulator_ladder(image: np.ndarray, spacing: tuple[float, float], name: str,
+                     seed: int) -> list[np.ndarray]:
+    """A reader's slice and `simulator_steps` of it, back in the reader's layout: what the
+    benchmarks put beside a stick ladder of the same slice."""
+    colour = image.ndim == 3
+    return [image] + [(step.permute(1, 2, 0) if colour else step).numpy()
+                      for step, _ in simulator_steps(name, as_chw(image), spacing, seed)]
+
+
 def build_ladders(pool: Sequence[Any], config: ModelConfig, recipe: BatchRecipe,
                   per_modality: int, seed: int, unseen: bool = False) -> list[Ladder]:
     """`per_modality` random crops per modality, each laddered with every family its modality

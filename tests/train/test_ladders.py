@@ -14,6 +14,7 @@ from mediqa_train.ladders import (
     build_ladders,
     family_simulators,
     ladder_srcc,
+    simulator_ladder,
 )
 from mediqa_train.quality import reference_quality
 
@@ -75,3 +76,15 @@ def test_excluded_families_get_no_ladder(pool: list[Item]) -> None:
     recipe = BatchRecipe(crop_min=32, crop_max=64, exclude_families=("blur", "noise"))
     ladders = build_ladders(pool, ModelConfig.tiny(), recipe, per_modality=1, seed=0)
     assert ladders and not {lad.family for lad in ladders} & {"blur", "noise"}
+
+
+def test_simulator_ladder_keeps_the_readers_layout_and_grows_the_fault():
+    """Why: the benchmarks put it beside a stick ladder and measure both with the same code, so
+    a colour slice must come back as (H, W, 3), not the simulators' (3, H, W)."""
+    rng = np.random.default_rng(0)
+    colour = rng.uniform(0.0, 255.0, (48, 40, 3)).astype(np.float32)
+    steps = simulator_ladder(colour, (1.0, 1.0), "photo_defocus", seed=3)
+    assert len(steps) == 1 + len(SEVERITIES) and steps[0] is colour
+    assert all(s.shape == (48, 40, 3) for s in steps)
+    spread = [float(np.std(s)) for s in steps]  # defocus smooths: the spread only falls
+    assert all(b < a for a, b in zip(spread, spread[1:], strict=False))
