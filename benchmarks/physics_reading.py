@@ -37,7 +37,7 @@ from mediqa_train.degrade import REGISTRY
 from mediqa_train.eval_ladders import FAMILIES, ladder
 from mediqa_train.ladders import ladder_srcc, simulator_ladder
 from mediqa_train.manifest import read_manifest
-from scipy.optimize import minimize
+from mediqa_train.physics_head import fit_ranker
 
 import mediqa_cli.physics as physics
 
@@ -71,37 +71,6 @@ def tokens_missing(names: Sequence[str]) -> Iterator[None]:
         yield
     finally:
         physics.slice_physics = original
-
-
-class TokenRanker:
-    """score = -w . z(tokens): z standardises each token (NaN -> 0, the mean), w is fitted so
-    that along every training ladder the more degraded step of each pair ranks lower
-    (L2-regularised logistic loss on token differences, no intercept)."""
-
-    def __init__(self, ladders: Sequence[np.ndarray], l2: float = 10.0) -> None:
-        stacked = np.concatenate(ladders)
-        self.mean = np.nanmean(stacked, axis=0)
-        self.scale = np.nanstd(stacked, axis=0) + 1e-6
-        pairs = []
-        for tokens in ladders:
-            z = self._z(tokens)
-            pairs += [z[j] - z[i] for i in range(len(z)) for j in range(i + 1, len(z))]
-        diff = np.asarray(pairs)
-
-        def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-            margin = diff @ w  # > 0 when the worse step (j) gets the larger w . z
-            p = np.exp(-np.logaddexp(0.0, margin))  # sigmoid(-margin)
-            value = float(np.logaddexp(0.0, -margin).sum() + 0.5 * l2 * w @ w)
-            return value, -(diff * p[:, None]).sum(0) + l2 * w
-
-        self.weights = minimize(loss, np.zeros(diff.shape[1]), jac=True,
-                                method="L-BFGS-B").x
-
-    def _z(self, tokens: np.ndarray) -> np.ndarray:
-        return np.nan_to_num((tokens - self.mean) / self.scale)
-
-    def score(self, tokens: np.ndarray) -> np.ndarray:
-        return -(self._z(tokens) @ self.weights)
 
 
 def simulator_token_ladders(modality: str, names: Sequence[str], entries: Sequence,
@@ -148,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         fit_folds = sorted({e.fold for e in fit_entries})
         simulators = args.simulators or [n for n, sim in REGISTRY.items()
                                          if args.modality in sim.modalities]
-        ranker = TokenRanker([t for fold in fit_folds for t in simulator_token_ladders(
+        ranker = fit_ranker([t for fold in fit_folds for t in simulator_token_ladders(
             args.modality, simulators, [e for e in fit_entries if e.fold == fold], args.fit_groups,
             args.seed, args.cache, args.mirror)])
     ranker_srcc: list[float] = []
@@ -162,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
             # scores +1, so the sign is flipped to read "rises with the fault".
             token_srcc[name].append(-ladder_srcc(list(values[:, i])))
         if ranker is not None:
-            ranker_srcc.append(ladder_srcc(list(ranker.score(values))))
+            ranker_srcc.append(ladder_srcc(list(ranker.term(values))))
         if scorer is None:
             continue
         for group, names in TOKEN_GROUPS.items():

@@ -23,6 +23,7 @@ from mediqa_cli.io.scan import Scan
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.packing import PackedBatch, SliceOutput, pack, plan_batches, unpack
 from mediqa_cli.model.prompts import PromptRequest, request_for_scan, resolve_prompt
+from mediqa_cli.physics_head import PhysicsHead
 from mediqa_cli.preprocess import SliceTokens, preprocess_slice
 from mediqa_cli.saliency import SliceSelection, select_patches
 from mediqa_cli.taxonomy import GRADES, grade_for  # noqa: F401 - re-exported
@@ -90,6 +91,7 @@ class ModelScorer:
     fixed_max_seqlen: int | None = None  # an exported program needs its traced bound
     domain: DomainCheck | None = None  # out-of-domain references saved with the weights
     calibration: Calibration | None = None  # the calibrated scale saved with the weights
+    physics_head: PhysicsHead | None = None  # the token reader beside the network, if any
     precision: str = "fp32"  # the CPU arithmetic of the network (mediqa_cli.model.precision)
 
     def score(self, batch: list[Any]) -> None:
@@ -146,6 +148,10 @@ class ModelScorer:
             self.config,
         )
         quality = np.asarray([o.quality for o in outputs], dtype=np.float64)
+        if self.physics_head is not None:  # the first (unflipped) view's measures per slice
+            tokens = prepared.model_inputs[0][::self.preparer.views]
+            quality = self.physics_head.apply(quality, [t.physics for t in tokens],
+                                              prompt.modality)
         if self.calibration is not None:
             quality = self.calibration.apply(quality, prompt.modality)
         severities = np.stack([o.severities for o in outputs]).astype(np.float64)
@@ -191,13 +197,16 @@ class ModelScorer:
 
 
 def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
-                views: int = 1, calibrated: bool = True, precision: str = "auto") -> ModelScorer:
+                views: int = 1, calibrated: bool = True, precision: str = "auto",
+                physics_head: bool = True) -> ModelScorer:
     """Load verified weights and wrap the network in the requested backend; `views` mirror
     views per slice are averaged (the version says so, so --resume never mixes the two).
     `calibrated` False reports the network's raw score, which the calibration is fitted on; a
     calibrated score's version names the calibration file's digest. `precision` is the CPU
     arithmetic (mediqa_cli.model.precision): `auto` runs the transformer blocks in bf16 on a
-    CPU with native bf16 and the eager backend; a bf16 scorer's version says `+bf16`."""
+    CPU with native bf16 and the eager backend; a bf16 scorer's version says `+bf16`.
+    `physics_head` False scores with the network alone, which the token reader is fitted beside
+    (`mediqa_cli.physics_head`); a reader's digest is part of the version."""
     from mediqa_cli.model.precision import resolve_precision, with_bf16_blocks
     from mediqa_cli.model.weights import load_weights
 
@@ -230,12 +239,15 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
         version = f"{version}+views{views}"
     if used_precision != "fp32":  # --resume and the history never mix bf16 and fp32 rows
         version = f"{version}+{used_precision}"
+    head = PhysicsHead.load(weights_dir) if physics_head else None
+    if head is not None:  # the raw score is the network's plus the reader's term
+        version = f"{version}+ph-{head.digest}"
     calibration = Calibration.load(weights_dir) if calibrated else None
     if calibration is not None:  # --resume and the history never mix two scales
         version = f"{version}+cal-{calibration.digest}"
     return ModelScorer(runnable, config, version, preparer, target, fixed_max_seqlen=fixed,
                        domain=DomainCheck.load(weights_dir), calibration=calibration,
-                       precision=used_precision)
+                       physics_head=head, precision=used_precision)
 
 
 def _pick_device(device: str) -> torch.device:

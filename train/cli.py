@@ -602,6 +602,37 @@ def domain_profile(
         raise typer.Exit(1) from None
 
 
+@app.command("physics-head")
+def physics_head(
+    weights: Annotated[Path, typer.Option("--weights", help="Weights folder to fit beside and "
+                                                            "write physics_head.json into.")],
+    modality: Annotated[list[str], typer.Option(
+        "--modality", help="Modalities that get a reader (repeatable).")],
+    manifest: ManifestOption = COMMITTED_MANIFEST,
+    holdout_fold: Annotated[int, typer.Option(
+        "--holdout-fold", help="The fold the weights never trained on; never read.")] = 0,
+    groups: Annotated[int, typer.Option("--groups", min=1, help="Images per training fold.")] = 8,
+    share: Annotated[float, typer.Option(
+        "--share", min=0.0, help="The reader's spread as a share of the network logit's.")] = 0.5,
+    seed: Annotated[int, typer.Option("--seed", help="Simulators' seed.")] = 3,
+    cache: CacheOption = DEFAULT_CACHE,
+    mirror: MirrorOption = None,
+) -> None:
+    """Fit the physics-token reader added to the network's logit (mediqa_cli.physics_head) on
+    our simulators' ladders of training patients, per modality."""
+    from mediqa_train.physics_head import fit_head
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            head = fit_head(weights, manifest, modality, holdout_fold, groups, share, seed,
+                            cache, mirror, echo=console.print)
+    except (FileNotFoundError, ValueError) as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"wrote {head.save(weights)}")
+
+
 @app.command()
 def calibrate(
     from_json: Annotated[list[Path], typer.Option(

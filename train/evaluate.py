@@ -133,16 +133,17 @@ class WeightSet:
     """A weights folder, or a folder of per-fold weights (`fold0` ... `fold4`)."""
 
     def __init__(self, name: str, folder: Path, device: str = "cpu",
-                 member: int | None = None) -> None:
+                 member: int | None = None, physics_head: bool = True) -> None:
         """`member` scores one network of an ensemble alone (two seeds of one recipe are two
-        members of the shipped ensemble)."""
+        members of the shipped ensemble); `physics_head` False, the network without its token
+        reader (`mediqa_cli.physics_head`), which the reader is fitted beside."""
         from mediqa_cli.scoring import load_scorer
 
         def load(path: Path):  # noqa: ANN202 - ModelScorer
             # fp32, not the CPU's `auto`: the stick's stored JSONs were scored in fp32, and a
             # paired comparison with them must use the same arithmetic on every machine.
             scorer = load_scorer(path, device, calibrated=False,  # the scale is fitted on this
-                                 precision="fp32")
+                                 precision="fp32", physics_head=physics_head)
             if member is not None:
                 from mediqa_cli.model.ensemble import members_of
 

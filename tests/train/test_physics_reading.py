@@ -41,19 +41,3 @@ def test_every_token_group_names_known_tokens_and_all_covers_them():
     assert set(reading.TOKEN_GROUPS["all"]) == set(physics.PHYSICS_FEATURES)
     grouped = set().union(*(set(v) for k, v in reading.TOKEN_GROUPS.items() if k != "all"))
     assert grouped == set(physics.PHYSICS_FEATURES) - {"chroma"}  # chroma: colour only
-
-
-def test_token_ranker_learns_which_token_rises_with_the_fault_and_ignores_noise():
-    reading = load_benchmark("physics_reading")
-    rng = np.random.default_rng(1)
-
-    def ladder(sign: float) -> np.ndarray:
-        tokens = rng.normal(0.0, 1.0, (6, physics.N_PHYSICS))  # unrelated tokens: noise
-        tokens[:, 3] = sign * np.arange(6) + rng.normal(0.0, 0.05, 6)  # tracks the fault
-        tokens[:, 5] = np.nan  # undefined everywhere: must not break the fit
-        return tokens
-
-    ranker = reading.TokenRanker([ladder(+1.0) for _ in range(20)])
-    assert np.argmax(np.abs(ranker.weights)) == 3 and ranker.weights[3] > 0
-    scores = ranker.score(ladder(+1.0))
-    assert np.all(np.diff(scores) < 0)  # the score falls step by step as the fault grows

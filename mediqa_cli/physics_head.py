@@ -1,0 +1,127 @@
+"""A linear reader of the whole-slice physics tokens, added to the network's quality logit.
+
+Why: the network is fed the physics tokens (`mediqa_cli.physics`) but learns from a target, SSIM
+to the clean slice, that prices some faults at almost nothing: our own MR bias fields cost it
+1-5 points, so along our simulators' bias ladders of training patients v0.8.0 ranks the steps
+at SRCC 0.09, ghosting at 0.34, and its reading leans on the level and local tokens rather than
+the bias, ghosting and background tokens built for those faults (`benchmarks/physics_reading.py`,
+RESULTS.md). A ranker that only has to put each simulator step below the one before, whatever
+the target says it costs, reads those faults from the tokens alone; the two readers fail on
+different families, so their sum reads more of them than either.
+
+How: per modality, the tokens are standardised (mean and spread of the fitting slices, a missing
+token at the mean), and the term is `-(w . z) - offset` in logit units: `w` is a pairwise
+logistic ranker fitted on our simulators' ladders of training patients (`mediqa_train
+.physics_head`), scaled so that its spread is a fixed share of the network logit's spread on the
+same slices, and `offset` puts the clean slices' median term at zero, so a clean slice keeps the
+network's score and a degraded one loses more. Modalities without a reader keep the network's
+score. The raw score is `100 * sigmoid(logit(network / 100) + term)`, and the calibrated scale
+(`mediqa_cli.calibration`) is fitted on that raw score.
+
+The reader lives next to the weights (`physics_head.json`) because its share is fixed against one
+network's logits; its digest is part of the scores' `model_version`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mediqa_cli.calibration import raw_logit
+from mediqa_cli.physics import PHYSICS_FEATURES
+
+PHYSICS_HEAD_FILE = "physics_head.json"
+
+
+@dataclass(frozen=True)
+class TokenReader:
+    """One modality's term: `-(weights . z) - offset`, z = (tokens - mean) / scale, NaN -> 0."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    offset: float = 0.0
+
+    def standardise(self, tokens: np.ndarray) -> np.ndarray:
+        return np.nan_to_num((np.asarray(tokens, dtype=np.float64) - self.mean) / self.scale)
+
+    def term(self, tokens: np.ndarray) -> np.ndarray:
+        """(S, F) tokens -> (S,) logit shifts; higher is better."""
+        return -(self.standardise(tokens) @ self.weights) - self.offset
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: [round(float(v), 8) for v in getattr(self, key)]
+                for key in ("mean", "scale", "weights")} | {"offset": round(self.offset, 8)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], n_features: int) -> TokenReader:
+        arrays = [np.asarray(data[k], dtype=np.float64) for k in ("mean", "scale", "weights")]
+        if any(a.shape != (n_features,) for a in arrays) or not all(np.isfinite(a).all()
+                                                                    for a in arrays):
+            raise ValueError(f"a reader needs {n_features} finite means, scales and weights")
+        if (arrays[1] <= 0).any():
+            raise ValueError("a reader's token scales must be positive")
+        return cls(*arrays, offset=float(data.get("offset", 0.0)))
+
+
+@dataclass(frozen=True)
+class PhysicsHead:
+    """Per-modality token readers, the tokens they read and where they were fitted."""
+
+    readers: dict[str, TokenReader]
+    features: tuple[str, ...] = PHYSICS_FEATURES
+    fitted_on: str = ""
+    digest: str = ""  # of the file it was loaded from: part of the scores' model_version
+
+    def apply(self, quality: np.ndarray, physics: Sequence[np.ndarray | None],
+              modality: str | None) -> np.ndarray:
+        """Per-slice network quality (0..100) plus the modality's term; unchanged for a modality
+        without a reader or a slice without measures."""
+        values = np.asarray(quality, dtype=np.float64)
+        reader = self.readers.get(modality or "")
+        if reader is None:
+            return values
+        index = [PHYSICS_FEATURES.index(name) for name in self.features]
+        out = values.copy()
+        for i, measures in enumerate(physics):
+            if measures is None or not np.isfinite(values[i]):
+                continue
+            shifted = raw_logit(values[i]) + reader.term(np.asarray(measures)[index][None])[0]
+            out[i] = 100.0 / (1.0 + np.exp(-shifted))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"term": "logit shift -(w . z) - offset per modality (mediqa_cli.physics_head)",
+                "fitted_on": self.fitted_on, "features": list(self.features),
+                "readers": {m: r.to_dict() for m, r in sorted(self.readers.items())}}
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / PHYSICS_HEAD_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> PhysicsHead | None:
+        """The reader saved with the weights, or None (the network's score alone)."""
+        path = Path(directory) / PHYSICS_HEAD_FILE
+        if not path.is_file():
+            return None
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+        features = tuple(str(n) for n in data.get("features", ()))
+        unknown = [n for n in features if n not in PHYSICS_FEATURES]
+        if not features or unknown:
+            raise ValueError(f"{path}: unknown physics measures {unknown or 'none listed'}")
+        try:
+            readers = {str(m): TokenReader.from_dict(r, len(features))
+                       for m, r in data.get("readers", {}).items()}
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from None
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+        return cls(readers, features, str(data.get("fitted_on", "")), digest)

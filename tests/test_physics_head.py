@@ -1,0 +1,88 @@
+"""The physics-token reader beside the network: its term, its file, and its place in the scorer."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mediqa_cli.model.config import ModelConfig
+from mediqa_cli.physics import N_PHYSICS, PHYSICS_FEATURES
+from mediqa_cli.physics_head import PHYSICS_HEAD_FILE, PhysicsHead, TokenReader
+from mediqa_cli.runner import ScoreRequest, run_score
+from mediqa_cli.taxonomy import MODALITIES
+
+
+def _reader(weight_on: str = "noise", weight: float = 1.0, offset: float = 0.0) -> TokenReader:
+    weights = np.zeros(N_PHYSICS)
+    weights[PHYSICS_FEATURES.index(weight_on)] = weight
+    return TokenReader(np.zeros(N_PHYSICS), np.full(N_PHYSICS, 2.0), weights, offset)
+
+
+def test_the_term_lowers_a_slice_whose_token_rises_and_leaves_others_alone():
+    head = PhysicsHead({"MR": _reader("noise", 1.0)})
+    quiet, noisy = np.zeros(N_PHYSICS), np.zeros(N_PHYSICS)
+    noisy[PHYSICS_FEATURES.index("noise")] = 4.0  # z = 2: the term is -2 in logit units
+    out = head.apply(np.array([90.0, 90.0]), [quiet, noisy], "MR")
+    assert out[0] == pytest.approx(90.0)
+    assert out[1] == pytest.approx(100.0 / (1.0 + math.exp(-(math.log(9.0) - 2.0))))
+    # no reader for the modality, no measures, or a missing token: the network's score stands
+    np.testing.assert_allclose(head.apply(np.array([90.0]), [noisy], "CT"), [90.0])
+    np.testing.assert_allclose(head.apply(np.array([90.0]), [None], "MR"), [90.0])
+    missing = noisy.copy()
+    missing[PHYSICS_FEATURES.index("noise")] = np.nan
+    np.testing.assert_allclose(head.apply(np.array([90.0]), [missing], "MR"), [90.0])
+
+
+def test_the_file_round_trips_and_a_bad_one_is_refused(tmp_path: Path):
+    head = PhysicsHead({"MR": _reader("bias", -0.7, offset=0.25)}, fitted_on="test")
+    head.save(tmp_path)
+    loaded = PhysicsHead.load(tmp_path)
+    assert loaded is not None and loaded.fitted_on == "test" and len(loaded.digest) == 8
+    tokens = np.random.default_rng(0).normal(size=(5, N_PHYSICS))
+    np.testing.assert_allclose(loaded.readers["MR"].term(tokens), head.readers["MR"].term(tokens))
+    assert PhysicsHead.load(tmp_path / "absent") is None
+    text = (tmp_path / PHYSICS_HEAD_FILE).read_text().replace('"bias"', '"no_such_measure"')
+    (tmp_path / PHYSICS_HEAD_FILE).write_text(text)
+    with pytest.raises(ValueError, match="unknown physics measures"):
+        PhysicsHead.load(tmp_path)
+
+
+def test_a_reader_next_to_the_weights_moves_the_score_by_its_term_and_names_itself(
+        weights_dir: Path, archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A constant term (offset only) must shift every scored scan's slices by exactly that much
+    in logit units, whatever the modality, and the version must say a reader was used."""
+    import torch
+
+    from mediqa_cli.model.network import MedIQANet
+    from mediqa_cli.model.weights import save_weights
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(ModelConfig.tiny(), physics_tokens=True)
+    folder = save_weights(MedIQANet(config).eval(), weights_dir.parent / "phys", name="t",
+                          version="t1")
+    monkeypatch.setenv("MEDIQA_WEIGHTS", str(folder))
+
+    def scores(out: Path) -> dict[str, dict[str, str]]:
+        code = run_score(ScoreRequest(paths=[str(archive)], out=str(out), workers=0, quiet=True,
+                                      precision="fp32"))
+        assert code in (0, 3)
+        return {r["scan_id"]: r for r in csv.DictReader(open(out))}
+
+    raw = scores(tmp_path / "raw.csv")
+    zero = np.zeros(N_PHYSICS)
+    PhysicsHead({m: TokenReader(zero, np.ones(N_PHYSICS), zero, offset=1.5)
+                 for m in MODALITIES}).save(folder)
+    shifted = scores(tmp_path / "ph.csv")
+    scored = [k for k, r in raw.items() if r["score"]]
+    assert scored
+    for key in scored:
+        p = float(raw[key]["score"]) / 100.0
+        expected = 100.0 / (1.0 + math.exp(-(math.log(p / (1 - p)) - 1.5)))
+        assert float(shifted[key]["score"]) == pytest.approx(expected, abs=0.02)  # 2-dp rows
+        assert "+ph-" in shifted[key]["model_version"]
+        assert "+ph-" not in raw[key]["model_version"]

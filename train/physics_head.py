@@ -1,0 +1,127 @@
+"""Fit the physics-token reader that `mediqa_cli.physics_head` adds to the network's logit.
+
+Data: per modality, `groups` images of each training fold (never the held-out one), each made
+into a ladder by every simulator registered for that modality (`mediqa_train.ladders
+.simulator_ladder`: the clean slice and five rising severities). Per step, the tokens as the
+scorer measures them (`mediqa_cli.physics.slice_physics` on the slice in its own units) and the
+network's logit (the weights scored without a reader).
+
+Fit: an L2-regularised pairwise logistic ranker on the standardised tokens, no intercept: along
+every ladder each step should rank below the ones before it. Only the order counts, not what
+the pre-training target says a step costs, which is how it learns faults the target prices at
+almost nothing (our MR bias fields). Its term is then scaled so that its spread over the
+fitting slices is `share` times the network logit's spread there, and shifted so the clean
+steps' median term is zero.
+
+Why not fit the term on top of the network's logit (a residual ranker): tried on MR (fold-1
+stick ladders, `benchmarks/RESULTS.md`), it learns whatever our simulators show that the network
+misses, our ghosting's token signature included, and read other projects' ghosting at 0.26
+where the network alone reads 0.83. A fixed share keeps the network's reading where it holds.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+from mediqa_cli.calibration import raw_logit
+from mediqa_cli.physics import PHYSICS_FEATURES, slice_physics
+from mediqa_cli.physics_head import PhysicsHead, TokenReader
+
+
+@dataclass(frozen=True)
+class TokenLadder:
+    """One simulator's ladder on one image: tokens (steps, features) and network logits."""
+
+    modality: str
+    simulator: str
+    tokens: np.ndarray
+    logits: np.ndarray
+
+
+def fit_ranker(ladders: Sequence[np.ndarray], l2: float = 10.0) -> TokenReader:
+    """A reader whose term falls along every ladder (rows: clean first, then rising severity):
+    standardised tokens (NaN -> the mean), weights from the L2 pairwise logistic loss."""
+    stacked = np.concatenate(ladders)
+    with warnings.catch_warnings():  # a token missing on every slice has no mean
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nan_to_num(np.nanmean(stacked, axis=0))
+        scale = np.nan_to_num(np.nanstd(stacked, axis=0)) + 1e-6
+    reader = TokenReader(mean, scale, np.zeros(stacked.shape[1]))
+    pairs = []
+    for tokens in ladders:
+        z = reader.standardise(tokens)
+        pairs += [z[j] - z[i] for i in range(len(z)) for j in range(i + 1, len(z))]
+    diff = np.asarray(pairs)
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        margin = diff @ w  # > 0 when the worse step (j) gets the larger w . z
+        p = np.exp(-np.logaddexp(0.0, margin))  # sigmoid(-margin)
+        value = float(np.logaddexp(0.0, -margin).sum() + 0.5 * l2 * w @ w)
+        return value, -(diff * p[:, None]).sum(0) + l2 * w
+
+    weights = minimize(loss, np.zeros(diff.shape[1]), jac=True, method="L-BFGS-B").x
+    return TokenReader(mean, scale, weights)
+
+
+def reader_beside(ladders: Sequence[TokenLadder], share: float, l2: float = 10.0) -> TokenReader:
+    """The ranker of these ladders, its spread `share` x the network logit's, clean median 0."""
+    ranker = fit_ranker([ladder.tokens for ladder in ladders], l2)
+    terms = np.concatenate([ranker.term(ladder.tokens) for ladder in ladders])
+    logits = np.concatenate([ladder.logits for ladder in ladders])
+    finite = np.isfinite(logits)
+    spread = float(np.std(terms[finite]))
+    if spread <= 0 or finite.sum() < 2:
+        raise ValueError("the ranker's term does not vary on the fitting slices")
+    factor = share * float(np.std(logits[finite])) / spread
+    scaled = TokenReader(ranker.mean, ranker.scale, ranker.weights * factor)
+    clean = np.median([scaled.term(ladder.tokens[:1])[0] for ladder in ladders])
+    return TokenReader(scaled.mean, scaled.scale, scaled.weights, offset=float(clean))
+
+
+def collect_ladders(weights: Path, modality: str, entries: Sequence, groups: int, seed: int,
+                    cache: Path, mirror: Path | None,
+                    echo: Callable[[str], None] = print) -> list[TokenLadder]:
+    """Every registered simulator of `modality` on `groups` images of each fold in `entries`."""
+    from mediqa_train import evaluate as ev
+    from mediqa_train.degrade import REGISTRY
+    from mediqa_train.ladders import simulator_ladder
+
+    network = ev.WeightSet("network", weights, physics_head=False)
+    simulators = [name for name, sim in REGISTRY.items() if modality in sim.modalities]
+    out: list[TokenLadder] = []
+    for fold in sorted({e.fold for e in entries}):
+        for entry in ev.pick_images([e for e in entries if e.fold == fold], groups, [modality]):
+            image = ev.load_image(entry, cache, mirror)
+            for name in simulators:
+                steps = simulator_ladder(image.pixels, image.spacing, name, seed)
+                tokens = np.array([slice_physics(s, modality) for s in steps])
+                scores = [ev._score_of(r) for r in network.score(steps, image,
+                                                                  f"{entry.group}/{name}")]
+                out.append(TokenLadder(modality, name, tokens, raw_logit(np.array(scores))))
+        echo(f"{modality}: fold {fold}, {len(out)} ladders")
+    return out
+
+
+def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_fold: int,
+             groups: int, share: float, seed: int, cache: Path, mirror: Path | None,
+             echo: Callable[[str], None] = print) -> PhysicsHead:
+    """A reader per modality, fitted on the training folds' images (never `holdout_fold`)."""
+    from mediqa_train.manifest import read_manifest
+
+    entries = [e for e in read_manifest(manifest) if e.fold != holdout_fold]
+    readers = {}
+    for modality in modalities:
+        ladders = collect_ladders(weights, modality, entries, groups, seed, cache, mirror, echo)
+        if not ladders:
+            raise ValueError(f"no {modality} images on the training folds of {manifest}")
+        readers[modality] = reader_beside(ladders, share)
+    folds = sorted({e.fold for e in entries})
+    fitted_on = (f"our simulators' ladders on {groups} images per fold of folds "
+                 f"{','.join(map(str, folds))} ({manifest.name}), seed {seed}, share {share}")
+    return PhysicsHead(readers, PHYSICS_FEATURES, fitted_on)
