@@ -9,9 +9,12 @@ reads the fold that judges candidates), print
 2. with --weights, the network's mean within-ladder SRCC with all tokens, and with each group of
    tokens set missing (NaN, the "missing" embedding the network was trained with) at scoring.
 
-3. with --ranker, a linear pairwise ranker on the tokens alone, fitted on our own simulators'
-   ladders of that modality on the patients of the other training folds (never fold 0), read
-   on the same stick ladders: whether the token evidence our simulators teach transfers.
+3. with --ranker (and --weights), a linear pairwise ranker on the tokens alone, fitted on our
+   own simulators' ladders of that modality on the patients of the other training folds (never
+   fold 0), read on the same stick ladders: whether the token evidence our simulators teach
+   transfers; and for each --share, the network's logit plus that ranker scaled to the share of
+   the network logit's spread (`mediqa_train.physics_head.reader_beside`, the shipped reader's
+   recipe), which says where a reader beside the network helps and where it hurts.
 
 A family that a token tracks but whose ablation leaves the network's reading unchanged is one
 the network has not learnt to read from that token; a group whose ablation breaks a family is
@@ -33,13 +36,13 @@ from pathlib import Path
 
 import numpy as np
 from mediqa_train import evaluate as ev
-from mediqa_train.degrade import REGISTRY
 from mediqa_train.eval_ladders import FAMILIES, ladder
-from mediqa_train.ladders import ladder_srcc, simulator_ladder
+from mediqa_train.ladders import ladder_srcc
 from mediqa_train.manifest import read_manifest
-from mediqa_train.physics_head import fit_ranker
+from mediqa_train.physics_head import collect_ladders, fit_ranker, reader_beside
 
 import mediqa_cli.physics as physics
+from mediqa_cli.calibration import raw_logit
 
 TOKEN_GROUPS: dict[str, tuple[str, ...]] = {
     "none": (),
@@ -73,19 +76,6 @@ def tokens_missing(names: Sequence[str]) -> Iterator[None]:
         physics.slice_physics = original
 
 
-def simulator_token_ladders(modality: str, names: Sequence[str], entries: Sequence,
-                            groups: int, seed: int, cache: Path, mirror: Path | None
-                            ) -> list[np.ndarray]:
-    """Tokens along each named simulator's ladder on `groups` images of `entries`."""
-    out = []
-    for entry in ev.pick_images(entries, groups, [modality]):
-        image = ev.load_image(entry, cache, mirror)
-        for name in names:
-            steps = simulator_ladder(image.pixels, image.spacing, name, seed)
-            out.append(np.array([physics.slice_physics(s, modality) for s in steps]))
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modality", required=True)
@@ -102,24 +92,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--simulators", nargs="*", default=None,
                         help="the ranker's simulators (default: all registered for the modality)")
     parser.add_argument("--fit-groups", type=int, default=8, help="ranker images per fold")
+    parser.add_argument("--share", type=float, nargs="*", default=[0.5, 1.0],
+                        help="network + reader at these shares of the logit's spread")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
     family = next(f for f in FAMILIES[args.modality] if f.name == args.family)
     manifest = read_manifest(args.manifest)
     entries = [e for e in manifest if e.fold == args.fold]
-    scorer = ev.WeightSet("model", args.weights) if args.weights else None
+    if args.ranker and args.weights is None:
+        parser.error("--ranker needs --weights (the reader is scaled to the network's logits)")
+    # The network alone: a reader saved with the weights would blur what the network reads.
+    scorer = ev.WeightSet("model", args.weights, physics_head=False) if args.weights else None
     token_srcc: dict[str, list[float]] = {n: [] for n in physics.PHYSICS_FEATURES}
     model_srcc: dict[str, list[float]] = {g: [] for g in TOKEN_GROUPS}
-    ranker = None
+    ranker, readers = None, {}
     if args.ranker:
         fit_entries = [e for e in manifest if e.fold not in (0, args.fold)]
-        fit_folds = sorted({e.fold for e in fit_entries})
-        simulators = args.simulators or [n for n, sim in REGISTRY.items()
-                                         if args.modality in sim.modalities]
-        ranker = fit_ranker([t for fold in fit_folds for t in simulator_token_ladders(
-            args.modality, simulators, [e for e in fit_entries if e.fold == fold], args.fit_groups,
-            args.seed, args.cache, args.mirror)])
+        fit = collect_ladders(args.weights, args.modality, fit_entries, args.fit_groups,
+                              args.seed, args.cache, args.mirror, echo=lambda _: None,
+                              simulators=args.simulators)
+        ranker = fit_ranker([ladder.tokens for ladder in fit])
+        readers = {share: reader_beside(fit, share) for share in args.share}
+    beside_srcc: dict[float, list[float]] = {share: [] for share in readers}
     ranker_srcc: list[float] = []
     images = ev.pick_images(entries, args.groups, [args.modality])
     for entry in images:
@@ -138,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
             with tokens_missing(names):
                 rows = scorer.score(steps, image, f"{entry.group}/{group}")
             model_srcc[group].append(ladder_srcc([ev._score_of(r) for r in rows]))
+            if not names:  # all tokens present: the network's logit plus each reader
+                logits = raw_logit(np.array([ev._score_of(r) for r in rows]))
+                for share, reader in readers.items():
+                    beside_srcc[share].append(ladder_srcc(list(logits + reader.term(values))))
 
     print(f"{args.modality} {args.family}, fold {args.fold}, {len(images)} ladders")
     print("token alone: mean within-ladder SRCC with the rung (+1 rises with the fault)")
@@ -150,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
         print("network: mean within-ladder SRCC with these tokens missing")
         for group, values in model_srcc.items():
             print(f"  {group:<42} {np.nanmean(values):+.3f}")
+    for share, values in beside_srcc.items():
+        print(f"network + token reader at share {share:g}: {np.nanmean(values):+.3f}")
 
 
 if __name__ == "__main__":

@@ -85,15 +85,17 @@ def reader_beside(ladders: Sequence[TokenLadder], share: float, l2: float = 10.0
 
 
 def collect_ladders(weights: Path, modality: str, entries: Sequence, groups: int, seed: int,
-                    cache: Path, mirror: Path | None,
-                    echo: Callable[[str], None] = print) -> list[TokenLadder]:
-    """Every registered simulator of `modality` on `groups` images of each fold in `entries`."""
+                    cache: Path, mirror: Path | None, echo: Callable[[str], None] = print,
+                    simulators: Sequence[str] | None = None) -> list[TokenLadder]:
+    """Each simulator (default: every one registered for `modality`) on `groups` images of each
+    fold in `entries`."""
     from mediqa_train import evaluate as ev
     from mediqa_train.degrade import REGISTRY
     from mediqa_train.ladders import simulator_ladder
 
     network = ev.WeightSet("network", weights, physics_head=False)
-    simulators = [name for name, sim in REGISTRY.items() if modality in sim.modalities]
+    if simulators is None:
+        simulators = [name for name, sim in REGISTRY.items() if modality in sim.modalities]
     out: list[TokenLadder] = []
     for fold in sorted({e.fold for e in entries}):
         for entry in ev.pick_images([e for e in entries if e.fold == fold], groups, [modality]):
