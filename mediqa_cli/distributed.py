@@ -191,11 +191,13 @@ def _weights_payload() -> dict[str, bytes] | None:
         WEIGHTS_FILE,
         find_installed_weights,
     )
+    from mediqa_cli.physics_head import PHYSICS_HEAD_FILE
 
     found = find_installed_weights()
     if found is None:
         return None
-    names = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, DOMAIN_FILE, CALIBRATION_FILE)  # last 2 optional
+    names = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE,  # then the optional ones
+             DOMAIN_FILE, CALIBRATION_FILE, PHYSICS_HEAD_FILE)
     return {name: (found / name).read_bytes() for name in names if (found / name).is_file()}
 
 

@@ -86,3 +86,14 @@ def test_a_reader_next_to_the_weights_moves_the_score_by_its_term_and_names_itse
         assert float(shifted[key]["score"]) == pytest.approx(expected, abs=0.02)  # 2-dp rows
         assert "+ph-" in shifted[key]["model_version"]
         assert "+ph-" not in raw[key]["model_version"]
+
+
+def test_ray_actors_receive_the_reader_with_the_weights(weights_dir: Path):
+    """Actors load the weights from the driver's payload: without the reader their scores would
+    be the network's alone and disagree with a local run."""
+    from mediqa_cli.distributed import _weights_payload
+
+    PhysicsHead({"MR": _reader()}).save(weights_dir)
+    payload = _weights_payload()
+    assert payload is not None
+    assert payload[PHYSICS_HEAD_FILE] == (weights_dir / PHYSICS_HEAD_FILE).read_bytes()
