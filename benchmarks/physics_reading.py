@@ -36,13 +36,14 @@ from pathlib import Path
 
 import numpy as np
 from mediqa_train import evaluate as ev
-from mediqa_train.eval_ladders import FAMILIES, ladder
+from mediqa_train.eval_ladders import FAMILIES, Family, ladder
 from mediqa_train.ladders import ladder_srcc
-from mediqa_train.manifest import read_manifest
+from mediqa_train.manifest import Entry, read_manifest
 from mediqa_train.physics_head import collect_ladders, fit_ranker, reader_beside
 
 import mediqa_cli.physics as physics
 from mediqa_cli.calibration import raw_logit
+from mediqa_cli.physics_head import TokenReader
 
 TOKEN_GROUPS: dict[str, tuple[str, ...]] = {
     "none": (),
@@ -79,7 +80,8 @@ def tokens_missing(names: Sequence[str]) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modality", required=True)
-    parser.add_argument("--family", required=True, help="a stick family of that modality")
+    parser.add_argument("--family", nargs="+", required=True,
+                        help="stick families of that modality (the ranker is fitted once)")
     parser.add_argument("--fold", type=int, default=1)
     parser.add_argument("--groups", type=int, default=12)
     parser.add_argument("--seed", type=int, default=3)
@@ -97,16 +99,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
-    family = next(f for f in FAMILIES[args.modality] if f.name == args.family)
     manifest = read_manifest(args.manifest)
     entries = [e for e in manifest if e.fold == args.fold]
     if args.ranker and args.weights is None:
         parser.error("--ranker needs --weights (the reader is scaled to the network's logits)")
     # The network alone: a reader saved with the weights would blur what the network reads.
     scorer = ev.WeightSet("model", args.weights, physics_head=False) if args.weights else None
-    token_srcc: dict[str, list[float]] = {n: [] for n in physics.PHYSICS_FEATURES}
-    model_srcc: dict[str, list[float]] = {g: [] for g in TOKEN_GROUPS}
-    ranker, readers = None, {}
+    ranker: TokenReader | None = None
+    readers: dict[float, TokenReader] = {}
     if args.ranker:
         fit_entries = [e for e in manifest if e.fold not in (0, args.fold)]
         fit = collect_ladders(args.weights, args.modality, fit_entries, args.fit_groups,
@@ -114,9 +114,20 @@ def main(argv: list[str] | None = None) -> None:
                               simulators=args.simulators)
         ranker = fit_ranker([ladder.tokens for ladder in fit])
         readers = {share: reader_beside(fit, share) for share in args.share}
+    images = ev.pick_images(entries, args.groups, [args.modality])
+    for name in args.family:
+        family = next(f for f in FAMILIES[args.modality] if f.name == name)
+        read_family(family, images, args, scorer, ranker, readers)
+
+
+def read_family(family: Family, images: Sequence[Entry], args: argparse.Namespace,
+                scorer: ev.WeightSet | None, ranker: TokenReader | None,
+                readers: dict[float, TokenReader]) -> None:
+    """Print the three readings of one stick family on these images."""
+    token_srcc: dict[str, list[float]] = {n: [] for n in physics.PHYSICS_FEATURES}
+    model_srcc: dict[str, list[float]] = {g: [] for g in TOKEN_GROUPS}
     beside_srcc: dict[float, list[float]] = {share: [] for share in readers}
     ranker_srcc: list[float] = []
-    images = ev.pick_images(entries, args.groups, [args.modality])
     for entry in images:
         image = ev.load_image(entry, args.cache, args.mirror)
         steps = ladder(image.pixels, image.spacing, family, seed=args.seed)
@@ -138,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
                 for share, reader in readers.items():
                     beside_srcc[share].append(ladder_srcc(list(logits + reader.term(values))))
 
-    print(f"{args.modality} {args.family}, fold {args.fold}, {len(images)} ladders")
+    print(f"{args.modality} {family.name}, fold {args.fold}, {len(images)} ladders")
     print("token alone: mean within-ladder SRCC with the rung (+1 rises with the fault)")
     for name, values in sorted(token_srcc.items(), key=lambda kv: -abs(np.nanmean(kv[1]))
                                if np.isfinite(np.nanmean(kv[1])) else 0.0):
