@@ -314,6 +314,29 @@ def calibration_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def physics_head_lines(weights: Path) -> list[str]:
+    """Markdown lines for the weights' physics-token reader (`physics_head.json`), if any: per
+    modality, the tokens it weighs most, per token standard deviation in logit units."""
+    from mediqa_cli.physics_head import PHYSICS_HEAD_FILE, PhysicsHead
+
+    head = PhysicsHead.load(weights)
+    if head is None:
+        return []
+    lines = ["The score adds to the network's quality logit a linear term of the physics tokens "
+             f"(`{PHYSICS_HEAD_FILE}`, `mediqa_cli/physics_head.py`), fitted on "
+             f"{head.fitted_on} by `mediqa-train physics-head`: a ranker that puts every "
+             "simulated step below the one before, whatever the pre-training target says it "
+             "costs, scaled to the given share of the network logit's spread and zero on the "
+             "median clean slice. Modalities without a reader keep the network's score.", "",
+             "| modality | tokens weighed most (logit change per token SD; + lowers the score) |",
+             "|---|---|"]
+    for modality, reader in sorted(head.readers.items()):
+        order = np.argsort(-np.abs(reader.weights))[:5]
+        shown = ", ".join(f"{head.features[i]} {reader.weights[i]:+.2f}" for i in order)
+        lines.append(f"| {modality} | {shown} |")
+    return lines
+
+
 def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     """Rewrite weights/MODEL_CARD.md (and add the metrics to model_card.json)."""
     root = Path(weights)
@@ -386,6 +409,8 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         "family. With the prompt `expert` these weights give the same physics score (they were "
         "pre-trained with both task prompts); `mediqa-train finetune` specialises `expert` "
         "to a site's own ratings.",
+        *(["", "## Physics-token reader", "", *physics_head_lines(root)]
+          if physics_head_lines(root) else []),
         "",
         "## Reproduce",
         "",

@@ -240,3 +240,20 @@ def test_the_card_says_what_the_grades_mean_from_the_calibration_check(
     text = write_card(copy, corpus).read_text()
     assert "## What the grades mean" in text
     assert "| FUNDUS | 12 | 0.90 → 0.90 | 0.25 → 0.75 | 0.60 → 0.80 |" in text
+
+
+def test_the_card_names_each_reader_and_the_token_it_weighs_most(tmp_path):
+    import numpy as np
+    from mediqa_train.card import physics_head_lines
+
+    from mediqa_cli.physics import N_PHYSICS, PHYSICS_FEATURES
+    from mediqa_cli.physics_head import PhysicsHead, TokenReader
+
+    assert physics_head_lines(tmp_path) == []  # no reader, no section
+    weights = np.zeros(N_PHYSICS)
+    weights[PHYSICS_FEATURES.index("efc")] = 0.7
+    PhysicsHead({"MR": TokenReader(np.zeros(N_PHYSICS), np.ones(N_PHYSICS), weights)},
+                fitted_on="a test").save(tmp_path)
+    lines = physics_head_lines(tmp_path)
+    assert "a test" in lines[0]
+    assert [line for line in lines if line.startswith("| MR | efc +0.70")]
