@@ -14,7 +14,9 @@ reads the fold that judges candidates), print
    fold 0), read on the same stick ladders: whether the token evidence our simulators teach
    transfers; and for each --share, the network's logit plus that ranker scaled to the share of
    the network logit's spread (`mediqa_train.physics_head.reader_beside`, the shipped reader's
-   recipe), which says where a reader beside the network helps and where it hurts.
+   recipe), which says where a reader beside the network helps and where it hurts; first, the
+   network's own reading of the simulators' ladders the ranker is fitted on (training patients:
+   a simulator it ranks poorly there is one it never learnt).
 
 A family that a token tracks but whose ablation leaves the network's reading unchanged is one
 the network has not learnt to read from that token; a group whose ablation breaks a family is
@@ -114,6 +116,12 @@ def main(argv: list[str] | None = None) -> None:
                               simulators=args.simulators)
         ranker = fit_ranker([ladder.tokens for ladder in fit])
         readers = {share: reader_beside(fit, share) for share in args.share}
+        print(f"network on our simulators' ladders (folds {sorted({e.fold for e in fit_entries})}"
+              f", {args.fit_groups} images each): mean within-ladder SRCC")
+        for simulator in dict.fromkeys(ladder.simulator for ladder in fit):
+            values = [ladder_srcc(list(ladder.logits)) for ladder in fit
+                      if ladder.simulator == simulator]
+            print(f"  {simulator:<20} {np.nanmean(values):+.3f}")
     images = ev.pick_images(entries, args.groups, [args.modality])
     for name in args.family:
         family = next(f for f in FAMILIES[args.modality] if f.name == name)
