@@ -309,4 +309,12 @@ def describe_installed_weights() -> list[tuple[str, str]]:
     ]
     if int(card.get("members", 1)) > 1:
         lines.append(("weights members", f"{card['members']} networks, outputs averaged"))
+    try:
+        head = PhysicsHead.load(found)
+    except ValueError as exc:
+        lines.append(("physics reader", f"error: {exc}"))
+    else:
+        if head is not None:
+            lines.append(("physics reader", f"{', '.join(sorted(head.readers))} "
+                                            f"(physics_head.json, digest {head.digest})"))
     return lines

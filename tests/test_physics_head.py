@@ -97,3 +97,11 @@ def test_ray_actors_receive_the_reader_with_the_weights(weights_dir: Path):
     payload = _weights_payload()
     assert payload is not None
     assert payload[PHYSICS_HEAD_FILE] == (weights_dir / PHYSICS_HEAD_FILE).read_bytes()
+
+
+def test_info_names_the_modalities_with_a_reader(weights_dir: Path):
+    from mediqa_cli.scoring import describe_installed_weights
+
+    assert "physics reader" not in dict(describe_installed_weights())
+    PhysicsHead({"XR": _reader(), "MR": _reader()}).save(weights_dir)
+    assert dict(describe_installed_weights())["physics reader"].startswith("MR, XR (")
