@@ -19,7 +19,8 @@ score. The raw score is `100 * sigmoid(logit(network / 100) + term)`, and the ca
 (`mediqa_cli.calibration`) is fitted on that raw score.
 
 The reader lives next to the weights (`physics_head.json`) because its share is fixed against one
-network's logits; its digest is part of the scores' `model_version`.
+network's logits; its digest is part of the scores' `model_version`. Fine-tuned weights
+(`mediqa-train finetune`) carry none: their score is the site's readers', learnt by the network.
 """
 
 from __future__ import annotations
