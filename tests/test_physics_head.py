@@ -105,3 +105,14 @@ def test_info_names_the_modalities_with_a_reader(weights_dir: Path):
     assert "physics reader" not in dict(describe_installed_weights())
     PhysicsHead({"XR": _reader(), "MR": _reader()}).save(weights_dir)
     assert dict(describe_installed_weights())["physics reader"].startswith("MR, XR (")
+
+
+def test_reader_terms_prints_the_shift_of_each_scan_with_a_reader(
+        weights_dir: Path, archive: Path, capsys: pytest.CaptureFixture[str]):
+    from tests.benchmark_scripts import load_benchmark
+
+    zero = np.zeros(N_PHYSICS)
+    PhysicsHead({"MR": TokenReader(zero, np.ones(N_PHYSICS), zero, offset=1.5)}).save(weights_dir)
+    load_benchmark("reader_terms").main([str(archive), "--weights", str(weights_dir)])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows and all(row[:2] == ["MR", "-1.50"] for row in rows)  # CT, US: no reader
