@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fit-groups", type=int, default=8, help="ranker images per fold")
     parser.add_argument("--share", type=float, nargs="*", default=[0.5, 1.0],
                         help="network + reader at these shares of the logit's spread")
+    parser.add_argument("--clean-spread", type=float, default=0.0,
+                        help="the readers' penalty on their spread over clean slices")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
@@ -115,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
                               args.seed, args.cache, args.mirror, echo=lambda _: None,
                               simulators=args.simulators)
         ranker = fit_ranker([ladder.tokens for ladder in fit])
-        readers = {share: reader_beside(fit, share) for share in args.share}
+        readers = {share: reader_beside(fit, share, clean_spread=args.clean_spread)
+                   for share in args.share}
         print(f"network on our simulators' ladders (folds {sorted({e.fold for e in fit_entries})}"
               f", {args.fit_groups} images each): mean within-ladder SRCC")
         for simulator in dict.fromkeys(ladder.simulator for ladder in fit):
@@ -123,19 +126,28 @@ def main(argv: list[str] | None = None) -> None:
                       if ladder.simulator == simulator]
             print(f"  {simulator:<20} {np.nanmean(values):+.3f}")
     images = ev.pick_images(entries, args.groups, [args.modality])
+    results: list[ev.LadderResult] = []
     for name in args.family:
         family = next(f for f in FAMILIES[args.modality] if f.name == name)
-        read_family(family, images, args, scorer, ranker, readers)
+        results += read_family(family, images, args, scorer, ranker, readers)
+    if results:  # what the stick's AUC reads: clean of one image against another's level >= 3
+        table = ev.Table(results, list(results[0].values))
+        print(f"cross-image AUC over these families (clean vs another image's level >= "
+              f"{ev.AUC_FROM_LEVEL}):")
+        for method in table.methods:
+            print(f"  {method:<42} {table.auc(args.modality, method):.3f}")
 
 
 def read_family(family: Family, images: Sequence[Entry], args: argparse.Namespace,
                 scorer: ev.WeightSet | None, ranker: TokenReader | None,
-                readers: dict[float, TokenReader]) -> None:
-    """Print the three readings of one stick family on these images."""
+                readers: dict[float, TokenReader]) -> list[ev.LadderResult]:
+    """Print the three readings of one stick family on these images; return the network's
+    logits and each network + reader sum per ladder (for the cross-image AUC)."""
     token_srcc: dict[str, list[float]] = {n: [] for n in physics.PHYSICS_FEATURES}
     model_srcc: dict[str, list[float]] = {g: [] for g in TOKEN_GROUPS}
     beside_srcc: dict[float, list[float]] = {share: [] for share in readers}
     ranker_srcc: list[float] = []
+    results: list[ev.LadderResult] = []
     for entry in images:
         image = ev.load_image(entry, args.cache, args.mirror)
         steps = ladder(image.pixels, image.spacing, family, seed=args.seed)
@@ -154,8 +166,13 @@ def read_family(family: Family, images: Sequence[Entry], args: argparse.Namespac
             model_srcc[group].append(ladder_srcc([ev._score_of(r) for r in rows]))
             if not names:  # all tokens present: the network's logit plus each reader
                 logits = raw_logit(np.array([ev._score_of(r) for r in rows]))
+                result = ev.LadderResult(args.modality, family.name, entry.group,
+                                         {"network": list(logits)})
                 for share, reader in readers.items():
-                    beside_srcc[share].append(ladder_srcc(list(logits + reader.term(values))))
+                    summed = logits + reader.term(values)
+                    beside_srcc[share].append(ladder_srcc(list(summed)))
+                    result.values[f"network + reader at share {share:g}"] = list(summed)
+                results.append(result)
 
     print(f"{args.modality} {family.name}, fold {args.fold}, {len(images)} ladders")
     print("token alone: mean within-ladder SRCC with the rung (+1 rises with the fault)")
@@ -170,6 +187,7 @@ def read_family(family: Family, images: Sequence[Entry], args: argparse.Namespac
             print(f"  {group:<42} {np.nanmean(values):+.3f}")
     for share, values in beside_srcc.items():
         print(f"network + token reader at share {share:g}: {np.nanmean(values):+.3f}")
+    return results
 
 
 if __name__ == "__main__":

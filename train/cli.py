@@ -615,18 +615,25 @@ def physics_head(
     share: Annotated[float, typer.Option(
         "--share", min=0.0, help="The reader's spread as a share of the network logit's.")] = 0.5,
     seed: Annotated[int, typer.Option("--seed", help="Simulators' seed.")] = 3,
+    clean_spread: Annotated[float, typer.Option(
+        "--clean-spread", min=0.0,
+        help="Penalty on the term's spread over clean slices (0: none).")] = 0.0,
     cache: CacheOption = DEFAULT_CACHE,
     mirror: MirrorOption = None,
 ) -> None:
     """Fit the physics-token reader added to the network's logit (mediqa_cli.physics_head) on
-    our simulators' ladders of training patients, per modality."""
+    our simulators' ladders of training patients, per modality; readers already in the folder
+    for other modalities are kept."""
     from mediqa_train.physics_head import fit_head
+
+    from mediqa_cli.physics_head import PhysicsHead
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             head = fit_head(weights, manifest, modality, holdout_fold, groups, share, seed,
-                            cache, mirror, echo=console.print)
+                            cache, mirror, echo=console.print, clean_spread=clean_spread,
+                            keep=PhysicsHead.load(weights))
     except (FileNotFoundError, ValueError) as err:
         console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(1) from None

@@ -44,9 +44,15 @@ class TokenLadder:
     logits: np.ndarray
 
 
-def fit_ranker(ladders: Sequence[np.ndarray], l2: float = 10.0) -> TokenReader:
+def fit_ranker(ladders: Sequence[np.ndarray], l2: float = 10.0,
+               clean_spread: float = 0.0) -> TokenReader:
     """A reader whose term falls along every ladder (rows: clean first, then rising severity):
-    standardised tokens (NaN -> the mean), weights from the L2 pairwise logistic loss."""
+    standardised tokens (NaN -> the mean), weights from the L2 pairwise logistic loss.
+
+    `clean_spread` > 0 adds a penalty on the variance of the term over the ladders' clean
+    slices (weighted like that many pairs per slice): a term that differs between clean images
+    prices what a scan is (its field of view, its background) rather than a fault, and shifts
+    whole sources up or down (`benchmarks/reader_terms.py`)."""
     stacked = np.concatenate(ladders)
     with warnings.catch_warnings():  # a token missing on every slice has no mean
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -58,20 +64,25 @@ def fit_ranker(ladders: Sequence[np.ndarray], l2: float = 10.0) -> TokenReader:
         z = reader.standardise(tokens)
         pairs += [z[j] - z[i] for i in range(len(z)) for j in range(i + 1, len(z))]
     diff = np.asarray(pairs)
+    clean = np.array([reader.standardise(tokens[:1])[0] for tokens in ladders])
+    clean -= clean.mean(axis=0)
+    spread = clean_spread * len(diff) / len(clean) * (clean.T @ clean)
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         margin = diff @ w  # > 0 when the worse step (j) gets the larger w . z
         p = np.exp(-np.logaddexp(0.0, margin))  # sigmoid(-margin)
-        value = float(np.logaddexp(0.0, -margin).sum() + 0.5 * l2 * w @ w)
-        return value, -(diff * p[:, None]).sum(0) + l2 * w
+        value = float(np.logaddexp(0.0, -margin).sum() + 0.5 * l2 * w @ w
+                      + 0.5 * w @ spread @ w)
+        return value, -(diff * p[:, None]).sum(0) + l2 * w + spread @ w
 
     weights = minimize(loss, np.zeros(diff.shape[1]), jac=True, method="L-BFGS-B").x
     return TokenReader(mean, scale, weights)
 
 
-def reader_beside(ladders: Sequence[TokenLadder], share: float, l2: float = 10.0) -> TokenReader:
+def reader_beside(ladders: Sequence[TokenLadder], share: float, l2: float = 10.0,
+                  clean_spread: float = 0.0) -> TokenReader:
     """The ranker of these ladders, its spread `share` x the network logit's, clean median 0."""
-    ranker = fit_ranker([ladder.tokens for ladder in ladders], l2)
+    ranker = fit_ranker([ladder.tokens for ladder in ladders], l2, clean_spread)
     terms = np.concatenate([ranker.term(ladder.tokens) for ladder in ladders])
     logits = np.concatenate([ladder.logits for ladder in ladders])
     finite = np.isfinite(logits)
@@ -112,8 +123,10 @@ def collect_ladders(weights: Path, modality: str, entries: Sequence, groups: int
 
 def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_fold: int,
              groups: int, share: float, seed: int, cache: Path, mirror: Path | None,
-             echo: Callable[[str], None] = print) -> PhysicsHead:
-    """A reader per modality, fitted on the training folds' images (never `holdout_fold`)."""
+             echo: Callable[[str], None] = print, clean_spread: float = 0.0,
+             keep: PhysicsHead | None = None) -> PhysicsHead:
+    """A reader per modality, fitted on the training folds' images (never `holdout_fold`);
+    the readers of `keep` for other modalities are kept as they are."""
     from mediqa_train.manifest import read_manifest
 
     entries = [e for e in read_manifest(manifest) if e.fold != holdout_fold]
@@ -122,8 +135,14 @@ def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_f
         ladders = collect_ladders(weights, modality, entries, groups, seed, cache, mirror, echo)
         if not ladders:
             raise ValueError(f"no {modality} images on the training folds of {manifest}")
-        readers[modality] = reader_beside(ladders, share)
+        readers[modality] = reader_beside(ladders, share, clean_spread=clean_spread)
     folds = sorted({e.fold for e in entries})
-    fitted_on = (f"our simulators' ladders on {groups} images per fold of folds "
-                 f"{','.join(map(str, folds))} ({manifest.name}), seed {seed}, share {share}")
+    fitted_on = (f"{', '.join(modalities)}: our simulators' ladders on {groups} images per fold "
+                 f"of folds {','.join(map(str, folds))} ({manifest.name}), seed {seed}, share "
+                 f"{share}" + (f", clean spread {clean_spread}" if clean_spread else ""))
+    if keep is not None:
+        kept = {m: r for m, r in keep.readers.items() if m not in readers}
+        if kept:
+            readers = kept | readers
+            fitted_on = f"{fitted_on}; kept {', '.join(sorted(kept))} from {keep.fitted_on}"
     return PhysicsHead(readers, PHYSICS_FEATURES, fitted_on)

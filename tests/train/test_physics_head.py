@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from mediqa_train.physics_head import TokenLadder, fit_ranker, reader_beside
@@ -32,3 +34,39 @@ def test_reader_beside_the_network_has_its_share_of_the_spread_and_zero_on_clean
     assert np.std(terms) == pytest.approx(0.5 * np.std(logits), rel=1e-6)
     assert np.median([reader.term(ladder.tokens[:1])[0] for ladder in ladders]) == pytest.approx(
         0.0, abs=1e-9)
+
+
+def test_the_clean_spread_penalty_stops_the_term_pricing_what_a_clean_image_is():
+    """A token that differs only between images (not along a ladder) and one that tracks the
+    fault but also varies between images: the penalty must shrink the clean term's spread."""
+    rng = np.random.default_rng(3)
+    ladders = []
+    for _ in range(30):
+        tokens = _ladder(rng)
+        tokens[:, 7] = rng.normal(0.0, 3.0) + 0.3 * np.arange(6)  # content, a little fault
+        ladders.append(tokens)
+    spreads = []
+    for penalty in (0.0, 1.0):
+        reader = fit_ranker(ladders, clean_spread=penalty)
+        clean = [reader.term(tokens[:1])[0] for tokens in ladders]
+        along = [np.all(np.diff(reader.term(tokens)) < 0) for tokens in ladders]
+        spreads.append(np.std(clean) / np.std(np.concatenate([reader.term(t) for t in ladders])))
+        assert np.mean(along) > 0.9  # it still ranks the steps
+    assert spreads[1] < 0.5 * spreads[0]
+
+
+def test_refitting_one_modality_keeps_the_others_readers(monkeypatch: pytest.MonkeyPatch):
+    import mediqa_train.physics_head as ph
+
+    from mediqa_cli.physics_head import PhysicsHead
+
+    rng = np.random.default_rng(4)
+    xr = fit_ranker([_ladder(rng) for _ in range(5)])
+    kept = PhysicsHead({"XR": xr, "MR": xr}, fitted_on="before")
+    ladders = [TokenLadder("MR", "sim", _ladder(rng), rng.normal(3.0, 2.0, 6)) for _ in range(10)]
+    monkeypatch.setattr(ph, "collect_ladders", lambda *args, **kwargs: ladders)
+    manifest = Path(ph.__file__).with_name("manifest.csv")
+    head = ph.fit_head(Path("unused"), manifest, ["MR"], 0, 8, 0.5, 3, Path("unused"), None,
+                       echo=lambda _: None, keep=kept)
+    assert set(head.readers) == {"MR", "XR"} and head.readers["XR"] is xr
+    assert head.readers["MR"] is not xr and "kept XR from before" in head.fitted_on
