@@ -11,7 +11,10 @@ every ladder each step should rank below the ones before it. Only the order coun
 the pre-training target says a step costs, which is how it learns faults the target prices at
 almost nothing (our MR bias fields). Its term is then scaled so that its spread over the
 fitting slices is `share` times the network logit's spread there, and shifted so the clean
-steps' median term is zero.
+steps' median term is zero. `clean_spread` > 0 also penalises the term's variance over the
+clean steps, so that it prices faults rather than what a clean scan is (v0.9.0's readers were
+fitted without it; candidate PH3 in `benchmarks/results/preregistered_candidates_2026-12-06.md`
+is its trial).
 
 Why not fit the term on top of the network's logit (a residual ranker): tried on MR (fold-1
 stick ladders, `benchmarks/RESULTS.md`), it learns whatever our simulators show that the network
