@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fit-groups", type=int, default=8, help="ranker images per fold")
     parser.add_argument("--share", type=float, nargs="*", default=[0.5, 1.0],
                         help="network + reader at these shares of the logit's spread")
+    parser.add_argument("--simulator-token", default=None,
+                        help="also print how this token moves along each simulator's ladders")
     parser.add_argument("--clean-spread", type=float, default=0.0,
                         help="the readers' penalty on their spread over clean slices")
     args = parser.parse_args(argv)
@@ -124,7 +126,13 @@ def main(argv: list[str] | None = None) -> None:
         for simulator in dict.fromkeys(ladder.simulator for ladder in fit):
             values = [ladder_srcc(list(ladder.logits)) for ladder in fit
                       if ladder.simulator == simulator]
-            print(f"  {simulator:<20} {np.nanmean(values):+.3f}")
+            line = f"  {simulator:<20} {np.nanmean(values):+.3f}"
+            if args.simulator_token:  # does our ladder move the token the stick's family moves?
+                k = physics.PHYSICS_FEATURES.index(args.simulator_token)
+                rises = [-ladder_srcc(list(ladder.tokens[:, k])) for ladder in fit
+                         if ladder.simulator == simulator]
+                line += f"   {args.simulator_token} rises with the step {np.nanmean(rises):+.2f}"
+            print(line)
     images = ev.pick_images(entries, args.groups, [args.modality])
     results: list[ev.LadderResult] = []
     for name in args.family:
