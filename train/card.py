@@ -370,6 +370,7 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     (root / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
 
     t = card["training"]
+    reader_lines = physics_head_lines(root)
     members = card.get("ensemble_members", [])
     s = card["training_log_summary"]
     rc = t["run_config"]
@@ -409,8 +410,7 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         "family. With the prompt `expert` these weights give the same physics score (they were "
         "pre-trained with both task prompts); `mediqa-train finetune` specialises `expert` "
         "to a site's own ratings.",
-        *(["", "## Physics-token reader", "", *physics_head_lines(root)]
-          if physics_head_lines(root) else []),
+        *(["", "## Physics-token reader", "", *reader_lines] if reader_lines else []),
         "",
         "## Reproduce",
         "",
