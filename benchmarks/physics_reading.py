@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     readers: dict[float, TokenReader] = {}
     if args.ranker:
         fit_entries = [e for e in manifest if e.fold not in (0, args.fold)]
-        fit = collect_ladders(args.weights, args.modality, fit_entries, args.fit_groups,
+        fit = collect_ladders(scorer, args.modality, fit_entries, args.fit_groups,
                               args.seed, args.cache, args.mirror, echo=lambda _: None,
                               simulators=args.simulators)
         ranker = fit_ranker([ladder.tokens for ladder in fit])

@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.optimize import minimize
@@ -35,6 +36,9 @@ from scipy.optimize import minimize
 from mediqa_cli.calibration import raw_logit
 from mediqa_cli.physics import PHYSICS_FEATURES, slice_physics
 from mediqa_cli.physics_head import PhysicsHead, TokenReader
+
+if TYPE_CHECKING:
+    from mediqa_train.evaluate import WeightSet
 
 
 @dataclass(frozen=True)
@@ -98,16 +102,16 @@ def reader_beside(ladders: Sequence[TokenLadder], share: float, l2: float = 10.0
     return TokenReader(scaled.mean, scaled.scale, scaled.weights, offset=float(clean))
 
 
-def collect_ladders(weights: Path, modality: str, entries: Sequence, groups: int, seed: int,
-                    cache: Path, mirror: Path | None, echo: Callable[[str], None] = print,
+def collect_ladders(network: WeightSet, modality: str, entries: Sequence, groups: int,
+                    seed: int, cache: Path, mirror: Path | None,
+                    echo: Callable[[str], None] = print,
                     simulators: Sequence[str] | None = None) -> list[TokenLadder]:
     """Each simulator (default: every one registered for `modality`) on `groups` images of each
-    fold in `entries`."""
+    fold in `entries`, scored by `network` (weights loaded without their reader)."""
     from mediqa_train import evaluate as ev
     from mediqa_train.degrade import REGISTRY
     from mediqa_train.ladders import simulator_ladder
 
-    network = ev.WeightSet("network", weights, physics_head=False)
     if simulators is None:
         simulators = [name for name, sim in REGISTRY.items() if modality in sim.modalities]
     out: list[TokenLadder] = []
@@ -130,12 +134,14 @@ def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_f
              keep: PhysicsHead | None = None) -> PhysicsHead:
     """A reader per modality, fitted on the training folds' images (never `holdout_fold`);
     the readers of `keep` for other modalities are kept as they are."""
+    from mediqa_train.evaluate import WeightSet
     from mediqa_train.manifest import read_manifest
 
     entries = [e for e in read_manifest(manifest) if e.fold != holdout_fold]
+    network = WeightSet("network", weights, physics_head=False)  # loaded once for every modality
     readers = {}
     for modality in modalities:
-        ladders = collect_ladders(weights, modality, entries, groups, seed, cache, mirror, echo)
+        ladders = collect_ladders(network, modality, entries, groups, seed, cache, mirror, echo)
         if not ladders:
             raise ValueError(f"no {modality} images on the training folds of {manifest}")
         readers[modality] = reader_beside(ladders, share, clean_spread=clean_spread)

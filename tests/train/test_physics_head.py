@@ -65,6 +65,7 @@ def test_refitting_one_modality_keeps_the_others_readers(monkeypatch: pytest.Mon
     kept = PhysicsHead({"XR": xr, "MR": xr}, fitted_on="before")
     ladders = [TokenLadder("MR", "sim", _ladder(rng), rng.normal(3.0, 2.0, 6)) for _ in range(10)]
     monkeypatch.setattr(ph, "collect_ladders", lambda *args, **kwargs: ladders)
+    monkeypatch.setattr("mediqa_train.evaluate.WeightSet", lambda *args, **kwargs: None)
     manifest = Path(ph.__file__).with_name("manifest.csv")
     head = ph.fit_head(Path("unused"), manifest, ["MR"], 0, 8, 0.5, 3, Path("unused"), None,
                        echo=lambda _: None, keep=kept)
