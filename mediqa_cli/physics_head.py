@@ -88,13 +88,14 @@ class PhysicsHead:
         reader = self.readers.get(modality or "")
         if reader is None:
             return values
+        rows = [i for i, measures in enumerate(physics)
+                if measures is not None and np.isfinite(values[i])]
+        if not rows:
+            return values
         index = [PHYSICS_FEATURES.index(name) for name in self.features]
+        tokens = np.stack([np.asarray(physics[i])[index] for i in rows])
         out = values.copy()
-        for i, measures in enumerate(physics):
-            if measures is None or not np.isfinite(values[i]):
-                continue
-            shifted = raw_logit(values[i]) + reader.term(np.asarray(measures)[index][None])[0]
-            out[i] = 100.0 / (1.0 + np.exp(-shifted))
+        out[rows] = 100.0 / (1.0 + np.exp(-(raw_logit(values[rows]) + reader.term(tokens))))
         return out
 
     def to_dict(self) -> dict[str, Any]:
