@@ -44,6 +44,16 @@ _EDGE = 1e-4  # raw scores are clipped to [_EDGE, 1 - _EDGE] x 100 before the lo
 _LOW, _HIGH = float(np.log(_EDGE / (1 - _EDGE))), float(np.log((1 - _EDGE) / _EDGE))
 
 
+def read_versioned_json(path: Path) -> tuple[dict[str, Any], str] | None:
+    """A file that changes the raw or calibrated score, saved next to the weights, and the digest
+    the scores' `model_version` names it by (the first 8 hex digits of its text's sha256), so
+    --resume and the history never mix scores made with two versions of it; None if absent."""
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    return json.loads(text), hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
 def raw_logit(raw: np.ndarray) -> np.ndarray:
     """logit(raw / 100), clipped so a raw 0 or 100 stays finite."""
     p = np.clip(np.asarray(raw, dtype=np.float64) / 100.0, _EDGE, 1.0 - _EDGE)
@@ -102,10 +112,10 @@ class Calibration:
     def load(cls, directory: str | Path) -> Calibration | None:
         """The map saved with the weights, or None (the raw score is reported then)."""
         path = Path(directory) / CALIBRATION_FILE
-        if not path.is_file():
+        found = read_versioned_json(path)
+        if found is None:
             return None
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text)
+        data, digest = found
         maps = {m: ScaleMap(tuple(float(c) for c in v["cuts"]))  # type: ignore[arg-type]
                 for m, v in data.get("maps", {}).items()}
         if POOLED not in maps:
@@ -113,5 +123,4 @@ class Calibration:
         for name, scale in maps.items():
             if len(scale.cuts) != len(CUT_SCORES) or not scale.valid():
                 raise ValueError(f"{path}: the map for {name} is not increasing in the score")
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
         return cls(maps, str(data.get("fitted_on", "")), digest)

@@ -25,7 +25,6 @@ network's logits; its digest is part of the scores' `model_version`. Fine-tuned 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from mediqa_cli.calibration import raw_logit
+from mediqa_cli.calibration import raw_logit, read_versioned_json
 from mediqa_cli.physics import PHYSICS_FEATURES
 
 PHYSICS_HEAD_FILE = "physics_head.json"
@@ -112,10 +111,10 @@ class PhysicsHead:
     def load(cls, directory: str | Path) -> PhysicsHead | None:
         """The reader saved with the weights, or None (the network's score alone)."""
         path = Path(directory) / PHYSICS_HEAD_FILE
-        if not path.is_file():
+        found = read_versioned_json(path)
+        if found is None:
             return None
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text)
+        data, digest = found
         features = tuple(str(n) for n in data.get("features", ()))
         unknown = [n for n in features if n not in PHYSICS_FEATURES]
         if not features or unknown:
@@ -125,5 +124,4 @@ class PhysicsHead:
                        for m, r in data.get("readers", {}).items()}
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path}: {err}") from None
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
         return cls(readers, features, str(data.get("fitted_on", "")), digest)
