@@ -19,8 +19,13 @@ score. The raw score is `100 * sigmoid(logit(network / 100) + term)`, and the ca
 (`mediqa_cli.calibration`) is fitted on that raw score.
 
 The reader lives next to the weights (`physics_head.json`) because its share is fixed against one
-network's logits; its digest is part of the scores' `model_version`. Fine-tuned weights
-(`mediqa-train finetune`) carry none: their score is the site's readers', learnt by the network.
+network's logits; its digest is part of the scores' `model_version`.
+
+Fine-tuned weights (`mediqa-train finetune`) carry a site reader instead (`mediqa_train
+.label_reader`): fitted on the site's own labels, it also weighs the network's logit
+(`network_weight`), so the score is `100 * sigmoid(g * logit + term)`: where the fine-tuned
+network separates the site's readers' grades the weight is large, where it does not the tokens
+carry the score.
 """
 
 from __future__ import annotations
@@ -41,12 +46,15 @@ PHYSICS_HEAD_FILE = "physics_head.json"
 
 @dataclass(frozen=True)
 class TokenReader:
-    """One modality's term: `-(weights . z) - offset`, z = (tokens - mean) / scale, NaN -> 0."""
+    """One modality's term: `-(weights . z) - offset`, z = (tokens - mean) / scale, NaN -> 0;
+    the network's logit is multiplied by `network_weight` before the term is added (1 for the
+    shipped readers, fitted for a site's)."""
 
     mean: np.ndarray
     scale: np.ndarray
     weights: np.ndarray
     offset: float = 0.0
+    network_weight: float = 1.0
 
     def standardise(self, tokens: np.ndarray) -> np.ndarray:
         return np.nan_to_num((np.asarray(tokens, dtype=np.float64) - self.mean) / self.scale)
@@ -55,9 +63,16 @@ class TokenReader:
         """(S, F) tokens -> (S,) logit shifts; higher is better."""
         return -(self.standardise(tokens) @ self.weights) - self.offset
 
+    def logit(self, network_logit: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """The scored logit: the network's, weighted, plus the term."""
+        return self.network_weight * np.asarray(network_logit) + self.term(tokens)
+
     def to_dict(self) -> dict[str, Any]:
-        return {key: [round(float(v), 8) for v in getattr(self, key)]
-                for key in ("mean", "scale", "weights")} | {"offset": round(self.offset, 8)}
+        out = {key: [round(float(v), 8) for v in getattr(self, key)]
+               for key in ("mean", "scale", "weights")} | {"offset": round(self.offset, 8)}
+        if self.network_weight != 1.0:  # absent in the shipped files: their digests stay
+            out["network_weight"] = round(self.network_weight, 8)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], n_features: int) -> TokenReader:
@@ -67,7 +82,10 @@ class TokenReader:
             raise ValueError(f"a reader needs {n_features} finite means, scales and weights")
         if (arrays[1] <= 0).any():
             raise ValueError("a reader's token scales must be positive")
-        return cls(*arrays, offset=float(data.get("offset", 0.0)))
+        weight = float(data.get("network_weight", 1.0))
+        if not np.isfinite(weight):
+            raise ValueError("a reader's network weight must be finite")
+        return cls(*arrays, offset=float(data.get("offset", 0.0)), network_weight=weight)
 
 
 @dataclass(frozen=True)
@@ -81,8 +99,8 @@ class PhysicsHead:
 
     def apply(self, quality: np.ndarray, physics: Sequence[np.ndarray | None],
               modality: str | None) -> np.ndarray:
-        """Per-slice network quality (0..100) plus the modality's term; unchanged for a modality
-        without a reader or a slice without measures."""
+        """Per-slice network quality (0..100) read with the modality's reader; unchanged for a
+        modality without a reader or a slice without measures."""
         values = np.asarray(quality, dtype=np.float64)
         reader = self.readers.get(modality or "")
         if reader is None:
@@ -94,7 +112,7 @@ class PhysicsHead:
         index = [PHYSICS_FEATURES.index(name) for name in self.features]
         tokens = np.stack([np.asarray(physics[i])[index] for i in rows])
         out = values.copy()
-        out[rows] = 100.0 / (1.0 + np.exp(-(raw_logit(values[rows]) + reader.term(tokens))))
+        out[rows] = 100.0 / (1.0 + np.exp(-reader.logit(raw_logit(values[rows]), tokens)))
         return out
 
     def to_dict(self) -> dict[str, Any]:

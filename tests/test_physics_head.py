@@ -116,3 +116,26 @@ def test_reader_terms_prints_the_shift_of_each_scan_with_a_reader(
     load_benchmark("reader_terms").main([str(archive), "--weights", str(weights_dir)])
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
     assert rows and all(row[:2] == ["MR", "-1.50"] for row in rows)  # CT, US: no reader
+
+
+def test_a_site_reader_weighs_the_network_logit_and_round_trips(tmp_path: Path):
+    """network_weight g: the scored logit is g * logit + term; a file without it reads as 1,
+    and a reader with g = 1 writes no such key (the shipped files' digests stay)."""
+    zero = np.zeros(N_PHYSICS)
+    site = PhysicsHead({"US": dataclasses.replace(_reader("noise", 0.0, offset=-0.5),
+                                                  network_weight=0.25)})
+    out = site.apply(np.array([90.0]), [zero], "US")
+    assert out[0] == pytest.approx(100.0 / (1.0 + math.exp(-(0.25 * math.log(9.0) + 0.5))))
+    site.save(tmp_path)
+    loaded = PhysicsHead.load(tmp_path)
+    assert loaded is not None and loaded.readers["US"].network_weight == pytest.approx(0.25)
+    assert "network_weight" not in _reader().to_dict()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    PhysicsHead({"MR": _reader()}).save(plain)
+    assert PhysicsHead.load(plain).readers["MR"].network_weight == 1.0
+    text = (tmp_path / PHYSICS_HEAD_FILE).read_text().replace('"network_weight": 0.25',
+                                                               '"network_weight": NaN')
+    (tmp_path / PHYSICS_HEAD_FILE).write_text(text)
+    with pytest.raises(ValueError, match="network weight"):
+        PhysicsHead.load(tmp_path)

@@ -352,28 +352,39 @@ def agreement(
 
 def _crossfit_agreement(images: list, weights: Path, columns: dict[str, np.ndarray],
                         y: np.ndarray, folds: int, seed: int, unfreeze_last: int = 0) -> dict:
-    """Out-of-fold fine-tuned scores: AUC with its interval, and the paired difference with
-    the untuned score and every rival on the same images."""
+    """Out-of-fold fine-tuned scores, the network alone and with the site reader that
+    `finetune` writes: AUC with its interval, and the paired difference with the untuned score
+    and every rival on the same images."""
     from mediqa_train import expert
 
     tuned = expert.crossfit_scores(images, weights, folds, seed, log=console.print,
                                    unfreeze_last=unfreeze_last)
     table = Table(title=f"fine-tuned in {folds} folds of cases: out-of-fold AUC ({len(y)} "
                         "images) and the paired difference (95% bootstrap over images)")
-    for column in ("method", "AUC", "fine-tuned - method"):
-        table.add_column(column, justify="left" if column == "method" else "right")
-    rows = {"fine-tuned": [expert.auc(tuned, y), *expert.bootstrap_auc(tuned, y, seed=seed)]}
-    table.add_row("fine-tuned", f"{rows['fine-tuned'][0]:.3f} [{rows['fine-tuned'][1]:.3f}, "
-                                f"{rows['fine-tuned'][2]:.3f}]", "")
-    differences = {}
-    for name, values in sorted(columns.items(), key=lambda kv: kv[0] != "model"):
-        low, high = expert.paired_auc_difference(tuned, values, y, seed=seed)
-        differences[name] = [low, high]
-        table.add_row("untuned score" if name == "model" else name,
-                      f"{expert.auc(values, y):.3f}", f"[{low:+.3f}, {high:+.3f}]")
+    table.add_column("method")
+    table.add_column("AUC", justify="right")
+    for name in tuned:
+        table.add_column(f"{name} - method", justify="right")
+    everything = {**tuned, **dict(sorted(columns.items(), key=lambda kv: kv[0] != "model"))}
+    rows = {name: [expert.auc(v, y), *expert.bootstrap_auc(v, y, seed=seed)]
+            for name, v in tuned.items()}
+    differences: dict[str, dict[str, list[float]]] = {name: {} for name in tuned}
+    for name, values in everything.items():
+        cells = []
+        for tuned_name, tuned_values in tuned.items():
+            if tuned_name == name:
+                cells.append("")
+                continue
+            low, high = expert.paired_auc_difference(tuned_values, values, y, seed=seed)
+            differences[tuned_name][name] = [low, high]
+            cells.append(f"[{low:+.3f}, {high:+.3f}]")
+        auc = (f"{rows[name][0]:.3f} [{rows[name][1]:.3f}, {rows[name][2]:.3f}]" if name in rows
+               else f"{expert.auc(values, y):.3f}")
+        table.add_row("untuned score" if name == "model" else name, auc, *cells)
     console.print(table)
     return {"folds": folds, "unfreeze_last": unfreeze_last, "auc": rows,
-            "difference": differences, "scores": [float(v) for v in tuned]}
+            "difference": differences,
+            "scores": {name: [float(v) for v in values] for name, values in tuned.items()}}
 
 
 def _print_evaluation(summary: dict, meta: dict) -> None:

@@ -159,24 +159,48 @@ def paired_auc_difference(a: np.ndarray, b: np.ndarray, labels: np.ndarray, n: i
 
 def crossfit_scores(images: Sequence[LabelledImage], weights: Path, folds: int = 5,
                     seed: int = 0, workdir: Path | None = None,
-                    log: Callable[[str], None] = print, unfreeze_last: int = 0) -> np.ndarray:
+                    log: Callable[[str], None] = print, unfreeze_last: int = 0
+                    ) -> dict[str, np.ndarray]:
     """Each image's score from a model fine-tuned on the other folds (one image per case, so
     the folds split cases): out-of-fold scores for every image, comparable with a rival on all
     of them, where a few-label draw leaves only a handful of test images. `unfreeze_last` is
-    `mediqa-train finetune --unfreeze-last`: the last N transformer blocks train too."""
-    from mediqa_train.finetune import score_prepared, tune_members
+    `mediqa-train finetune --unfreeze-last`: the last N transformer blocks train too.
+
+    Two columns: "fine-tuned", the network alone, and "fine-tuned + site reader", what
+    `mediqa-train finetune` writes (`mediqa_train.label_reader`). The reader of each outer fold
+    is fitted as finetune fits it, on out-of-fold scores of an inner cross-validation of that
+    fold's training images only, so no score of a held-out image ever sees its label."""
+    from mediqa_train.finetune import (
+        out_of_fold_scores,
+        scan_token_matrix,
+        score_prepared,
+        tune_members,
+        with_site_reader,
+    )
+    from mediqa_train.label_reader import fit_site_head
 
     items, base_states, config = _prepared(images, weights, workdir)
     y = np.array([im.label for im in images])
-    out = np.full(len(images), np.nan)
+    tokens = scan_token_matrix(items)
+    network = np.full(len(images), np.nan)
+    read = np.full(len(images), np.nan)
     for f, test in enumerate(stratified_folds(y, folds, seed)):
         train = np.setdiff1d(np.arange(len(y)), test)
-        tuned = tune_members(base_states, config, [items[i] for i in train],
-                             y[train].astype(float), seed=seed + f,
-                             unfreeze_last=unfreeze_last)
-        out[test] = score_prepared(tuned, [items[i] for i in test])
-        log(f"fold {f + 1}/{folds}: tuned on {len(train)}, scored {len(test)}")
-    return out
+        train_items = [items[i] for i in train]
+        kw = {"unfreeze_last": unfreeze_last}
+        inner = out_of_fold_scores(base_states, config, train_items, y[train].astype(float),
+                                   folds, seed + f, **kw)
+        head = fit_site_head([it.modality for it in train_items], tokens[train], inner,
+                             y[train].astype(float), seed + f)
+        tuned = tune_members(base_states, config, train_items, y[train].astype(float),
+                             seed=seed + f, **kw)
+        test_items = [items[i] for i in test]
+        network[test] = score_prepared(tuned, test_items)
+        read[test] = (network[test] if head is None
+                      else with_site_reader(head, test_items, network[test], tokens[test]))
+        log(f"fold {f + 1}/{folds}: tuned on {len(train)}, scored {len(test)}"
+            + ("" if head is None else f"; reader {head.fitted_on.split(': ', 1)[1]}"))
+    return {"fine-tuned": network, "fine-tuned + site reader": read}
 
 
 def _prepared(images: Sequence[LabelledImage], weights: Path, workdir: Path | None

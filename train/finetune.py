@@ -20,7 +20,11 @@ Why it is cheap and safe with a few hundred labels (DESIGN.md, "Alignment"):
   where the absolute scale is noisy;
 - k-fold cross-validation (out-of-fold SRCC/PLCC/KRCC/RMSE with bootstrap intervals) says how
   well the labels are learned before the final model is trained on all of them and written as a
-  new weights folder with its own model card.
+  new weights folder with its own model card;
+- a site reader (`mediqa_train.label_reader`), fitted on the physics tokens and the network's
+  out-of-fold scores, is written beside the weights (`physics_head.json`) for each modality with
+  enough labels: where the tuned network separates nothing, the classical measures in the
+  tokens still can. The card gives its cross-validation on the same folds.
 """
 
 from __future__ import annotations
@@ -266,19 +270,21 @@ def finetune(labels: str | os.PathLike[str], base: str | os.PathLike[str],
 
     cv: dict[str, Any] | None = None
     if folds >= 2 and len(items) >= 2 * folds:
-        oof = np.zeros(len(items))
-        for k, held in enumerate(folds_of(len(items), folds, seed)):
-            fit = np.setdiff1d(np.arange(len(items)), held)
-            tuned = tune_members(base_states, config, [items[i] for i in fit], target[fit], **kw)
-            oof[held] = score_prepared(tuned, [items[i] for i in held], device=device)
-            if echo:
-                echo(f"fold {k + 1}/{folds}: trained on {len(fit)}, scored {len(held)}")
+        oof = out_of_fold_scores(base_states, config, items, target, folds, seed, echo,
+                                 epochs=epochs, lr=lr, unfreeze_last=unfreeze_last,
+                                 device=device)
         # Out-of-fold scores on the 0..100 scale vs labels on the same scale.
         cv = {"folds": folds, **evaluate(oof, 100.0 * target, [it.modality for it in items],
                                           n_boot=n_boot, seed=seed)}
         if echo:
             echo(f"{folds}-fold CV: SRCC {cv['all']['srcc']['value']:.3f} "
                  f"PLCC {cv['all']['plcc']['value']:.3f} on {len(items)} labels")
+    head, reader_cv = None, None
+    if cv is not None:
+        head, reader_cv = _site_reader(items, oof, target, folds, seed, n_boot, str(labels))
+        if echo and reader_cv is not None:
+            echo(f"with the site reader: SRCC {reader_cv['all']['srcc']['value']:.3f} "
+                 f"PLCC {reader_cv['all']['plcc']['value']:.3f} ({head.fitted_on})")
     final = tune_members(base_states, config, items, target, **kw)
     card = {
         "task": "expert-label fine-tuning of the quality score (prompts, queries and heads"
@@ -293,6 +299,11 @@ def finetune(labels: str | os.PathLike[str], base: str | os.PathLike[str],
                    "loss": "smooth L1 (0..1 scale) + 0.5 * (1 - Pearson r)",
                    "mixture_init": "NNLS of labels on pre-trained severities"},
         "cross_validation": cv,
+        "site_reader": None if head is None else {
+            "file": "physics_head.json", "fitted_on": head.fitted_on,
+            "cross_validation": reader_cv,
+            "note": "reader refitted per fold on the network's out-of-fold scores of the other "
+                    "folds; those scores come from networks tuned on the held fold too"},
         "training_command": command or f"mediqa-train finetune --labels {labels} --base {base}"
                                        f" --out {out}",
         "wall_s": round(time.perf_counter() - started, 1),
@@ -303,10 +314,72 @@ def finetune(labels: str | os.PathLike[str], base: str | os.PathLike[str],
                                       "same labels and folds")
     path = save_weights(final, out, name="mediqa-finetuned",
                         version=f"{base_card.get('version', '0')}+ft", card=card)
+    if head is not None:
+        head.save(path)
     if echo:
         digest = sha256_file(Path(path) / "model.safetensors")
         echo(f"fine-tuned weights -> {path} (sha256 {digest})")
     return Path(path)
+
+
+def out_of_fold_scores(base_states: Sequence[dict[str, torch.Tensor]], config: ModelConfig,
+                       items: Sequence[LabelledScan], target01: np.ndarray, folds: int,
+                       seed: int, echo: Callable[[str], None] | None = None,
+                       **kw: Any) -> np.ndarray:
+    """Each scan's score (0..100) from the base tuned on the other folds."""
+    oof = np.zeros(len(items))
+    for k, held in enumerate(folds_of(len(items), folds, seed)):
+        fit = np.setdiff1d(np.arange(len(items)), held)
+        tuned = tune_members(base_states, config, [items[i] for i in fit], target01[fit],
+                             seed=seed, **kw)
+        oof[held] = score_prepared(tuned, [items[i] for i in held],
+                                   device=kw.get("device", "cpu"))
+        if echo:
+            echo(f"fold {k + 1}/{folds}: trained on {len(fit)}, scored {len(held)}")
+    return oof
+
+
+def scan_token_matrix(items: Sequence[LabelledScan]) -> np.ndarray:
+    """(scans, N_PHYSICS): each scan's mean physics tokens over its prepared slices."""
+    from mediqa_train.label_reader import scan_tokens
+
+    return np.stack([scan_tokens([t.physics for t in it.tokens]) for it in items])
+
+
+def with_site_reader(head: Any, items: Sequence[LabelledScan], scores: np.ndarray,
+                     tokens: np.ndarray) -> np.ndarray:
+    """Scan scores (0..100) read with a site head, per modality; unchanged without a reader."""
+    out = np.asarray(scores, dtype=np.float64).copy()
+    modalities = np.array([it.modality for it in items])
+    for modality in set(modalities.tolist()):
+        rows = np.flatnonzero(modalities == modality)
+        out[rows] = head.apply(out[rows], list(tokens[rows]), modality)
+    return out
+
+
+def _site_reader(items: Sequence[LabelledScan], oof: np.ndarray, target01: np.ndarray,
+                 folds: int, seed: int, n_boot: int, source: str
+                 ) -> tuple[Any, dict[str, Any] | None]:
+    """The site head fitted on all out-of-fold scores, and its cross-validation on the same
+    folds (None where no modality has enough labels)."""
+    from mediqa_train.label_reader import fit_site_head
+
+    from mediqa_cli.evaluation import evaluate
+
+    tokens = scan_token_matrix(items)
+    modalities = [it.modality for it in items]
+    head = fit_site_head(modalities, tokens, oof, target01, seed, Path(source).name)
+    if head is None:
+        return None, None
+    read = oof.copy()
+    for held in folds_of(len(items), folds, seed):
+        fit = np.setdiff1d(np.arange(len(items)), held)
+        part = fit_site_head([modalities[i] for i in fit], tokens[fit], oof[fit], target01[fit],
+                             seed)
+        if part is not None:
+            read[held] = with_site_reader(part, [items[i] for i in held], oof[held], tokens[held])
+    return head, {"folds": folds, **evaluate(read, 100.0 * target01, modalities, n_boot=n_boot,
+                                              seed=seed)}
 
 
 def _sha256(path: str | os.PathLike[str]) -> str:

@@ -80,26 +80,43 @@ def test_committed_hip_labels_are_in_the_manifest() -> None:
     assert all(manifest[s].modality == "US" for s in labels)
 
 
-def test_crossfit_scores_every_image_once_with_the_asked_unfreezing(monkeypatch) -> None:
-    """Each fold tunes on the other folds' images only, with `unfreeze_last` passed on, and
-    scores its own: every image gets exactly one out-of-fold score."""
+def test_crossfit_scores_every_image_once_and_never_fits_on_a_held_out_label(monkeypatch) -> None:
+    """Each outer fold tunes, and fits its site reader, on the other folds' images only (the
+    reader on an inner cross-validation of them), with `unfreeze_last` passed on; every image
+    gets one out-of-fold score per column. Where the tokens carry the labels and the network
+    does not, the reader column separates them and the network column does not."""
+    from types import SimpleNamespace
+
     from mediqa_train import expert, finetune
 
-    labels = np.array([1, 0] * 10)
+    from mediqa_cli.physics import N_PHYSICS
+
+    labels = np.array([1, 0] * 20)
+    rng = np.random.default_rng(0)
+    physics = rng.normal(size=(len(labels), N_PHYSICS))
+    physics[:, 0] += 5.0 * labels
+    items = [SimpleNamespace(index=i, modality="US", tokens=[SimpleNamespace(physics=physics[i])])
+             for i in range(len(labels))]
     images = [expert.LabelledImage(f"img{i}", str(i), int(y)) for i, y in enumerate(labels)]
     calls: list[tuple[set[int], int]] = []
-    monkeypatch.setattr(expert, "_prepared", lambda imgs, w, d: (list(range(len(imgs))), [], None))
+    monkeypatch.setattr(expert, "_prepared", lambda imgs, w, d: (items, [], None))
 
-    def tune(states, config, items, target, seed, unfreeze_last):
-        calls.append((set(items), unfreeze_last))
-        return set(items)
+    def tune(states, config, fit_items, target, seed, unfreeze_last):
+        calls.append(({it.index for it in fit_items}, unfreeze_last))
+        return None
 
     monkeypatch.setattr(finetune, "tune_members", tune)
-    monkeypatch.setattr(finetune, "score_prepared",
-                        lambda tuned, items: np.array([100.0 + i for i in items]))
+    monkeypatch.setattr(finetune, "score_prepared", lambda tuned, scored, **kw: np.array(
+        [50.0 + it.index % 3 for it in scored]))
     scores = expert.crossfit_scores(images, Path("w"), folds=4, log=lambda _: None,
                                     unfreeze_last=2)
-    assert len(calls) == 4 and all(unfreeze == 2 for _, unfreeze in calls)
-    np.testing.assert_array_equal(scores, 100.0 + np.arange(len(labels)))
-    held = [set(range(len(labels))) - trained for trained, _ in calls]
+    assert set(scores) == {"fine-tuned", "fine-tuned + site reader"}
+    assert len(calls) == 4 * 5 and all(unfreeze == 2 for _, unfreeze in calls)
+    outer = [trained for trained, _ in calls[4::5]]  # each outer fold: 4 inner tunes, then its own
+    held = [set(range(len(labels))) - trained for trained in outer]
     assert sorted(i for fold in held for i in fold) == list(range(len(labels)))  # a partition
+    for f, test in enumerate(held):
+        assert all(not (trained & test) for trained, _ in calls[5 * f:5 * f + 5])
+    assert all(np.isfinite(v).all() for v in scores.values())
+    assert expert.auc(scores["fine-tuned + site reader"], labels) > 0.9
+    assert 0.3 < expert.auc(scores["fine-tuned"], labels) < 0.7

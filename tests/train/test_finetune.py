@@ -21,6 +21,7 @@ from mediqa_cli.labels import read_labels
 from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.network import MedIQANet
 from mediqa_cli.model.weights import load_weights, save_weights
+from mediqa_cli.physics_head import PHYSICS_HEAD_FILE
 from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 from tests.train.train_images import CorpusLikeItem as Item
 from tests.train.train_images import real_image
@@ -114,6 +115,8 @@ def test_finetune_writes_a_verified_folder_with_cv_and_moves_only_prompts_and_he
     original, base_card = load_weights(base)
     assert card["base_weights"]["sha256"] == base_card["sha256"]
     assert card["cross_validation"]["all"]["n"] == 12
+    assert card["site_reader"] is None  # 12 labels over 3 modalities: too few for a reader
+    assert not (out / PHYSICS_HEAD_FILE).exists()
     assert card["labels"]["n_used"] == 12 and len(card["labels"]["sha256"]) == 64
     before, after = original.state_dict(), tuned.state_dict()
     for name in before:
@@ -181,3 +184,52 @@ def test_an_ensemble_base_is_fine_tuned_member_by_member(
     # Each member was tuned from its own base, so the tuned members still differ.
     assert not torch.equal(tuned.members[0].state_dict()["quality_head.weight"],
                            tuned.members[1].state_dict()["quality_head.weight"])
+
+
+def test_finetune_writes_a_site_reader_that_scoring_applies(
+    labelled: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Modalities with enough labels get a reader fitted on the out-of-fold scores; the card
+    gives its cross-validation; `mediqa score` on the tuned folder reads each scan with it."""
+    import dataclasses
+    import functools
+    import math
+
+    from mediqa_train import finetune as finetune_module
+    from mediqa_train import label_reader
+
+    from mediqa_cli.engine import EngineOptions, run
+    from mediqa_cli.io import Scan, discover
+    from mediqa_cli.physics_head import PhysicsHead
+    from mediqa_cli.scoring import load_scorer
+
+    _, labels = labelled
+    config = dataclasses.replace(ModelConfig.tiny(), physics_tokens=True)  # the reader's input
+    torch.manual_seed(0)
+    base = save_weights(MedIQANet(config).eval(), tmp_path / "base", card={"version": "p"})
+    monkeypatch.setattr(label_reader, "MIN_LABELS", 4)
+    monkeypatch.setattr(finetune_module, "train_scorer",  # the reader is tested, not the heads
+                        functools.partial(finetune_module.train_scorer, min_steps=4))
+    out = finetune(labels, base, tmp_path / "tuned", folds=2, epochs=1, n_boot=20, echo=None)
+    _, card = load_weights(out)
+    head = PhysicsHead.load(out)
+    items = prepare_labelled(labels, config)
+    counts = {m: sum(it.modality == m for it in items) for m in {it.modality for it in items}}
+    assert head is not None and set(head.readers) == {m for m, n in counts.items() if n >= 4}
+    assert card["site_reader"]["cross_validation"]["all"]["n"] == 12
+    with_reader, network = load_scorer(out, "cpu", precision="fp32"), load_scorer(
+        out, "cpu", precision="fp32", physics_head=False)
+    assert "+ph-" in with_reader.version and "+ph-" not in network.version
+    item = next(it for it in items if it.modality in head.readers)
+    reader = head.readers[item.modality]
+
+    def score(scorer) -> float:
+        scan = next(s for s in discover([item.path]) if isinstance(s, Scan))
+        options = EngineOptions(workers=0, modality=item.modality)
+        return float(next(iter(run([scan], options, scorer))).get("score"))
+
+    p = score(network) / 100.0
+    logit = reader.logit(np.array([math.log(p / (1 - p))]), item.tokens[0].physics[None])[0]
+    expected = 100.0 / (1.0 + math.exp(-logit))
+    assert abs(expected - 100.0 * p) > 0.5  # the reader does move this scan
+    assert score(with_reader) == pytest.approx(expected, abs=0.02)
