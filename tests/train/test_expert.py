@@ -120,3 +120,22 @@ def test_crossfit_scores_every_image_once_and_never_fits_on_a_held_out_label(mon
     assert all(np.isfinite(v).all() for v in scores.values())
     assert expert.auc(scores["fine-tuned + site reader"], labels) > 0.9
     assert 0.3 < expert.auc(scores["fine-tuned"], labels) < 0.7
+
+
+def test_crossfit_agreement_compares_each_tuned_column_with_the_other_and_every_rival(
+        monkeypatch) -> None:
+    from mediqa_train import cli, expert
+
+    labels = np.array([1, 0] * 10)
+    perfect, useless = labels * 10.0, np.zeros(len(labels))
+    monkeypatch.setattr(expert, "crossfit_scores", lambda *a, **k: {
+        "fine-tuned": useless, "fine-tuned + site reader": perfect})
+    result = cli._crossfit_agreement([], Path("w"), {"model": useless, "iqm_noise_sigma": perfect},
+                                     labels, folds=5, seed=0)
+    assert result["auc"]["fine-tuned + site reader"][0] == 1.0
+    assert result["auc"]["fine-tuned"][0] == 0.5
+    reader = result["difference"]["fine-tuned + site reader"]
+    assert set(reader) == {"fine-tuned", "model", "iqm_noise_sigma"}
+    assert reader["fine-tuned"][0] > 0.3 and reader["iqm_noise_sigma"] == [0.0, 0.0]
+    assert "fine-tuned + site reader" in result["difference"]["fine-tuned"]
+    assert result["scores"]["fine-tuned + site reader"] == list(perfect)
