@@ -49,11 +49,12 @@ def evaluation_recipe(card: dict[str, Any]) -> BatchRecipe:
 
 
 def family_simulators(modality: str) -> dict[str, list[str]]:
-    """family -> registry keys of simulators of that modality that declare the family."""
+    """family -> registry keys of the training simulators of that modality that declare the
+    family."""
     out: dict[str, list[str]] = defaultdict(list)
     for key in sorted(REGISTRY):
         sim = REGISTRY[key]
-        if modality in sim.modalities:
+        if modality in sim.modalities and sim.in_training:
             for family in sim.families:
                 out[family].append(key)
     return {f: out[f] for f in PHYSICAL_FAMILIES if f in out}

@@ -156,3 +156,32 @@ def test_jpeg_goes_through_a_real_block_codec(rng):
     at_edges = jumps[7::8].mean()
     inside = torch.cat([jumps[i::8] for i in range(7)]).mean()
     assert at_edges > 1.3 * inside
+
+
+def test_a_simulator_outside_training_is_left_out_of_chains_and_validation_ladders():
+    """`in_training` False (photo_sensor_noise): the shipped recipe's chains and validation
+    ladders stay what they were, while the token readers still see the simulator."""
+    from mediqa_train.ladders import family_simulators
+
+    outside = {k for k, sim in REGISTRY.items() if not sim.in_training}
+    assert "photo_sensor_noise" in outside
+    for modality in MODALITIES:
+        assert not outside & set(candidates(modality))
+        assert not outside & {k for keys in family_simulators(modality).values() for k in keys}
+
+
+def test_sensor_noise_is_poisson_gaussian_on_linear_light():
+    """The noise grows with severity, and more in dark regions than in bright ones (photon
+    noise on linear light, seen through the stored gamma)."""
+    sim = REGISTRY["photo_sensor_noise"]
+    image = torch.full((3, 64, 64), 160.0)
+    image[:, :32] = 40.0
+    spreads = []
+    for severity in (0.25, 0.5, 1.0):
+        rng = torch.Generator().manual_seed(0)
+        out = sim.apply(image, (1.0, 1.0), sim.sample(rng, severity), rng)
+        spreads.append((float(out[:, :32].std()), float(out[:, 32:].std())))
+        assert out.min() >= 0 and out.max() <= 255 and torch.equal(out, out.round())
+    assert spreads[0][0] < spreads[1][0] < spreads[2][0]
+    assert spreads[0][1] < spreads[1][1] < spreads[2][1]
+    assert all(dark > bright for dark, bright in spreads)

@@ -41,6 +41,10 @@ class Degradation(ABC, Generic[P]):
     # SSIM's local window cannot see it, so the quality target prices its bias severity
     # instead (`mediqa_train.quality.shading_of`).
     smooth_field: ClassVar[bool] = False
+    # False for a simulator added after the shipped network was trained: the physics-token
+    # reader is fitted on it (`mediqa_train.physics_head`), while training chains and their
+    # validation ladders leave it out, so the shipped recipe still draws the chains it drew.
+    in_training: ClassVar[bool] = True
 
     @abstractmethod
     def sample(self, rng: torch.Generator, severity: float | None = None) -> P:

@@ -58,10 +58,12 @@ class Chain:
 
 
 def candidates(modality: str) -> list[str]:
-    """Registry keys of the simulators that apply to `modality`, sorted for determinism."""
+    """Registry keys of the training simulators that apply to `modality`, sorted for
+    determinism."""
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
-    return sorted(k for k, sim in REGISTRY.items() if modality in sim.modalities)
+    return sorted(k for k, sim in REGISTRY.items()
+                  if modality in sim.modalities and sim.in_training)
 
 
 def draw(modality: str, rng: torch.Generator, max_steps: int = 3,

@@ -12,7 +12,18 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Degradation, Spacing, check_image, clip01, draw_severity, register, uniform
+from .base import (
+    Degradation,
+    Spacing,
+    check_image,
+    clip01,
+    draw_severity,
+    inverse_severity,
+    poisson,
+    randn,
+    register,
+    uniform,
+)
 from .fields import legendre_field, random_coefficients
 from .fourier import filter2d
 
@@ -225,6 +236,56 @@ class PhotoHaze(Degradation[HazeParams]):
 
     def severities(self, params: HazeParams) -> dict[str, float]:
         return {"exposure": clip01((1.0 - params.transmission) / self.LOSS_MAX)}
+
+
+@dataclass(frozen=True)
+class SensorNoiseParams:
+    """full_well_e: electrons collected at the sensor's white (fewer: noisier).
+    read_noise_e: read-out noise, electrons rms."""
+
+    full_well_e: float
+    read_noise_e: float
+
+
+@register
+class PhotoSensorNoise(Degradation[SensorNoiseParams]):
+    """Sensor noise: Poisson photon noise plus Gaussian read-out noise on linear light, per
+    colour channel, then the stored gamma and 8 bits. Low light, a small sensor or a high ISO
+    (gain) means fewer electrons per grey level, and the noise rises most in dark regions.
+
+    Foi, Trimeche, Katkovnik & Egiazarian, "Practical Poissonian-Gaussian noise modeling and
+    fitting for single-image raw-data", IEEE TIP 17(10), 2008. Severity s: full well
+    FULL_WELL_AT_ONE / s^2 electrons (at s = 1 a mid-grey pixel collects about 40).
+
+    Not in training chains (`in_training`): added after the shipped network was trained, so the
+    photographic physics-token readers can learn that a noisier photograph is a worse one.
+    """
+
+    name = "photo_sensor_noise"
+    modalities = PHOTO
+    families = ("noise",)
+    in_training = False
+    FULL_WELL_AT_ONE = 200.0
+    READ_NOISE_E = 3.0
+
+    def sample(self, rng: torch.Generator, severity: float | None = None) -> SensorNoiseParams:
+        s = draw_severity(rng, severity)
+        return SensorNoiseParams(inverse_severity(s, self.FULL_WELL_AT_ONE, 2), self.READ_NOISE_E)
+
+    def apply(self, image: torch.Tensor, spacing: Spacing, params: SensorNoiseParams,
+              rng: torch.Generator) -> torch.Tensor:
+        check_image(image)
+        if not math.isfinite(params.full_well_e):
+            return image.clone()
+        electrons = _to_linear(image) * params.full_well_e
+        noisy = poisson(electrons, rng) + params.read_noise_e * randn(image.shape, rng,
+                                                                      image.device)
+        return torch.round(_to_stored(noisy / params.full_well_e))
+
+    def severities(self, params: SensorNoiseParams) -> dict[str, float]:
+        if not math.isfinite(params.full_well_e):
+            return {"noise": 0.0}
+        return {"noise": clip01(math.sqrt(self.FULL_WELL_AT_ONE / params.full_well_e))}
 
 
 # Ruifrok & Johnston stain vectors (rows: haematoxylin, eosin, DAB), optical density per unit.
