@@ -48,6 +48,7 @@ from mediqa_cli.model.ensemble import assemble, members_of
 from mediqa_cli.model.network import MedIQANet
 from mediqa_cli.model.packing import pack, plan_batches
 from mediqa_cli.model.prompts import PromptRequest
+from mediqa_cli.physics_head import PhysicsHead
 from mediqa_cli.preprocess import SliceTokens
 
 MAX_SLICES = 4  # salient slices per labelled scan (a 2D image has one)
@@ -346,7 +347,7 @@ def scan_token_matrix(items: Sequence[LabelledScan]) -> np.ndarray:
     return np.stack([scan_tokens([t.physics for t in it.tokens]) for it in items])
 
 
-def with_site_reader(head: Any, items: Sequence[LabelledScan], scores: np.ndarray,
+def with_site_reader(head: PhysicsHead, items: Sequence[LabelledScan], scores: np.ndarray,
                      tokens: np.ndarray) -> np.ndarray:
     """Scan scores (0..100) read with a site head, per modality; unchanged without a reader."""
     out = np.asarray(scores, dtype=np.float64).copy()
@@ -359,7 +360,7 @@ def with_site_reader(head: Any, items: Sequence[LabelledScan], scores: np.ndarra
 
 def _site_reader(items: Sequence[LabelledScan], oof: np.ndarray, target01: np.ndarray,
                  folds: int, seed: int, n_boot: int, source: str
-                 ) -> tuple[Any, dict[str, Any] | None]:
+                 ) -> tuple[PhysicsHead | None, dict[str, Any] | None]:
     """The site head fitted on all out-of-fold scores, and its cross-validation on the same
     folds (None where no modality has enough labels)."""
     from mediqa_train.label_reader import fit_site_head
