@@ -110,6 +110,7 @@ def write_series_from_multiframe(source: str, out_dir: Path, seed: int = 0) -> l
         slice_spacing=1.5,
         body_part=str(ds.get("BodyPartExamined", "") or "HEAD"),
         seed=seed,
+        uid_seed=f"mediqa-demo-{Path(source).name}-{seed}",
     )
 
 
@@ -127,8 +128,12 @@ def write_dicom_series(
     positions: Sequence[float] | None = None,
     rescale: tuple[float, float] = (1.0, 0.0),
     tags: Mapping[str, object] | None = None,
+    uid_seed: str | None = None,
 ) -> list[Path]:
     """Write (slices, rows, cols) uint16/int16 data as single-slice DICOM files.
+
+    UIDs are random unless `uid_seed` is given: then they derive from it, so the same call
+    writes the same study, series and instances (and a report keeps its pseudonyms) every time.
 
     File names are random (seeded) so that sorting must come from ImagePositionPatient.
     `tags` sets further attributes by keyword (StationName, ProtocolName, ...).
@@ -139,9 +144,15 @@ def write_dicom_series(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    series_uid = series_uid or generate_uid()
-    study_uid = generate_uid()
-    frame_uid = generate_uid()
+
+    def uid(*parts: object) -> str:
+        if uid_seed is None:
+            return generate_uid()
+        return generate_uid(entropy_srcs=[uid_seed, *map(str, parts)])
+
+    series_uid = series_uid or uid("series")
+    study_uid = uid("study")
+    frame_uid = uid("frame")
     sop_class = CTImageStorage if modality == "CT" else MRImageStorage
     signed = volume.dtype.kind == "i"
     data = volume.astype(np.int16 if signed else np.uint16)
@@ -153,7 +164,7 @@ def write_dicom_series(
     for index, (pixels, height, name) in enumerate(zip(data, heights, names)):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = sop_class
-        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.MediaStorageSOPInstanceUID = uid("instance", index)
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = _base_dataset(meta, modality, body_part, patient_name, patient_id)
         ds.SOPClassUID = sop_class

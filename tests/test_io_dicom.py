@@ -171,3 +171,21 @@ def test_monochrome1_inverts_around_the_stored_range_so_a_series_stays_consisten
         np.testing.assert_allclose(out, 4095.0 - pixels)
         outputs.append(out.flat[0])
     assert outputs[0] == outputs[1]  # stored value 100 in both slices
+
+
+def test_a_uid_seed_writes_the_same_series_every_time_and_none_writes_a_new_one(
+        tmp_path: Path, real_volume):
+    """`mediqa demo` seeds its series' UIDs, so the demo report keeps its pseudonyms run to
+    run; test series stay unique by default."""
+    import pydicom
+
+    def uids(folder: str, **kw) -> list[tuple[str, str, str]]:
+        files = write_dicom_series(real_volume[:3], tmp_path / folder, seed=1, **kw)
+        return sorted((d.StudyInstanceUID, d.SeriesInstanceUID, d.SOPInstanceUID)
+                      for d in map(pydicom.dcmread, files))
+
+    seeded = uids("a", uid_seed="demo")
+    assert uids("b", uid_seed="demo") == seeded
+    assert len({sop for _, _, sop in seeded}) == 3
+    assert uids("c", uid_seed="other")[0][1] != seeded[0][1]
+    assert uids("d")[0][1] != uids("e")[0][1]
