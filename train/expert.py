@@ -186,20 +186,19 @@ def crossfit_scores(images: Sequence[LabelledImage], weights: Path, folds: int =
     read = np.full(len(images), np.nan)
     for f, test in enumerate(stratified_folds(y, folds, seed)):
         train = np.setdiff1d(np.arange(len(y)), test)
-        train_items = [items[i] for i in train]
-        kw = {"unfreeze_last": unfreeze_last}
-        inner = out_of_fold_scores(base_states, config, train_items, y[train].astype(float),
-                                   folds, seed + f, **kw)
-        head = fit_site_head([it.modality for it in train_items], tokens[train], inner,
-                             y[train].astype(float), seed + f)
-        tuned = tune_members(base_states, config, train_items, y[train].astype(float),
-                             seed=seed + f, **kw)
+        train_items, target = [items[i] for i in train], y[train].astype(float)
+        inner = out_of_fold_scores(base_states, config, train_items, target, folds, seed + f,
+                                   unfreeze_last=unfreeze_last)
+        head = fit_site_head([it.modality for it in train_items], tokens[train], inner, target,
+                             seed + f)
+        tuned = tune_members(base_states, config, train_items, target, seed=seed + f,
+                             unfreeze_last=unfreeze_last)
         test_items = [items[i] for i in test]
         network[test] = score_prepared(tuned, test_items)
         read[test] = (network[test] if head is None
                       else with_site_reader(head, test_items, network[test], tokens[test]))
         log(f"fold {f + 1}/{folds}: tuned on {len(train)}, scored {len(test)}"
-            + ("" if head is None else f"; reader {head.fitted_on.split(': ', 1)[1]}"))
+            + ("" if head is None else f"; {head.fitted_on}"))
     return {"fine-tuned": network, "fine-tuned + site reader": read}
 
 

@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from mediqa_train.physics_head import token_moments
 from scipy.optimize import minimize
 
 from mediqa_cli.calibration import raw_logit
@@ -58,12 +59,13 @@ def _design(tokens: np.ndarray, logits: np.ndarray, mean: np.ndarray, scale: np.
 
 
 def _standardiser(tokens: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    stacked = np.column_stack([tokens, logits])
-    with warnings.catch_warnings():  # a token missing on every scan has no mean
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nan_to_num(np.nanmean(stacked, axis=0))
-        scale = np.nan_to_num(np.nanstd(stacked, axis=0))
+    mean, scale = token_moments(np.column_stack([tokens, logits]))
     return mean, np.where(scale > 1e-9, scale, 1.0)
+
+
+def _log_loss(margin: np.ndarray, target: np.ndarray) -> float:
+    """Soft-label logistic loss, summed: -t log sigmoid(m) - (1 - t) log sigmoid(-m)."""
+    return float(np.sum(np.logaddexp(0.0, margin) - target * margin))
 
 
 def _logistic(x: np.ndarray, target: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
@@ -71,8 +73,7 @@ def _logistic(x: np.ndarray, target: np.ndarray, l2: float) -> tuple[np.ndarray,
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         margin = x @ theta[:-1] + theta[-1]
         p = 1.0 / (1.0 + np.exp(-margin))
-        value = float(np.sum(np.logaddexp(0.0, margin) - target * margin)
-                      + 0.5 * l2 * theta[:-1] @ theta[:-1])
+        value = _log_loss(margin, target) + 0.5 * l2 * float(theta[:-1] @ theta[:-1])
         residual = p - target
         return value, np.append(x.T @ residual + l2 * theta[:-1], residual.sum())
 
@@ -116,7 +117,7 @@ def choose_l2(tokens: np.ndarray, logits: np.ndarray, target01: np.ndarray,
             fit = np.setdiff1d(np.arange(len(target)), held)
             reader = fit_label_reader(tokens[fit], logits[fit], target[fit], l2)
             margin = reader.logit(logits[held], tokens[held])
-            total += float(np.sum(np.logaddexp(0.0, margin) - target[held] * margin))
+            total += _log_loss(margin, target[held])
         losses.append(total)
     return float(grid[int(np.argmin(losses))])
 

@@ -51,6 +51,15 @@ class TokenLadder:
     logits: np.ndarray
 
 
+def token_moments(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the mean and standard deviation over rows that have a value, 0 for a column
+    with none (a token missing on every slice has no mean)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return (np.nan_to_num(np.nanmean(stacked, axis=0)),
+                np.nan_to_num(np.nanstd(stacked, axis=0)))
+
+
 def fit_ranker(ladders: Sequence[np.ndarray], l2: float = 10.0,
                clean_spread: float = 0.0) -> TokenReader:
     """A reader whose term falls along every ladder (rows: clean first, then rising severity):
@@ -61,10 +70,8 @@ def fit_ranker(ladders: Sequence[np.ndarray], l2: float = 10.0,
     prices what a scan is (its field of view, its background) rather than a fault, and shifts
     whole sources up or down (`benchmarks/reader_terms.py`)."""
     stacked = np.concatenate(ladders)
-    with warnings.catch_warnings():  # a token missing on every slice has no mean
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nan_to_num(np.nanmean(stacked, axis=0))
-        scale = np.nan_to_num(np.nanstd(stacked, axis=0)) + 1e-6
+    mean, spread_of_tokens = token_moments(stacked)
+    scale = spread_of_tokens + 1e-6
     reader = TokenReader(mean, scale, np.zeros(stacked.shape[1]))
     pairs = []
     for tokens in ladders:
