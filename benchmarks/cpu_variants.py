@@ -121,7 +121,7 @@ def forward_cpu(scorer: Any, packed: list[Any]) -> tuple[float, list[float]]:
     started = time.process_time()
     quality: list[float] = []
     for batch in packed:
-        quality.extend(out.quality for out in scorer._forward(batch))
+        quality.extend(out.quality for out in scorer._forward(scorer.model, batch))
     return time.process_time() - started, quality
 
 

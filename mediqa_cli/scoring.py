@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,7 @@ class ModelScorer:
     calibration: Calibration | None = None  # the calibrated scale saved with the weights
     physics_head: PhysicsHead | None = None  # the token reader beside the network, if any
     precision: str = "fp32"  # the CPU arithmetic of the network (mediqa_cli.model.precision)
+    specialists: dict[str, Any] = field(default_factory=dict)  # modality -> its own network
 
     def score(self, batch: list[Any]) -> None:
         """Fill each PreparedScan's result with score, grade, physical estimates, prompts, worst
@@ -102,12 +103,11 @@ class ModelScorer:
         for scan_index, prepared in enumerate(batch):
             tokens, request = prepared.model_inputs
             flat.extend((scan_index, t, request) for t in tokens)
-        outputs: list[SliceOutput] = []
-        counts = [t.n_tokens for _, t, _ in flat]
-        for group in plan_batches(counts, self.max_tokens, self.config):
-            packed = pack([flat[i][1] for i in group], [flat[i][2] for i in group], self.config,
-                          max_seqlen=self.fixed_max_seqlen)
-            outputs.extend(self._forward(packed))
+        outputs = self._run(self.model, [(t, r) for _, t, r in flat])
+        for modality, indices in self._routes(batch, flat, outputs).items():
+            tuned = self._run(self.specialists[modality], [flat[i][1:] for i in indices])
+            for i, out in zip(indices, tuned):  # the main network's context guess stays
+                outputs[i] = replace(outputs[i], severities=out.severities, quality=out.quality)
         per_scan: dict[int, list[SliceOutput]] = {}
         for (scan_index, _, _), out in zip(flat, outputs):
             per_scan.setdefault(scan_index, []).append(out)
@@ -124,13 +124,47 @@ class ModelScorer:
         for scan_index, prepared in enumerate(batch):
             prepared.result.score_seconds = round(elapsed * tokens_per_scan[scan_index] / total, 4)
 
-    def _forward(self, packed: PackedBatch) -> list[SliceOutput]:
+    def _run(self, model: Any, items: list[tuple[SliceTokens, PromptRequest]]
+             ) -> list[SliceOutput]:
+        """One network over these slices, in packed batches of at most max_tokens."""
+        outputs: list[SliceOutput] = []
+        counts = [t.n_tokens for t, _ in items]
+        for group in plan_batches(counts, self.max_tokens, self.config):
+            packed = pack([items[i][0] for i in group], [items[i][1] for i in group], self.config,
+                          max_seqlen=self.fixed_max_seqlen)
+            outputs.extend(self._forward(model, packed))
+        return outputs
+
+    def _routes(self, batch: list[Any], flat: list[tuple[int, SliceTokens, PromptRequest]],
+                outputs: list[SliceOutput]) -> dict[str, list[int]]:
+        """{modality: indices into flat} of the slices a specialist scores: every slice of a
+        scan whose prompt (metadata, override, else the main network's guess, as the report
+        says it) names a modality with a specialist."""
+        if not self.specialists:
+            return {}
+        by_scan: dict[int, list[int]] = {}
+        for i, (scan_index, _, _) in enumerate(flat):
+            by_scan.setdefault(scan_index, []).append(i)
+        routes: dict[str, list[int]] = {}
+        for scan_index, indices in by_scan.items():
+            _, request = batch[scan_index].model_inputs
+            prompt = resolve_prompt(
+                request,
+                np.mean([outputs[i].modality_logits for i in indices], axis=0),
+                np.mean([outputs[i].anatomy_logits for i in indices], axis=0),
+                self.config,
+            )
+            if prompt.modality in self.specialists:
+                routes.setdefault(prompt.modality, []).extend(indices)
+        return routes
+
+    def _forward(self, model: Any, packed: PackedBatch) -> list[SliceOutput]:
         args = packed.to(self.device).args()
         with torch.inference_mode():
             if self.device.type == "cuda":
                 with torch.autocast("cuda", dtype=torch.bfloat16):
-                    return unpack(self.model(*args))
-            return unpack(self.model(*args))
+                    return unpack(model(*args))
+            return unpack(model(*args))
 
     def _aggregate(self, prepared: Any, outputs: list[SliceOutput], request: PromptRequest) -> None:
         result = prepared.result
@@ -206,9 +240,11 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
     arithmetic (mediqa_cli.model.precision): `auto` runs the transformer blocks in bf16 on a
     CPU with native bf16 and the eager backend; a bf16 scorer's version says `+bf16`.
     `physics_head` False scores with the network alone, which the token reader is fitted beside
-    (`mediqa_cli.physics_head`); a reader's digest is part of the version."""
-    from mediqa_cli.model.precision import resolve_precision, with_bf16_blocks
-    from mediqa_cli.model.weights import load_weights
+    (`mediqa_cli.physics_head`); a reader's digest is part of the version. A folder's
+    per-modality specialists (`mediqa_cli.model.weights.load_specialists`) run in the same
+    backend and arithmetic, and each one's checksum is part of the version."""
+    from mediqa_cli.model.precision import resolve_precision
+    from mediqa_cli.model.weights import load_specialists, load_weights
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -218,21 +254,12 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
     config: ModelConfig = model.config
     version = str(card.get("version") or card.get("name") or "unknown")
     preparer = SlicePreparer(config, views=views)
-    fixed = None
-    runnable: Any = model
-    if backend == "compile":
-        runnable = torch.compile(model, dynamic=True)
-    elif backend == "torchscript":
-        from mediqa_cli.model.export import script_model
-
-        runnable = script_model(model)
-    elif backend == "export":
-        from mediqa_cli.model.export import export_model
-
-        fixed = min(config.max_patches, config.keep_patches)
-        runnable = export_model(model, fixed).module()
-    elif used_precision == "bf16":
-        runnable = with_bf16_blocks(model)
+    fixed = min(config.max_patches, config.keep_patches) if backend == "export" else None
+    runnable = _runnable(model, backend, used_precision, fixed)
+    specialists = {}
+    for modality, (network, network_card) in load_specialists(weights_dir, config, target).items():
+        specialists[modality] = _runnable(network, backend, used_precision, fixed)
+        version = f"{version}+{modality}-{str(network_card['sha256'])[:8]}"
     if backend != "eager":
         version = f"{version}+{backend}"
     if views > 1:
@@ -247,7 +274,24 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
         version = f"{version}+cal-{calibration.digest}"
     return ModelScorer(runnable, config, version, preparer, target, fixed_max_seqlen=fixed,
                        domain=DomainCheck.load(weights_dir), calibration=calibration,
-                       physics_head=head, precision=used_precision)
+                       physics_head=head, precision=used_precision, specialists=specialists)
+
+
+def _runnable(model: Any, backend: str, precision: str, fixed: int | None) -> Any:
+    """The network wrapped in the requested backend, or in bf16 blocks for eager bf16."""
+    from mediqa_cli.model.precision import with_bf16_blocks
+
+    if backend == "compile":
+        return torch.compile(model, dynamic=True)
+    if backend == "torchscript":
+        from mediqa_cli.model.export import script_model
+
+        return script_model(model)
+    if backend == "export":
+        from mediqa_cli.model.export import export_model
+
+        return export_model(model, fixed).module()
+    return with_bf16_blocks(model) if precision == "bf16" else model
 
 
 def _pick_device(device: str) -> torch.device:
@@ -285,6 +329,7 @@ def _arithmetic(scorer: ModelScorer) -> str:
 def describe_installed_weights() -> list[tuple[str, str]]:
     """Lines for `mediqa info`: where the weights are, their version and verified checksum."""
     from mediqa_cli.model.weights import (
+        SPECIALISTS_DIR,
         WeightsError,
         find_installed_weights,
         read_card,
@@ -309,6 +354,15 @@ def describe_installed_weights() -> list[tuple[str, str]]:
     ]
     if int(card.get("members", 1)) > 1:
         lines.append(("weights members", f"{card['members']} networks, outputs averaged"))
+    for folder in sorted(p for p in (Path(found) / SPECIALISTS_DIR).glob("*") if p.is_dir()):
+        try:
+            special = read_card(folder)
+        except WeightsError as exc:
+            lines.append((f"specialist {folder.name}", f"error: {exc}"))
+        else:
+            lines.append((f"specialist {folder.name}",
+                          f"{special.get('version', 'unknown')}, sha256 "
+                          f"{str(special.get('sha256', ''))[:12]}... (scores {folder.name} scans)"))
     try:
         head = PhysicsHead.load(found)
     except ValueError as exc:

@@ -84,10 +84,23 @@ class BatchRecipe:
     # Share of the quality target a full-severity smooth bias field costs (0.35 is
     # quality.SHADING_WEIGHT); 0 keeps the SSIM-only target of the weights up to v0.2.0.
     shading_weight: float = 0.0
+    # "simulator:MODALITY" entries: simulators outside the shipped chains (`in_training` False)
+    # that this recipe draws for that modality (candidate H: photographic noise on histology).
+    added_simulators: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.shading_weight <= 1.0:
             raise ValueError(f"shading_weight must lie in [0, 1], got {self.shading_weight}")
+        from mediqa_train.degrade import candidates
+
+        for entry in self.added_simulators:
+            name, _, modality = entry.partition(":")
+            candidates(modality, (name,))  # refuses an unknown simulator or modality
+
+    def added_for(self, modality: str) -> tuple[str, ...]:
+        """The added simulators this recipe draws for `modality`."""
+        return tuple(name for name, _, m in (e.partition(":") for e in self.added_simulators)
+                     if m == modality)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchRecipe:
@@ -270,7 +283,8 @@ class ExampleMaker:
         from mediqa_train.degrade import draw
 
         for _ in range(8):
-            chain = draw(modality, gen, max_steps=self.recipe.max_chain, severity=severity)
+            chain = draw(modality, gen, max_steps=self.recipe.max_chain, severity=severity,
+                         added=self.recipe.added_for(modality))
             sev = chain.severities
             if not any(sev[f] > 0 for f in self.recipe.exclude_families):
                 return chain

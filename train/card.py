@@ -337,6 +337,33 @@ def physics_head_lines(weights: Path) -> list[str]:
     return lines
 
 
+def specialist_lines(weights: Path) -> list[str]:
+    """Markdown lines for the weights' per-modality specialists (`specialists/<MODALITY>/`):
+    what each one is, how it was trained, and the command that reproduces it."""
+    from mediqa_cli.model.weights import SPECIALISTS_DIR
+
+    folders = sorted(p for p in (weights / SPECIALISTS_DIR).glob("*") if p.is_dir())
+    if not folders:
+        return []
+    lines = ["Scans whose prompt (metadata, else the main network's guess) names one of these "
+             "modalities are scored by its own network, of the main network's config "
+             "(`mediqa_cli.model.weights.load_specialists`); the prompt columns stay the main "
+             "network's, and every other scan is scored by the main network alone.", "",
+             "| modality | network | training |", "|---|---|---|"]
+    for folder in folders:
+        card = json.loads((folder / CARD_FILE).read_text())
+        t = card.get("training", {})
+        rc = t.get("run_config", {})
+        added = ", ".join(rc.get("data", {}).get("added_simulators", [])) or "none"
+        lines.append(
+            f"| {folder.name} | `{SPECIALISTS_DIR}/{folder.name}/{card['weights_file']}`, "
+            f"sha256 `{card['sha256'][:12]}…` | {t.get('steps', '?')} steps from "
+            f"`{rc.get('init_weights', 'scratch')}` (network {rc.get('init_member', 0)}) at "
+            f"lr {rc.get('optim', {}).get('lr', '?')}, simulators added: {added}; "
+            f"`{card.get('training_command', '')}` |")
+    return lines
+
+
 def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
     """Rewrite weights/MODEL_CARD.md (and add the metrics to model_card.json)."""
     root = Path(weights)
@@ -371,6 +398,7 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
 
     t = card["training"]
     reader_lines = physics_head_lines(root)
+    specialist_rows = specialist_lines(root)
     members = card.get("ensemble_members", [])
     s = card["training_log_summary"]
     rc = t["run_config"]
@@ -411,6 +439,7 @@ def write_card(weights: str | Path, corpus: str | Path | None = None) -> Path:
         "pre-trained with both task prompts); `mediqa-train finetune` specialises `expert` "
         "to a site's own ratings.",
         *(["", "## Physics-token reader", "", *reader_lines] if reader_lines else []),
+        *(["", "## Specialists", "", *specialist_rows] if specialist_rows else []),
         "",
         "## Reproduce",
         "",

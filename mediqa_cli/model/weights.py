@@ -11,6 +11,13 @@ An ensemble (model/ensemble.py) is the same folder: its tensors are `members.<i>
 card's "members" says how many (1, or absent, for one network), and config.json is the one
 config every member shares.
 
+A folder may also hold `specialists/<MODALITY>/`, each a weights folder of the same form and
+the same config: the network that scores scans of that modality in place of the main one
+(`mediqa_cli.scoring.ModelScorer`). Why: a network trained further on one modality's faults
+can lift that modality while the drift it brings to the others costs them more than it gains
+(benchmarks/RESULTS.md, "v0.10.0"); a specialist keeps both. Same config, so the slices are
+tokenised once and the main network's context guess picks the route.
+
 Loading checks the checksum before reading a tensor and checks every tensor's name and shape
 against the config, so a corrupted download, a stray file or a config from another model is
 refused with a message that says which. `find_installed_weights` returns None when nothing is
@@ -41,6 +48,7 @@ CONFIG_FILE = "config.json"
 CARD_FILE = "model_card.json"
 CARD_MD = "MODEL_CARD.md"
 ENV_VAR = "MEDIQA_WEIGHTS"
+SPECIALISTS_DIR = "specialists"
 REPO_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 
 
@@ -197,6 +205,33 @@ def load_weights(
     return model.to(device).eval(), card
 
 
+def load_specialists(
+    directory: str | os.PathLike[str], config: ModelConfig, device: str | torch.device = "cpu"
+) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """The folder's per-modality networks, {modality: (model, card)}, each verified as
+    load_weights does; empty when the folder has none.
+
+    Refuses (WeightsError) a specialist named after no modality of the main config, one for
+    OTHER (an image nothing names is not routed), and one whose config differs from the main
+    network's (the slices are tokenised once, by the main config).
+    """
+    root = Path(directory) / SPECIALISTS_DIR
+    if not root.is_dir():
+        return {}
+    found: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        named = [m for m in config.modalities if m != "OTHER"]
+        if folder.name not in named:
+            raise WeightsError(f"{folder}: a specialist must be named after one of the "
+                               f"modalities {', '.join(named)}")
+        model, card = load_weights(folder, device)
+        if model.config != config:
+            raise WeightsError(f"{folder / CONFIG_FILE} differs from the main network's config; "
+                               "a specialist must share it")
+        found[folder.name] = (model, card)
+    return found
+
+
 def is_weights_dir(path: str | os.PathLike[str]) -> bool:
     root = Path(path)
     return all((root / f).is_file() for f in (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE))
@@ -225,6 +260,7 @@ __all__ = [
     "WeightsError",
     "find_installed_weights",
     "is_weights_dir",
+    "load_specialists",
     "load_weights",
     "read_card",
     "save_weights",

@@ -185,3 +185,18 @@ def test_sensor_noise_is_poisson_gaussian_on_linear_light():
     assert spreads[0][0] < spreads[1][0] < spreads[2][0]
     assert spreads[0][1] < spreads[1][1] < spreads[2][1]
     assert all(dark > bright for dark, bright in spreads)
+
+
+def test_a_recipe_adds_a_simulator_outside_training_for_the_modalities_it_names():
+    from mediqa_train.batches import BatchRecipe
+
+    recipe = BatchRecipe(added_simulators=("photo_sensor_noise:HISTO",))
+    assert recipe.added_for("HISTO") == ("photo_sensor_noise",) and recipe.added_for("FUNDUS") == ()
+    added = recipe.added_for("HISTO")
+    seen = {sim.name for seed in range(60)
+            for sim, _ in draw("HISTO", torch.Generator().manual_seed(seed), added=added).steps}
+    assert "photo_sensor_noise" in seen
+    assert all(sim.name != "photo_sensor_noise" for seed in range(60) for sim, _ in
+               draw("FUNDUS", torch.Generator().manual_seed(seed)).steps)
+    with pytest.raises(ValueError, match="does not apply"):
+        BatchRecipe(added_simulators=("photo_sensor_noise:MR",))

@@ -43,8 +43,8 @@ class Degradation(ABC, Generic[P]):
     smooth_field: ClassVar[bool] = False
     # False for a simulator added after the shipped network was trained: the physics-token
     # reader is fitted on it (`mediqa_train.physics_head`), while training chains and their
-    # validation ladders leave it out, so the shipped recipe still draws the chains it drew
-    # (candidate H put one in for histology and did not ship: branch `histo-noise`).
+    # validation ladders leave it out, so the shipped recipe still draws the chains it drew;
+    # a recipe puts it in for named modalities (`BatchRecipe.added_simulators`).
     in_training: ClassVar[bool] = True
 
     @abstractmethod

@@ -9,6 +9,7 @@ family are worse than either, and the result stays in [0, 1].
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,22 +58,27 @@ class Chain:
         return [sim.record(params) for sim, params in self.steps]
 
 
-def candidates(modality: str) -> list[str]:
+def candidates(modality: str, added: Sequence[str] = ()) -> list[str]:
     """Registry keys of the training simulators that apply to `modality`, sorted for
-    determinism."""
+    determinism; `added` names simulators outside training (`in_training` False) that a recipe
+    puts in for this modality."""
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    for name in added:
+        if name not in REGISTRY or modality not in REGISTRY[name].modalities:
+            raise ValueError(f"simulator {name!r} does not apply to {modality}")
     return sorted(k for k, sim in REGISTRY.items()
-                  if modality in sim.modalities and sim.in_training)
+                  if modality in sim.modalities and (sim.in_training or k in added))
 
 
 def draw(modality: str, rng: torch.Generator, max_steps: int = 3,
-         severity: float | None = None) -> Chain:
-    """A random chain of 1..max_steps distinct simulators fitting `modality`.
+         severity: float | None = None, added: Sequence[str] = ()) -> Chain:
+    """A random chain of 1..max_steps distinct simulators fitting `modality` (`added`: as in
+    `candidates`).
 
     `severity` fixes every step's severity (None draws each at random).
     """
-    keys = candidates(modality)
+    keys = candidates(modality, added)
     n = min(len(keys), 1 + int(uniform(rng) * max_steps))
     order = torch.randperm(len(keys), generator=rng, device=rng.device).tolist()[:n]
     chosen = [REGISTRY[keys[i]] for i in order]
