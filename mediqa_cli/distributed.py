@@ -164,8 +164,7 @@ class ModelActor:
         weights: dict[str, bytes] = ray.get(ref)
         folder = tempfile.mkdtemp(prefix="mediqa-weights-")
         try:
-            for name, data in weights.items():
-                Path(folder, name).write_bytes(data)
+            write_payload(weights, Path(folder))
             self.scorer = load_scorer(Path(folder), device, backend, views, precision=precision)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -181,6 +180,15 @@ class ModelActor:
         return finish_batch(list(batch), self.scorer)
 
 
+def write_payload(files: dict[str, bytes], folder: Path) -> None:
+    """The driver's weights files as a weights folder again (names may hold
+    `specialists/<MODALITY>/`)."""
+    for name, data in files.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
 def _weights_payload() -> dict[str, bytes] | None:
     """The installed weights' files, read once on the driver (None: no weights installed)."""
     from mediqa_cli.calibration import CALIBRATION_FILE
@@ -188,6 +196,7 @@ def _weights_payload() -> dict[str, bytes] | None:
     from mediqa_cli.model.weights import (
         CARD_FILE,
         CONFIG_FILE,
+        SPECIALISTS_DIR,
         WEIGHTS_FILE,
         find_installed_weights,
     )
@@ -198,7 +207,12 @@ def _weights_payload() -> dict[str, bytes] | None:
         return None
     names = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE,  # then the optional ones
              DOMAIN_FILE, CALIBRATION_FILE, PHYSICS_HEAD_FILE)
-    return {name: (found / name).read_bytes() for name in names if (found / name).is_file()}
+    files = {name: (found / name).read_bytes() for name in names if (found / name).is_file()}
+    for folder in sorted(p for p in (found / SPECIALISTS_DIR).glob("*") if p.is_dir()):
+        for name in (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE):  # load_weights refuses a missing one
+            if (folder / name).is_file():
+                files[f"{SPECIALISTS_DIR}/{folder.name}/{name}"] = (folder / name).read_bytes()
+    return files
 
 
 # -- the driver ------------------------------------------------------------------------------

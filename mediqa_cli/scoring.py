@@ -103,8 +103,17 @@ class ModelScorer:
         for scan_index, prepared in enumerate(batch):
             tokens, request = prepared.model_inputs
             flat.extend((scan_index, t, request) for t in tokens)
-        outputs = self._run(self.model, [(t, r) for _, t, r in flat])
-        for modality, indices in self._routes(batch, flat, outputs).items():
+        named = self._named_routes(flat)
+        taken = {i for indices in named.values() for i in indices}
+        main = [i for i in range(len(flat)) if i not in taken]
+        outputs: list[SliceOutput] = [None] * len(flat)  # type: ignore[list-item] - all filled
+        for i, out in zip(main, self._run(self.model, [flat[i][1:] for i in main])):
+            outputs[i] = out
+        for modality, indices in named.items():  # the specialist alone, its context head too
+            for i, out in zip(indices, self._run(self.specialists[modality],
+                                                 [flat[i][1:] for i in indices])):
+                outputs[i] = out
+        for modality, indices in self._routes(batch, flat, outputs, main).items():
             tuned = self._run(self.specialists[modality], [flat[i][1:] for i in indices])
             for i, out in zip(indices, tuned):  # the main network's context guess stays
                 outputs[i] = replace(outputs[i], severities=out.severities, quality=out.quality)
@@ -135,16 +144,29 @@ class ModelScorer:
             outputs.extend(self._forward(model, packed))
         return outputs
 
+    def _named_routes(self, flat: list[tuple[int, SliceTokens, PromptRequest]]
+                      ) -> dict[str, list[int]]:
+        """{modality: indices into flat} of the slices whose request already names a modality
+        with a specialist (metadata, file name or override): the specialist scores them alone,
+        so they cost one forward pass."""
+        routes: dict[str, list[int]] = {}
+        for i, (_, _, request) in enumerate(flat):
+            if request.modality_id < self.config.unknown_modality:
+                name = self.config.modalities[request.modality_id]
+                if name in self.specialists:
+                    routes.setdefault(name, []).append(i)
+        return routes
+
     def _routes(self, batch: list[Any], flat: list[tuple[int, SliceTokens, PromptRequest]],
-                outputs: list[SliceOutput]) -> dict[str, list[int]]:
-        """{modality: indices into flat} of the slices a specialist scores: every slice of a
-        scan whose prompt (metadata, override, else the main network's guess, as the report
-        says it) names a modality with a specialist."""
+                outputs: list[SliceOutput], scored: list[int]) -> dict[str, list[int]]:
+        """{modality: indices into flat} of the slices the main network scored (`scored`) that
+        a specialist scores instead: every slice of a scan whose prompt, once the main network
+        has guessed what nothing named, is a modality with a specialist."""
         if not self.specialists:
             return {}
         by_scan: dict[int, list[int]] = {}
-        for i, (scan_index, _, _) in enumerate(flat):
-            by_scan.setdefault(scan_index, []).append(i)
+        for i in scored:
+            by_scan.setdefault(flat[i][0], []).append(i)
         routes: dict[str, list[int]] = {}
         for scan_index, indices in by_scan.items():
             _, request = batch[scan_index].model_inputs

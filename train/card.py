@@ -345,10 +345,11 @@ def specialist_lines(weights: Path) -> list[str]:
     folders = sorted(p for p in (weights / SPECIALISTS_DIR).glob("*") if p.is_dir())
     if not folders:
         return []
-    lines = ["Scans whose prompt (metadata, else the main network's guess) names one of these "
-             "modalities are scored by its own network, of the main network's config "
-             "(`mediqa_cli.model.weights.load_specialists`); the prompt columns stay the main "
-             "network's, and every other scan is scored by the main network alone.", "",
+    lines = ["Scans of these modalities are scored by their own network, of the main network's "
+             "config (`mediqa_cli.model.weights.load_specialists`): alone when metadata, the "
+             "file name or an override names the modality (one forward pass), after the main "
+             "network's guess otherwise (two passes; the prompt columns are the main "
+             "network's). Every other scan is scored by the main network alone.", "",
              "| modality | network | training |", "|---|---|---|"]
     for folder in folders:
         card = json.loads((folder / CARD_FILE).read_text())

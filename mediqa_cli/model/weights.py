@@ -16,7 +16,8 @@ the same config: the network that scores scans of that modality in place of the 
 (`mediqa_cli.scoring.ModelScorer`). Why: a network trained further on one modality's faults
 can lift that modality while the drift it brings to the others costs them more than it gains
 (benchmarks/RESULTS.md, "v0.10.0"); a specialist keeps both. Same config, so the slices are
-tokenised once and the main network's context guess picks the route.
+tokenised once; a scan whose metadata names the modality goes to the specialist alone, and one
+whose modality is guessed is routed by the main network's guess.
 
 Loading checks the checksum before reading a tensor and checks every tensor's name and shape
 against the config, so a corrupted download, a stray file or a config from another model is
