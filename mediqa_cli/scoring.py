@@ -278,10 +278,14 @@ def load_scorer(weights_dir: Path, device: str = "auto", backend: str = "eager",
     preparer = SlicePreparer(config, views=views)
     fixed = min(config.max_patches, config.keep_patches) if backend == "export" else None
     runnable = _runnable(model, backend, used_precision, fixed)
-    specialists = {}
+    specialists: dict[str, Any] = {}
+    by_digest: dict[str, Any] = {}  # one network serving several modalities is wrapped once
     for modality, (network, network_card) in load_specialists(weights_dir, config, target).items():
-        specialists[modality] = _runnable(network, backend, used_precision, fixed)
-        version = f"{version}+{modality}-{str(network_card['sha256'])[:8]}"
+        digest = str(network_card["sha256"])
+        if digest not in by_digest:
+            by_digest[digest] = _runnable(network, backend, used_precision, fixed)
+        specialists[modality] = by_digest[digest]
+        version = f"{version}+{modality}-{digest[:8]}"
     if backend != "eager":
         version = f"{version}+{backend}"
     if views > 1:

@@ -129,3 +129,13 @@ def test_ray_actors_receive_the_specialists_with_the_weights(weights_dir: Path, 
     actor = load_scorer(tmp_path / "actor", "cpu", precision="fp32")
     assert actor.version == local.version and "+HISTO-" in actor.version
     assert actor.specialists.keys() == {"HISTO"}
+
+
+def test_one_network_serving_two_modalities_is_loaded_once(weights_dir: Path):
+    from mediqa_cli.scoring import load_scorer
+
+    folder = save_weights(_network(1), weights_dir / SPECIALISTS_DIR / "CT", version="s1")
+    shutil.copytree(folder, weights_dir / SPECIALISTS_DIR / "XR")
+    scorer = load_scorer(weights_dir, "cpu", precision="fp32")
+    assert scorer.specialists["CT"] is scorer.specialists["XR"]
+    assert "+CT-" in scorer.version and "+XR-" in scorer.version
