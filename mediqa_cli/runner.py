@@ -63,10 +63,18 @@ class ScoreRequest(ScoreOptions):
         return ScoreOptions(**values)
 
 
-def default_workers() -> int:
-    """One decoder per spare core (at most 4): decoding overlaps the model, cores stay free."""
-    cores = os.cpu_count() or 1
-    return max(0, min(4, cores - 1))
+def default_workers(cores: int | None = None) -> int:
+    """One decoder per spare core (at most 4) where there are at least two spare cores, else
+    none: decoding overlaps the model, cores stay free.
+
+    Why not one worker on two cores: a spawned decoder imports the whole stack (about 2.5 s of
+    CPU) and then competes with the model's threads for the same two cores. Measured on a 2-core
+    machine (benchmarks/RESULTS.md, "Start-up"): the demo archive takes 4.6 s in one process
+    against 7.2-8.0 s with a worker, and 200 generated scans take the same wall time either
+    way with 35 % more CPU beside a worker.
+    """
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    return 0 if cores <= 2 else min(4, cores - 1)
 
 
 def run_score(request: ScoreRequest) -> int:

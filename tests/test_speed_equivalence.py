@@ -277,3 +277,27 @@ def test_patch_laplacian_by_shifted_views_matches_the_grouped_conv() -> None:
     coarse = F.avg_pool2d(x, 2)
     torch.testing.assert_close(physics._lap(coarse), F.conv2d(coarse, physics.laplacian,
                                                                groups=3), rtol=0, atol=2e-6)
+
+
+def test_excess_kurtosis_is_scipys_to_the_last_bit():
+    """physics.excess_kurtosis replaced scipy.stats.kurtosis (half a second of start-up)."""
+    from scipy.stats import kurtosis
+
+    from mediqa_cli.physics import excess_kurtosis
+
+    rng = np.random.default_rng(3)
+    for i in range(60):
+        shape = tuple(int(n) for n in rng.integers(8, 260, 2))
+        values = rng.standard_t(3 + i % 5, size=shape) * rng.random() + rng.normal()
+        assert excess_kurtosis(values) == float(kurtosis(values, axis=None))
+    assert math.isnan(excess_kurtosis(np.full((8, 8), 3.0)))
+
+
+def test_scoring_start_up_does_not_import_scipy_stats():
+    import subprocess
+    import sys
+
+    code = ("import sys, mediqa_cli.runner, mediqa_cli.scoring, mediqa_cli.physics; "
+            "print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

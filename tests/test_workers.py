@@ -162,3 +162,10 @@ def test_kill_9_leaves_no_worker_and_resume_equals_a_clean_run(tmp_path: Path):
             else:
                 assert after[scan_id][column] == value, (scan_id, column)
     assert not journal.exists()
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 0), (3, 2), (4, 3), (8, 4), (64, 4)])
+def test_default_workers_leave_two_core_machines_in_one_process(cores: int, workers: int):
+    from mediqa_cli.runner import default_workers
+
+    assert default_workers(cores) == workers
