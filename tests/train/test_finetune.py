@@ -233,3 +233,23 @@ def test_finetune_writes_a_site_reader_that_scoring_applies(
     expected = 100.0 / (1.0 + math.exp(-logit))
     assert abs(expected - 100.0 * p) > 0.5  # the reader does move this scan
     assert score(with_reader) == pytest.approx(expected, abs=0.02)
+
+
+def test_a_base_with_specialists_is_tuned_without_them(
+    labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Specialists score on the physics scale: the tuned folder scores every modality with the
+    tuned network, on the site's scale."""
+    import shutil
+
+    from mediqa_cli.model.weights import SPECIALISTS_DIR
+    from mediqa_cli.scoring import load_scorer
+
+    source, labels = labelled
+    base = tmp_path / "base"
+    shutil.copytree(source, base)
+    shutil.copytree(source, base / SPECIALISTS_DIR / "XR")
+    assert load_scorer(base, "cpu", precision="fp32").specialists.keys() == {"XR"}
+    out = finetune(labels, base, tmp_path / "tuned", folds=0, epochs=1, echo=None)
+    assert not (out / SPECIALISTS_DIR).exists()
+    assert load_scorer(out, "cpu", precision="fp32").specialists == {}
