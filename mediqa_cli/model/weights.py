@@ -220,8 +220,8 @@ def load_specialists(
     if not root.is_dir():
         return {}
     found: dict[str, tuple[Any, dict[str, Any]]] = {}
+    named = [m for m in config.modalities if m != "OTHER"]
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        named = [m for m in config.modalities if m != "OTHER"]
         if folder.name not in named:
             raise WeightsError(f"{folder}: a specialist must be named after one of the "
                                f"modalities {', '.join(named)}")
