@@ -48,28 +48,20 @@ PHYSICS_HEAD_FILE = "physics_head.json"
 class TokenReader:
     """One modality's term: `-(weights . z) - offset`, z = (tokens - mean) / scale, NaN -> 0;
     the network's logit is multiplied by `network_weight` before the term is added (1 for the
-    shipped readers, fitted for a site's). A two-sided reader also subtracts
-    `two_sided . |z - center|`: a measure that moves away from its clean value either way
-    (exposure darkens and brightens) can cost score, which one linear weight cannot price."""
+    shipped readers, fitted for a site's)."""
 
     mean: np.ndarray
     scale: np.ndarray
     weights: np.ndarray
     offset: float = 0.0
     network_weight: float = 1.0
-    two_sided: np.ndarray | None = None  # weights of |z - center|
-    center: np.ndarray | None = None  # the clean slices' median z
 
     def standardise(self, tokens: np.ndarray) -> np.ndarray:
         return np.nan_to_num((np.asarray(tokens, dtype=np.float64) - self.mean) / self.scale)
 
     def term(self, tokens: np.ndarray) -> np.ndarray:
         """(S, F) tokens -> (S,) logit shifts; higher is better."""
-        z = self.standardise(tokens)
-        cost = z @ self.weights
-        if self.two_sided is not None and self.center is not None:
-            cost = cost + np.abs(z - self.center) @ self.two_sided
-        return -cost - self.offset
+        return -(self.standardise(tokens) @ self.weights) - self.offset
 
     def logit(self, network_logit: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """The scored logit: the network's, weighted, plus the term."""
@@ -80,9 +72,6 @@ class TokenReader:
                for key in ("mean", "scale", "weights")} | {"offset": round(self.offset, 8)}
         if self.network_weight != 1.0:  # absent in the shipped files: their digests stay
             out["network_weight"] = round(self.network_weight, 8)
-        if self.two_sided is not None and self.center is not None:
-            out["two_sided"] = [round(float(v), 8) for v in self.two_sided]
-            out["center"] = [round(float(v), 8) for v in self.center]
         return out
 
     @classmethod
@@ -96,14 +85,7 @@ class TokenReader:
         weight = float(data.get("network_weight", 1.0))
         if not np.isfinite(weight):
             raise ValueError("a reader's network weight must be finite")
-        sided = [np.asarray(data[k], dtype=np.float64) for k in ("two_sided", "center")
-                 if k in data]
-        if sided and (len(sided) != 2 or any(a.shape != (n_features,) or not np.isfinite(a).all()
-                                             for a in sided)):
-            raise ValueError(f"a two-sided reader needs {n_features} finite two-sided weights "
-                             "and centres")
-        return cls(*arrays, offset=float(data.get("offset", 0.0)), network_weight=weight,
-                   two_sided=sided[0] if sided else None, center=sided[1] if sided else None)
+        return cls(*arrays, offset=float(data.get("offset", 0.0)), network_weight=weight)
 
 
 @dataclass(frozen=True)

@@ -629,8 +629,6 @@ def physics_head(
     clean_spread: Annotated[float, typer.Option(
         "--clean-spread", min=0.0,
         help="Penalty on the term's spread over clean slices (0: none).")] = 0.0,
-    two_sided: Annotated[bool, typer.Option(
-        "--two-sided", help="Also weigh each token's distance from its clean value.")] = False,
     cache: CacheOption = DEFAULT_CACHE,
     mirror: MirrorOption = None,
 ) -> None:
@@ -646,7 +644,7 @@ def physics_head(
             warnings.simplefilter("ignore")
             head = fit_head(weights, manifest, modality, holdout_fold, groups, share, seed,
                             cache, mirror, echo=console.print, clean_spread=clean_spread,
-                            keep=PhysicsHead.load(weights), two_sided=two_sided)
+                            keep=PhysicsHead.load(weights))
     except (FileNotFoundError, ValueError) as err:
         console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(1) from None

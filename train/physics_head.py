@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,33 +61,24 @@ def token_moments(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_ranker(ladders: Sequence[np.ndarray], l2: float = 10.0,
-               clean_spread: float = 0.0, two_sided: bool = False) -> TokenReader:
+               clean_spread: float = 0.0) -> TokenReader:
     """A reader whose term falls along every ladder (rows: clean first, then rising severity):
     standardised tokens (NaN -> the mean), weights from the L2 pairwise logistic loss.
 
     `clean_spread` > 0 adds a penalty on the variance of the term over the ladders' clean
     slices (weighted like that many pairs per slice): a term that differs between clean images
     prices what a scan is (its field of view, its background) rather than a fault, and shifts
-    whole sources up or down (`benchmarks/reader_terms.py`). `two_sided` also fits a weight
-    per token on |z - c|, c the clean steps' median z (`TokenReader.two_sided`)."""
+    whole sources up or down (`benchmarks/reader_terms.py`)."""
     stacked = np.concatenate(ladders)
     mean, spread_of_tokens = token_moments(stacked)
     scale = spread_of_tokens + 1e-6
-    n = stacked.shape[1]
-    reader = TokenReader(mean, scale, np.zeros(n))
-    center = (np.median([reader.standardise(tokens[:1])[0] for tokens in ladders], axis=0)
-              if two_sided else None)
-
-    def features(tokens: np.ndarray) -> np.ndarray:
-        z = reader.standardise(tokens)
-        return np.concatenate([z, np.abs(z - center)], axis=1) if center is not None else z
-
+    reader = TokenReader(mean, scale, np.zeros(stacked.shape[1]))
     pairs = []
     for tokens in ladders:
-        f = features(tokens)
-        pairs += [f[j] - f[i] for i in range(len(f)) for j in range(i + 1, len(f))]
+        z = reader.standardise(tokens)
+        pairs += [z[j] - z[i] for i in range(len(z)) for j in range(i + 1, len(z))]
     diff = np.asarray(pairs)
-    clean = np.array([features(tokens[:1])[0] for tokens in ladders])
+    clean = np.array([reader.standardise(tokens[:1])[0] for tokens in ladders])
     clean -= clean.mean(axis=0)
     spread = clean_spread * len(diff) / len(clean) * (clean.T @ clean)
 
@@ -99,15 +90,13 @@ def fit_ranker(ladders: Sequence[np.ndarray], l2: float = 10.0,
         return value, -(diff * p[:, None]).sum(0) + l2 * w + spread @ w
 
     weights = minimize(loss, np.zeros(diff.shape[1]), jac=True, method="L-BFGS-B").x
-    if center is None:
-        return TokenReader(mean, scale, weights)
-    return TokenReader(mean, scale, weights[:n], two_sided=weights[n:], center=center)
+    return TokenReader(mean, scale, weights)
 
 
 def reader_beside(ladders: Sequence[TokenLadder], share: float, l2: float = 10.0,
-                  clean_spread: float = 0.0, two_sided: bool = False) -> TokenReader:
+                  clean_spread: float = 0.0) -> TokenReader:
     """The ranker of these ladders, its spread `share` x the network logit's, clean median 0."""
-    ranker = fit_ranker([ladder.tokens for ladder in ladders], l2, clean_spread, two_sided)
+    ranker = fit_ranker([ladder.tokens for ladder in ladders], l2, clean_spread)
     terms = np.concatenate([ranker.term(ladder.tokens) for ladder in ladders])
     logits = np.concatenate([ladder.logits for ladder in ladders])
     finite = np.isfinite(logits)
@@ -115,10 +104,9 @@ def reader_beside(ladders: Sequence[TokenLadder], share: float, l2: float = 10.0
     if spread <= 0 or finite.sum() < 2:
         raise ValueError("the ranker's term does not vary on the fitting slices")
     factor = share * float(np.std(logits[finite])) / spread
-    sided = None if ranker.two_sided is None else ranker.two_sided * factor
-    scaled = replace(ranker, weights=ranker.weights * factor, two_sided=sided)
+    scaled = TokenReader(ranker.mean, ranker.scale, ranker.weights * factor)
     clean = np.median([scaled.term(ladder.tokens[:1])[0] for ladder in ladders])
-    return replace(scaled, offset=float(clean))
+    return TokenReader(scaled.mean, scaled.scale, scaled.weights, offset=float(clean))
 
 
 def collect_ladders(network: WeightSet, modality: str, entries: Sequence, groups: int,
@@ -150,7 +138,7 @@ def collect_ladders(network: WeightSet, modality: str, entries: Sequence, groups
 def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_fold: int,
              groups: int, share: float, seed: int, cache: Path, mirror: Path | None,
              echo: Callable[[str], None] = print, clean_spread: float = 0.0,
-             keep: PhysicsHead | None = None, two_sided: bool = False) -> PhysicsHead:
+             keep: PhysicsHead | None = None) -> PhysicsHead:
     """A reader per modality, fitted on the training folds' images (never `holdout_fold`);
     the readers of `keep` for other modalities are kept as they are."""
     from mediqa_train.evaluate import WeightSet
@@ -163,13 +151,11 @@ def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_f
         ladders = collect_ladders(network, modality, entries, groups, seed, cache, mirror, echo)
         if not ladders:
             raise ValueError(f"no {modality} images on the training folds of {manifest}")
-        readers[modality] = reader_beside(ladders, share, clean_spread=clean_spread,
-                                          two_sided=two_sided)
+        readers[modality] = reader_beside(ladders, share, clean_spread=clean_spread)
     folds = sorted({e.fold for e in entries})
     fitted_on = (f"{', '.join(modalities)}: our simulators' ladders on {groups} images per fold "
                  f"of folds {','.join(map(str, folds))} ({manifest.name}), seed {seed}, share "
-                 f"{share}" + (f", clean spread {clean_spread}" if clean_spread else "")
-                 + (", two-sided" if two_sided else ""))
+                 f"{share}" + (f", clean spread {clean_spread}" if clean_spread else ""))
     if keep is not None:
         kept = {m: r for m, r in keep.readers.items() if m not in readers}
         if kept:
