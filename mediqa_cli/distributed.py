@@ -196,9 +196,9 @@ def _weights_payload() -> dict[str, bytes] | None:
     from mediqa_cli.model.weights import (
         CARD_FILE,
         CONFIG_FILE,
-        SPECIALISTS_DIR,
         WEIGHTS_FILE,
         find_installed_weights,
+        specialist_folders,
     )
     from mediqa_cli.physics_head import PHYSICS_HEAD_FILE
 
@@ -208,10 +208,10 @@ def _weights_payload() -> dict[str, bytes] | None:
     names = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE,  # then the optional ones
              DOMAIN_FILE, CALIBRATION_FILE, PHYSICS_HEAD_FILE)
     files = {name: (found / name).read_bytes() for name in names if (found / name).is_file()}
-    for folder in sorted(p for p in (found / SPECIALISTS_DIR).glob("*") if p.is_dir()):
+    for folder in specialist_folders(found):
         for name in (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE):  # load_weights refuses a missing one
             if (folder / name).is_file():
-                files[f"{SPECIALISTS_DIR}/{folder.name}/{name}"] = (folder / name).read_bytes()
+                files[str((folder / name).relative_to(found))] = (folder / name).read_bytes()
     return files
 
 

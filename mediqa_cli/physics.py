@@ -155,7 +155,7 @@ def excess_kurtosis(values: np.ndarray) -> float:
 
     Why not scipy.stats.kurtosis: importing scipy.stats costs about half a second of every
     `mediqa score` start-up, for one line. The moments are taken as scipy takes them, so the
-    value is the same to the last bit (tests/test_physics.py).
+    value is the same to the last bit (tests/test_speed_equivalence.py).
     """
     centred = values.ravel() - values.mean()
     square = centred ** 2

@@ -355,11 +355,11 @@ def _arithmetic(scorer: ModelScorer) -> str:
 def describe_installed_weights() -> list[tuple[str, str]]:
     """Lines for `mediqa info`: where the weights are, their version and verified checksum."""
     from mediqa_cli.model.weights import (
-        SPECIALISTS_DIR,
         WeightsError,
         find_installed_weights,
         read_card,
         sha256_file,
+        specialist_folders,
     )
 
     try:
@@ -380,7 +380,7 @@ def describe_installed_weights() -> list[tuple[str, str]]:
     ]
     if int(card.get("members", 1)) > 1:
         lines.append(("weights members", f"{card['members']} networks, outputs averaged"))
-    for folder in sorted(p for p in (Path(found) / SPECIALISTS_DIR).glob("*") if p.is_dir()):
+    for folder in specialist_folders(found):
         try:
             special = read_card(folder)
         except WeightsError as exc:

@@ -340,9 +340,9 @@ def physics_head_lines(weights: Path) -> list[str]:
 def specialist_lines(weights: Path) -> list[str]:
     """Markdown lines for the weights' per-modality specialists (`specialists/<MODALITY>/`):
     what each one is, how it was trained, and the command that reproduces it."""
-    from mediqa_cli.model.weights import SPECIALISTS_DIR
+    from mediqa_cli.model.weights import SPECIALISTS_DIR, specialist_folders
 
-    folders = sorted(p for p in (weights / SPECIALISTS_DIR).glob("*") if p.is_dir())
+    folders = specialist_folders(weights)
     if not folders:
         return []
     lines = ["Scans of these modalities are scored by their own network, of the main network's "

@@ -206,6 +206,12 @@ def load_weights(
     return model.to(device).eval(), card
 
 
+def specialist_folders(directory: str | os.PathLike[str]) -> list[Path]:
+    """The folder's `specialists/<MODALITY>/` sub-folders, sorted (none: an empty list)."""
+    root = Path(directory) / SPECIALISTS_DIR
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
 def load_specialists(
     directory: str | os.PathLike[str], config: ModelConfig, device: str | torch.device = "cpu"
 ) -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -216,12 +222,9 @@ def load_specialists(
     OTHER (an image nothing names is not routed), and one whose config differs from the main
     network's (the slices are tokenised once, by the main config).
     """
-    root = Path(directory) / SPECIALISTS_DIR
-    if not root.is_dir():
-        return {}
     found: dict[str, tuple[Any, dict[str, Any]]] = {}
     named = [m for m in config.modalities if m != "OTHER"]
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    for folder in specialist_folders(directory):
         if folder.name not in named:
             raise WeightsError(f"{folder}: a specialist must be named after one of the "
                                f"modalities {', '.join(named)}")
@@ -265,5 +268,6 @@ __all__ = [
     "load_weights",
     "read_card",
     "save_weights",
+    "specialist_folders",
     "sha256_file",
 ]
