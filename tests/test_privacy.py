@@ -164,3 +164,50 @@ def test_read_report_gives_equal_frames_for_every_format(tmp_path: Path, series_
         pd.testing.assert_frame_equal(frame, frames["jsonl"], obj=fmt)
     assert str(frames["csv"]["n_slices"].dtype) == "Int64"
     assert str(frames["csv"]["scored_at"].dtype).startswith("datetime64")
+
+
+def _regex_reference(values: dict[str, str], text: str) -> str:
+    """What the gate did before KnownValues: one alternation, longest first, whole tokens."""
+    import re
+
+    pattern = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(
+        re.escape(v) for v in sorted(values, key=len, reverse=True)) + r")(?![A-Za-z0-9])",
+        re.IGNORECASE)
+    return pattern.sub(lambda m: values[m.group(1).lower()], text)
+
+
+def test_known_values_find_what_the_regex_alternation_found():
+    """Random values and texts over an alphabet rich in separators, overlaps and case: the
+    dictionary scan replaces exactly what one regex of every value replaced."""
+    import random
+
+    from mediqa_cli.privacy import KnownValues
+
+    rng = random.Random(7)
+    for _ in range(300):
+        # Few short words, so values overlap: one is often the start of another ("DOE",
+        # "DOE^JOHN"), or sits inside a longer token ("DOEX").
+        words = ["".join(rng.choice("aB0") for _ in range(3)) for _ in range(4)]
+        known, values = KnownValues(), {}
+        for k in range(rng.randint(1, 6)):
+            value = rng.choice("^ .").join(rng.sample(words, rng.randint(1, 3)))
+            if value not in known:
+                known.add(value, f"<{k}>")
+                values[value.lower()] = f"<{k}>"
+        pieces = [rng.choice([*values, *words, "x"]) for _ in range(rng.randint(1, 6))]
+        text = "".join(p.upper() if rng.random() < 0.3 else p for p in pieces
+                       for p in (p, rng.choice(["", "^", " ", "_", "/", "."])))
+        assert known.replace(text) == _regex_reference(values, text), (values, text)
+
+
+def test_known_values_match_whole_tokens_longest_first():
+    from mediqa_cli.privacy import KnownValues
+
+    known = KnownValues()
+    known.add("DOE", "pat-1")
+    known.add("doe^john", "pat-2")
+    known.add("ACC123", "study-1")
+    assert known.replace("IM_DOE^JOHN_ACC123.dcm") == "IM_pat-2_study-1.dcm"
+    assert known.replace("DOEJOHN doe") == "DOEJOHN pat-1"  # not inside a longer token
+    assert known.first("no values here") is None
+    assert known.first("x/Acc123/y") == "study-1"
