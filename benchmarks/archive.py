@@ -3,10 +3,10 @@
 Why: the demo archive has 15 scans, too few to see per-file costs or to fit cost against the
 number of files. This writes any number of scans, mixed like a PACS export plus a research
 share: per 10 scans, 4 single-slice-file DICOM series (8-16 slices of the MNI T1 template or
-nibabel's EPI, MR or CT), 2 NIfTI volumes (.nii and .nii.gz slabs) and 4 2D images (fundus and
-histology crops from scikit-image, grey radiograph-like PNGs). Each scan differs (slab, crop,
-seeded noise), so nothing is scored twice from a cache. Scans go into parts of PART_SCANS
-scans, so an archive of n scans is the first n / PART_SCANS parts.
+nibabel's EPI, MR or CT, each its own patient), 2 NIfTI volumes (.nii and .nii.gz slabs) and
+4 2D images (fundus and histology crops from scikit-image, grey radiograph-like PNGs). Each
+scan differs (slab, crop, seeded noise), so nothing is scored twice from a cache. Scans go into
+parts of PART_SCANS scans, so an archive of n scans is the first n / PART_SCANS parts.
 """
 
 from __future__ import annotations
@@ -73,8 +73,11 @@ def build_archive(root: Path, n_scans: int, seed: int = 0) -> dict[str, int]:
             slab = slab + rng.normal(0.0, noise, slab.shape).astype(np.float32)
             ct = kind == 3
             data = (slab * 1400 - 1000 if ct else slab * 4000).astype(np.int16)
+            # One patient per series, as in a night's PACS export: the privacy gate learns
+            # every patient's name, ID and UIDs, and a gate whose cost grows with them shows.
             write_dicom_series(data, folder / f"s{index:05d}", modality="CT" if ct else "MR",
-                               body_part="HEAD", seed=index)
+                               body_part="HEAD", seed=index, patient_id=f"MQ-{index:05d}",
+                               patient_name=f"Volunteer^{index:05d}")
             counts["dicom_series"] += 1
             counts["files"] += n
         elif kind < 6:

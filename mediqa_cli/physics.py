@@ -24,6 +24,7 @@ about 60 ms for a 512^2 slice on one core.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -71,6 +72,7 @@ GLOBAL_SIDE = 256  # block-averaged long side for the mask and the smooth-field 
 CLIP_TOLERANCE = 0.002  # of the slice's range: below one level of 8-bit data, a few of 12-bit
 BLOCK = 8  # JPEG / MPEG transform block
 MSCN_SIGMA = 7.0 / 6.0  # BRISQUE's Gaussian window
+_SPECTRAL_EDGES = np.geomspace(0.05, 0.45, 13)  # radial frequency bins, cycles / px
 _EPS = 1e-6
 
 
@@ -126,6 +128,22 @@ def blockiness(grey: np.ndarray, block: int = BLOCK) -> float:
     return _log10(float(np.mean(ratios))) if ratios else math.nan
 
 
+@functools.lru_cache(maxsize=16)
+def _spectral_bins(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(window, bin of each frequency, mask of binned ones, pixels per bin) for an h x w crop:
+    a volume's slices share one shape, so these are computed once, not per slice."""
+    window = np.outer(np.hanning(h), np.hanning(w))
+    fy = np.fft.fftshift(np.fft.fftfreq(h))[:, None]
+    fx = np.fft.fftshift(np.fft.fftfreq(w))[None, :]
+    radius = np.sqrt(fy**2 + fx**2)
+    which = np.digitize(radius.ravel(), _SPECTRAL_EDGES) - 1
+    valid = (which >= 0) & (which < len(_SPECTRAL_EDGES) - 1)
+    counts = np.bincount(which[valid], minlength=len(_SPECTRAL_EDGES) - 1)
+    for array in (window, which, valid, counts):
+        array.flags.writeable = False  # shared between calls
+    return window, which, valid, counts
+
+
 def spectral_slope(grey: np.ndarray) -> float:
     """Slope of the radially averaged log power spectrum over log frequency (0.05-0.45 cyc/px).
 
@@ -135,16 +153,10 @@ def spectral_slope(grey: np.ndarray) -> float:
     h, w = grey.shape
     if min(h, w) < 32:
         return math.nan
-    window = np.outer(np.hanning(h), np.hanning(w))
+    window, which, valid, counts = _spectral_bins(h, w)
     power = np.abs(np.fft.fftshift(np.fft.fft2((grey - grey.mean()) * window))) ** 2
-    fy = np.fft.fftshift(np.fft.fftfreq(h))[:, None]
-    fx = np.fft.fftshift(np.fft.fftfreq(w))[None, :]
-    radius = np.sqrt(fy**2 + fx**2)
-    edges = np.geomspace(0.05, 0.45, 13)
-    which = np.digitize(radius.ravel(), edges) - 1
-    valid = (which >= 0) & (which < len(edges) - 1)
+    edges = _SPECTRAL_EDGES
     sums = np.bincount(which[valid], weights=power.ravel()[valid], minlength=len(edges) - 1)
-    counts = np.bincount(which[valid], minlength=len(edges) - 1)
     keep = (counts > 0) & (sums > 0)
     if keep.sum() < 4:
         return math.nan

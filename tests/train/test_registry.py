@@ -187,6 +187,23 @@ def test_sensor_noise_is_poisson_gaussian_on_linear_light():
     assert all(dark > bright for dark, bright in spreads)
 
 
+def test_dim_capture_only_darkens_and_adds_noise_as_light_falls():
+    """One-sided: every severity stores a darker picture than the last, and on a flat field the
+    relative noise (std / mean of the stored values) rises as the light falls."""
+    sim = REGISTRY["photo_dim_capture"]
+    assert sim.modalities == ("FUNDUS",) and not sim.in_training
+    image = torch.full((3, 64, 64), 150.0)
+    means, relative = [150.0], [0.0]
+    for severity in (0.2, 0.5, 1.0):
+        rng = torch.Generator().manual_seed(0)
+        out = sim.apply(image, (1.0, 1.0), sim.sample(rng, severity), rng)
+        assert out.min() >= 0 and out.max() <= 255 and torch.equal(out, out.round())
+        means.append(float(out.mean()))
+        relative.append(float(out.std()) / float(out.mean()))
+    assert means == sorted(means, reverse=True) and means[-1] < 0.6 * means[0]
+    assert relative == sorted(relative)
+
+
 def test_a_recipe_adds_a_simulator_outside_training_for_the_modalities_it_names():
     from mediqa_train.batches import BatchRecipe
 

@@ -288,6 +288,57 @@ class PhotoSensorNoise(Degradation[SensorNoiseParams]):
         return {"noise": clip01(math.sqrt(self.FULL_WELL_AT_ONE / params.full_well_e))}
 
 
+@dataclass(frozen=True)
+class DimCaptureParams:
+    """ev: stops of light lost before the sensor (0 = a correct exposure).
+    full_well_e: electrons at the sensor's white; read_noise_e: read-out noise, electrons rms."""
+
+    ev: float
+    full_well_e: float
+    read_noise_e: float
+
+
+@register
+class PhotoDimCapture(Degradation[DimCaptureParams]):
+    """A dim fundus capture: a small pupil, a cataract or a weak flash lets 2^-ev of the light
+    through, and the camera stores what it got at its usual setting. The picture is darker and,
+    because the sensor collected fewer electrons, noisier (Poisson photon noise and Gaussian
+    read-out noise on the dimmed linear light), in fewer 8-bit levels.
+
+    One-sided on purpose: `photo_exposure` darkens and brightens, so a reader fitted on it alone
+    sees the level tokens pulled both ways and cannot learn that a dark fundus photograph is a
+    worse one (candidates F and F2, `benchmarks/results/preregistered_candidates_2026-12-06.md`).
+    Noise model as `PhotoSensorNoise` (Foi et al. 2008). Severity s: ev = EV_MAX * s.
+
+    Not in training chains (`in_training`): the fundus physics-token reader is fitted on it.
+    """
+
+    name = "photo_dim_capture"
+    modalities = ("FUNDUS",)
+    families = ("exposure",)
+    in_training = False
+    EV_MAX = 2.5
+    FULL_WELL_E = 2000.0
+    READ_NOISE_E = 3.0
+
+    def sample(self, rng: torch.Generator, severity: float | None = None) -> DimCaptureParams:
+        return DimCaptureParams(draw_severity(rng, severity) * self.EV_MAX, self.FULL_WELL_E,
+                                self.READ_NOISE_E)
+
+    def apply(self, image: torch.Tensor, spacing: Spacing, params: DimCaptureParams,
+              rng: torch.Generator) -> torch.Tensor:
+        check_image(image)
+        if params.ev == 0:
+            return image.clone()
+        electrons = _to_linear(image) * 2.0 ** -params.ev * params.full_well_e
+        noisy = poisson(electrons, rng) + params.read_noise_e * randn(image.shape, rng,
+                                                                      image.device)
+        return torch.round(_to_stored(noisy / params.full_well_e))
+
+    def severities(self, params: DimCaptureParams) -> dict[str, float]:
+        return {"exposure": clip01(params.ev / self.EV_MAX)}
+
+
 # Ruifrok & Johnston stain vectors (rows: haematoxylin, eosin, DAB), optical density per unit.
 _RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]],
                              dtype=torch.float64)
