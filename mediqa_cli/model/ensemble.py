@@ -27,7 +27,7 @@ from mediqa_cli.model.network import MedIQANet, context_used
 class MedIQAEnsemble(nn.Module):
     """Mean of several MedIQANets of one config (state-dict keys `members.<i>.<name>`)."""
 
-    def __init__(self, config: ModelConfig, n_members: int) -> None:
+    def __init__(self, config: ModelConfig, n_members: int, initialise: bool = True) -> None:
         super().__init__()
         if n_members < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {n_members}")
@@ -35,7 +35,7 @@ class MedIQAEnsemble(nn.Module):
         self.n_queries = config.n_queries  # tokens each slice adds (budgeting, as MedIQANet)
         self.unknown_modality = config.unknown_modality
         self.unknown_anatomy = config.unknown_anatomy
-        self.members = nn.ModuleList([MedIQANet(config) for _ in range(n_members)])
+        self.members = nn.ModuleList([MedIQANet(config, initialise) for _ in range(n_members)])
 
     @classmethod
     def of(cls, members: Sequence[MedIQANet]) -> MedIQAEnsemble:

@@ -34,7 +34,10 @@ class MedIQANet(nn.Module):
     (severities (S, F) in 0..1, quality (S,) in 0..100 higher better, modality logits (S, M),
     anatomy logits (S, A), modality ids used (S,), anatomy ids used (S,))."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, initialise: bool = True) -> None:
+        """`initialise` False skips the random initialisation of the linear layers and the
+        family queries, for a network whose every tensor is about to be loaded (half of the
+        scorer's start-up after the imports went into drawing numbers that were overwritten)."""
         super().__init__()
         self.config = config
         width, n_fam = config.width, len(config.families)
@@ -69,8 +72,9 @@ class MedIQANet(nn.Module):
         self.family_weight = nn.Parameter(torch.zeros(n_fam, width))
         self.family_bias = nn.Parameter(torch.zeros(n_fam))
         self.quality_head = nn.Linear(width, 1)
-        self.apply(_init_linear)
-        nn.init.normal_(self.family_weight, std=0.02)
+        if initialise:
+            self.apply(_init_linear)
+            nn.init.normal_(self.family_weight, std=0.02)
 
     def queries(self) -> Tensor:
         """(n_queries, width): context, quality (offset + mixture of family queries), families."""

@@ -141,7 +141,11 @@ def read_card(directory: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _build(config: ModelConfig, n_members: int) -> nn.Module:
-    return MedIQANet(config) if n_members == 1 else MedIQAEnsemble(config, n_members)
+    """The network of `config`, uninitialised: `load_weights` fills every tensor (it refuses a
+    file with any missing), so random initial values would only be overwritten."""
+    if n_members == 1:
+        return MedIQANet(config, initialise=False)
+    return MedIQAEnsemble(config, n_members, initialise=False)
 
 
 def load_weights(

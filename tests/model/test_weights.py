@@ -45,6 +45,10 @@ def test_round_trip_gives_the_same_scores_and_a_complete_card(
     with torch.inference_mode():
         for a, b in zip(model(*batch.args()), loaded(*batch.args())):
             torch.testing.assert_close(a, b, atol=0, rtol=0)
+    # The loader builds the network without random initialisation: every tensor, buffers
+    # included, must come from the file or the constructor's fixed filters.
+    expected = model.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
     assert card["sha256"] == sha256_file(root / WEIGHTS_FILE)
     assert card["parameters"] == sum(p.numel() for p in model.parameters())
     assert card["training"] == "unit test" and card["config"] == CFG.to_dict()
