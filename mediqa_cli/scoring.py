@@ -317,7 +317,8 @@ def _runnable(model: Any, backend: str, precision: str, fixed: int | None) -> An
         from mediqa_cli.model.export import export_model
 
         return export_model(model, fixed).module()
-    return with_bf16_blocks(model) if precision == "bf16" else model
+    # In place: load_scorer does not use the fp32 network again.
+    return with_bf16_blocks(model, in_place=True) if precision == "bf16" else model
 
 
 def _pick_device(device: str) -> torch.device:

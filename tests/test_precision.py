@@ -142,6 +142,9 @@ def test_the_wrapper_wraps_every_block_of_every_member_and_leaves_the_model_alon
     for network in members_of(ensemble):  # a copy: the fp32 model is untouched
         assert not any(isinstance(b, Bf16Block)
                        for b in [*network.context_blocks, *network.blocks])
+    same = with_bf16_blocks(ensemble, in_place=True)  # unless asked to wrap its own blocks
+    assert same is ensemble and all(isinstance(b, Bf16Block) for network in members_of(same)
+                                    for b in [*network.context_blocks, *network.blocks])
 
 
 def test_bf16_runs_in_the_blocks_only_and_moves_outputs_little():

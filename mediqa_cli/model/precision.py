@@ -101,10 +101,14 @@ class Bf16Block(nn.Module):
             return self.block(x, cu_seqlens, max_seqlen).float()
 
 
-def map_blocks(model: nn.Module, wrap: Callable[[nn.Module], nn.Module]) -> nn.Module:
+def map_blocks(model: nn.Module, wrap: Callable[[nn.Module], nn.Module],
+               in_place: bool = False) -> nn.Module:
     """A copy of the model (a MedIQANet or an ensemble) with every transformer block of every
-    member, context blocks included, replaced by `wrap(block)`."""
-    model = copy.deepcopy(model)
+    member, context blocks included, replaced by `wrap(block)`; `in_place` wraps the model's
+    own blocks instead (for a caller that does not use the unwrapped model again: the copy
+    costs 40 ms of every run's start-up per network)."""
+    if not in_place:
+        model = copy.deepcopy(model)
     for network in members_of(model):
         for blocks in (network.context_blocks, network.blocks):
             for i, block in enumerate(blocks):
@@ -112,7 +116,7 @@ def map_blocks(model: nn.Module, wrap: Callable[[nn.Module], nn.Module]) -> nn.M
     return model
 
 
-def with_bf16_blocks(model: nn.Module) -> nn.Module:
+def with_bf16_blocks(model: nn.Module, in_place: bool = False) -> nn.Module:
     """A copy of the model (a MedIQANet or an ensemble) whose transformer blocks run in bf16.
 
     Why only the blocks: their linear layers carry ~85% of the multiply-adds. Embeddings,
@@ -121,7 +125,7 @@ def with_bf16_blocks(model: nn.Module) -> nn.Module:
     calibration (a logit map) is steepest, and moved calibrated scores by up to 12.9 points;
     with the heads in fp32 they moved by at most 0.11 (benchmarks/RESULTS.md).
     """
-    return map_blocks(model, Bf16Block)
+    return map_blocks(model, Bf16Block, in_place)
 
 
 __all__ = [
