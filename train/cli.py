@@ -629,8 +629,6 @@ def physics_head(
     clean_spread: Annotated[float, typer.Option(
         "--clean-spread", min=0.0,
         help="Penalty on the term's spread over clean slices (0: none).")] = 0.0,
-    without: Annotated[list[str] | None, typer.Option(
-        "--without", help="A physics token the readers leave out (repeatable).")] = None,
     cache: CacheOption = DEFAULT_CACHE,
     mirror: MirrorOption = None,
 ) -> None:
@@ -646,7 +644,7 @@ def physics_head(
             warnings.simplefilter("ignore")
             head = fit_head(weights, manifest, modality, holdout_fold, groups, share, seed,
                             cache, mirror, echo=console.print, clean_spread=clean_spread,
-                            keep=PhysicsHead.load(weights), without=tuple(without or ()))
+                            keep=PhysicsHead.load(weights))
     except (FileNotFoundError, ValueError) as err:
         console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(1) from None

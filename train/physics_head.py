@@ -138,18 +138,9 @@ def collect_ladders(network: WeightSet, modality: str, entries: Sequence, groups
 def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_fold: int,
              groups: int, share: float, seed: int, cache: Path, mirror: Path | None,
              echo: Callable[[str], None] = print, clean_spread: float = 0.0,
-             keep: PhysicsHead | None = None, without: Sequence[str] = ()) -> PhysicsHead:
+             keep: PhysicsHead | None = None) -> PhysicsHead:
     """A reader per modality, fitted on the training folds' images (never `holdout_fold`);
-    the readers of `keep` for other modalities are kept as they are.
-
-    `without` names tokens the readers leave out: they are set missing in the fitting ladders,
-    so they standardise to 0 and their weights stay 0 (a token whose harm runs both ways, such
-    as a brightness level, can only be priced in one direction by a linear term)."""
-    unknown = sorted(set(without) - set(PHYSICS_FEATURES))
-    if unknown:
-        raise ValueError(f"unknown physics token(s) {', '.join(unknown)}; choose from "
-                         f"{', '.join(PHYSICS_FEATURES)}")
-    left_out = [PHYSICS_FEATURES.index(name) for name in without]
+    the readers of `keep` for other modalities are kept as they are."""
     from mediqa_train.evaluate import WeightSet
     from mediqa_train.manifest import read_manifest
 
@@ -160,14 +151,11 @@ def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_f
         ladders = collect_ladders(network, modality, entries, groups, seed, cache, mirror, echo)
         if not ladders:
             raise ValueError(f"no {modality} images on the training folds of {manifest}")
-        for ladder in ladders:
-            ladder.tokens[:, left_out] = np.nan
         readers[modality] = reader_beside(ladders, share, clean_spread=clean_spread)
     folds = sorted({e.fold for e in entries})
     fitted_on = (f"{', '.join(modalities)}: our simulators' ladders on {groups} images per fold "
                  f"of folds {','.join(map(str, folds))} ({manifest.name}), seed {seed}, share "
-                 f"{share}" + (f", clean spread {clean_spread}" if clean_spread else "")
-                 + (f", without {', '.join(without)}" if without else ""))
+                 f"{share}" + (f", clean spread {clean_spread}" if clean_spread else ""))
     if keep is not None:
         kept = {m: r for m, r in keep.readers.items() if m not in readers}
         if kept:

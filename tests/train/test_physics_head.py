@@ -71,26 +71,3 @@ def test_refitting_one_modality_keeps_the_others_readers(monkeypatch: pytest.Mon
                        echo=lambda _: None, keep=kept)
     assert set(head.readers) == {"MR", "XR"} and head.readers["XR"] is xr
     assert head.readers["MR"] is not xr and "kept XR from before" in head.fitted_on
-
-
-def test_a_token_left_out_gets_no_weight_even_where_it_tracks_the_fault(
-        monkeypatch: pytest.MonkeyPatch):
-    import mediqa_train.physics_head as ph
-
-    from mediqa_cli.physics import PHYSICS_FEATURES
-
-    rng = np.random.default_rng(5)
-    ladders = [TokenLadder("FUNDUS", "sim", _ladder(rng), rng.normal(3.0, 2.0, 6))
-               for _ in range(20)]
-    monkeypatch.setattr(ph, "collect_ladders", lambda *args, **kwargs: ladders)
-    monkeypatch.setattr("mediqa_train.evaluate.WeightSet", lambda *args, **kwargs: None)
-    manifest = Path(ph.__file__).with_name("manifest.csv")
-    left_out = PHYSICS_FEATURES[3]  # the token that tracks the fault in `_ladder`
-    head = ph.fit_head(Path("unused"), manifest, ["FUNDUS"], 0, 8, 0.5, 3, Path("unused"),
-                       None, echo=lambda _: None, without=(left_out,))
-    reader = head.readers["FUNDUS"]
-    assert reader.weights[3] == 0.0 and np.count_nonzero(reader.weights) > 0
-    assert f"without {left_out}" in head.fitted_on
-    with pytest.raises(ValueError, match="unknown physics token"):
-        ph.fit_head(Path("unused"), manifest, ["FUNDUS"], 0, 8, 0.5, 3, Path("unused"), None,
-                    echo=lambda _: None, without=("brightness",))
