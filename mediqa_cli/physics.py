@@ -19,7 +19,7 @@ values, "integer data only") teaches the network that integer pixels mean a clea
 
 Cost: local statistics (noise, JPEG blocks, MSCN, spectrum) on a native-resolution central crop
 of at most CROP_SIDE^2 px, global ones (mask, bias, ghosting) on a block average of the slice;
-about 60 ms for a 512^2 slice on one core.
+about 45 ms for a 512^2 slice on one core (`benchmarks/end_to_end.py` shows the share per run).
 """
 
 from __future__ import annotations
