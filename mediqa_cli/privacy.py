@@ -19,6 +19,7 @@ Policy (README "Privacy"):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -49,6 +50,20 @@ _MIN_TOKEN = 3  # shorter name parts ("Li", "Wu") would hit unrelated words
 _WORD = frozenset(string.ascii_letters + string.digits)  # a value is found only between others
 
 
+@functools.lru_cache(maxsize=4096)
+def _fold_char(char: str) -> str:
+    """One character's case-free form, one character long: its lower case (the three Greek
+    sigmas as one), or itself where the lower case is longer ("İ" -> "i̇")."""
+    lower = char.lower()
+    return "σ" if lower == "ς" else lower if len(lower) == 1 else char
+
+
+def _fold(text: str) -> str:
+    """`text` without case, character for character (so positions in it are positions in text;
+    str.lower() may lengthen a string and lowers a final sigma differently)."""
+    return "".join(map(_fold_char, text))
+
+
 class KnownValues:
     """Identifying values and their pseudonyms, found in text as whole tokens.
 
@@ -62,27 +77,25 @@ class KnownValues:
     """
 
     def __init__(self) -> None:
-        self._tokens: dict[str, str] = {}  # lower-cased value -> pseudonym
+        self._tokens: dict[str, str] = {}  # case-folded value (`_fold`) -> pseudonym
         self._longest = 0
 
     def __bool__(self) -> bool:
         return bool(self._tokens)
 
     def __contains__(self, value: str) -> bool:
-        return value.lower() in self._tokens
+        return _fold(value) in self._tokens
 
     def add(self, value: str, token: str) -> None:
-        lowered = value.lower()
-        self._tokens[lowered] = token
-        self._longest = max(self._longest, len(lowered))
+        folded = _fold(value)
+        self._tokens[folded] = token
+        self._longest = max(self._longest, len(folded))
 
     def matches(self, text: str) -> Iterator[tuple[int, int, str]]:
         """(start, end, pseudonym) of each value in `text`, left to right, not overlapping."""
         if not self._tokens or not text:
             return
-        lowered = text.lower()
-        if len(lowered) != len(text):  # a letter whose lower case is longer ("İ"): keep it
-            lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+        folded = _fold(text)
         ends = [e for e in range(1, len(text) + 1) if e == len(text) or text[e] not in _WORD]
         start = 0
         while start < len(text):
@@ -90,7 +103,7 @@ class KnownValues:
             if start == 0 or text[start - 1] not in _WORD:
                 first, last = bisect_right(ends, start), bisect_right(ends, start + self._longest)
                 for end in reversed(ends[first:last]):
-                    token = self._tokens.get(lowered[start:end])
+                    token = self._tokens.get(folded[start:end])
                     if token is not None:
                         found = end, token
                         break

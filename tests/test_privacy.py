@@ -211,3 +211,16 @@ def test_known_values_match_whole_tokens_longest_first():
     assert known.replace("DOEJOHN doe") == "DOEJOHN pat-1"  # not inside a longer token
     assert known.first("no values here") is None
     assert known.first("x/Acc123/y") == "study-1"
+
+
+def test_known_values_ignore_case_where_lower_case_changes_length_or_context():
+    """Letters whose lower case is longer ("İ") or depends on the next letter (a final sigma):
+    a value is found in any case, and the text around it keeps its positions."""
+    from mediqa_cli.privacy import KnownValues
+
+    known = KnownValues()
+    known.add("İzmir", "inst-1")
+    known.add("ΟΔΟΣ", "pat-1")
+    assert known.replace("scan_İZMIR_ct.dcm") == "scan_inst-1_ct.dcm"
+    assert known.replace("οδος é") == "pat-1 é"
+    assert known.replace("ΟΔΟΣé") == "pat-1é"  # é is not an ASCII letter: a boundary
