@@ -272,7 +272,7 @@ def slice_physics(image: np.ndarray, modality: str | None = None) -> np.ndarray:
         return out
     canon = _canonical_modality(modality)
     values: dict[str, float] = {}
-    raw = np.where(finite, lum, np.nan)
+    raw = lum if finite.all() else np.where(finite, lum, np.nan)
     lo_raw, hi_raw = float(np.nanmin(raw)), float(np.nanmax(raw))
     sample = _strided(raw, 512)
     sample = sample[np.isfinite(sample)]
