@@ -39,6 +39,15 @@ def _to_stored(linear: torch.Tensor) -> torch.Tensor:
     return (255.0 * linear.clamp(0, 1) ** (1.0 / GAMMA)).float()
 
 
+def _sensor_capture(linear: torch.Tensor, full_well_e: float, read_noise_e: float,
+                    rng: torch.Generator) -> torch.Tensor:
+    """Linear light as a sensor stores it: Poisson photon noise on full_well_e electrons at
+    white plus Gaussian read-out noise, then the stored gamma and 8 bits."""
+    noisy = poisson(linear * full_well_e, rng) + read_noise_e * randn(linear.shape, rng,
+                                                                       linear.device)
+    return torch.round(_to_stored(noisy / full_well_e))
+
+
 @dataclass(frozen=True)
 class DefocusParams:
     """radius_px: radius of the geometric-optics blur disk (circle of confusion), pixels."""
@@ -277,10 +286,7 @@ class PhotoSensorNoise(Degradation[SensorNoiseParams]):
         check_image(image)
         if not math.isfinite(params.full_well_e):
             return image.clone()
-        electrons = _to_linear(image) * params.full_well_e
-        noisy = poisson(electrons, rng) + params.read_noise_e * randn(image.shape, rng,
-                                                                      image.device)
-        return torch.round(_to_stored(noisy / params.full_well_e))
+        return _sensor_capture(_to_linear(image), params.full_well_e, params.read_noise_e, rng)
 
     def severities(self, params: SensorNoiseParams) -> dict[str, float]:
         if not math.isfinite(params.full_well_e):
@@ -330,10 +336,8 @@ class PhotoDimCapture(Degradation[DimCaptureParams]):
         check_image(image)
         if params.ev == 0:
             return image.clone()
-        electrons = _to_linear(image) * 2.0 ** -params.ev * params.full_well_e
-        noisy = poisson(electrons, rng) + params.read_noise_e * randn(image.shape, rng,
-                                                                      image.device)
-        return torch.round(_to_stored(noisy / params.full_well_e))
+        return _sensor_capture(_to_linear(image) * 2.0 ** -params.ev, params.full_well_e,
+                               params.read_noise_e, rng)
 
     def severities(self, params: DimCaptureParams) -> dict[str, float]:
         return {"exposure": clip01(params.ev / self.EV_MAX)}
