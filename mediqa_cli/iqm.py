@@ -109,10 +109,11 @@ def _nonnegative(image: np.ndarray, modality: str | None) -> np.ndarray:
     and are clipped to 0; shifting instead would let one outlier move every metric.
     Non-finite voxels become NaN.
     """
-    if np.isfinite(image).all():  # the common case: one float32 view, no masked copy
+    finite_pixels = np.isfinite(image)
+    if finite_pixels.all():  # the common case: one float32 view, no masked copy
         out = np.asarray(image, dtype=np.float32)
     else:
-        out = np.where(np.isfinite(image), image, np.nan).astype(np.float32)
+        out = np.where(finite_pixels, image, np.nan).astype(np.float32)
     step = max(1, math.ceil(max(out.shape) / MASK_MAX_SIDE))  # a sample is enough to decide
     finite = out[::step, ::step][np.isfinite(out[::step, ::step])]
     if modality == "CT" or (modality is None and _looks_like_hu(finite)):
