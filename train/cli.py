@@ -629,9 +629,6 @@ def physics_head(
     clean_spread: Annotated[float, typer.Option(
         "--clean-spread", min=0.0,
         help="Penalty on the term's spread over clean slices (0: none).")] = 0.0,
-    lower_is_worse: Annotated[list[str] | None, typer.Option(
-        "--lower-is-worse", help="A token whose higher values never read worse: its weight is "
-                                 "bounded (repeatable).")] = None,
     cache: CacheOption = DEFAULT_CACHE,
     mirror: MirrorOption = None,
 ) -> None:
@@ -647,8 +644,7 @@ def physics_head(
             warnings.simplefilter("ignore")
             head = fit_head(weights, manifest, modality, holdout_fold, groups, share, seed,
                             cache, mirror, echo=console.print, clean_spread=clean_spread,
-                            keep=PhysicsHead.load(weights),
-                            lower_is_worse=lower_is_worse or ())
+                            keep=PhysicsHead.load(weights))
     except (FileNotFoundError, ValueError) as err:
         console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(1) from None

@@ -61,18 +61,14 @@ def token_moments(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_ranker(ladders: Sequence[np.ndarray], l2: float = 10.0,
-               clean_spread: float = 0.0, lower_is_worse: Sequence[int] = ()) -> TokenReader:
+               clean_spread: float = 0.0) -> TokenReader:
     """A reader whose term falls along every ladder (rows: clean first, then rising severity):
     standardised tokens (NaN -> the mean), weights from the L2 pairwise logistic loss.
 
     `clean_spread` > 0 adds a penalty on the variance of the term over the ladders' clean
     slices (weighted like that many pairs per slice): a term that differs between clean images
     prices what a scan is (its field of view, its background) rather than a fault, and shifts
-    whole sources up or down (`benchmarks/reader_terms.py`).
-
-    `lower_is_worse`: columns whose weight is bounded at or below zero, so that a higher value
-    never adds to the term's badness: a token that physics says cannot harm upwards, which our
-    two-sided ladders would otherwise let a linear term price both ways."""
+    whole sources up or down (`benchmarks/reader_terms.py`)."""
     stacked = np.concatenate(ladders)
     mean, spread_of_tokens = token_moments(stacked)
     scale = spread_of_tokens + 1e-6
@@ -93,17 +89,14 @@ def fit_ranker(ladders: Sequence[np.ndarray], l2: float = 10.0,
                       + 0.5 * w @ spread @ w)
         return value, -(diff * p[:, None]).sum(0) + l2 * w + spread @ w
 
-    bounds = [(None, 0.0) if k in lower_is_worse else (None, None)
-              for k in range(diff.shape[1])]
-    weights = minimize(loss, np.zeros(diff.shape[1]), jac=True, method="L-BFGS-B",
-                       bounds=bounds).x
+    weights = minimize(loss, np.zeros(diff.shape[1]), jac=True, method="L-BFGS-B").x
     return TokenReader(mean, scale, weights)
 
 
 def reader_beside(ladders: Sequence[TokenLadder], share: float, l2: float = 10.0,
-                  clean_spread: float = 0.0, lower_is_worse: Sequence[int] = ()) -> TokenReader:
+                  clean_spread: float = 0.0) -> TokenReader:
     """The ranker of these ladders, its spread `share` x the network logit's, clean median 0."""
-    ranker = fit_ranker([ladder.tokens for ladder in ladders], l2, clean_spread, lower_is_worse)
+    ranker = fit_ranker([ladder.tokens for ladder in ladders], l2, clean_spread)
     terms = np.concatenate([ranker.term(ladder.tokens) for ladder in ladders])
     logits = np.concatenate([ladder.logits for ladder in ladders])
     finite = np.isfinite(logits)
@@ -145,18 +138,12 @@ def collect_ladders(network: WeightSet, modality: str, entries: Sequence, groups
 def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_fold: int,
              groups: int, share: float, seed: int, cache: Path, mirror: Path | None,
              echo: Callable[[str], None] = print, clean_spread: float = 0.0,
-             keep: PhysicsHead | None = None,
-             lower_is_worse: Sequence[str] = ()) -> PhysicsHead:
+             keep: PhysicsHead | None = None) -> PhysicsHead:
     """A reader per modality, fitted on the training folds' images (never `holdout_fold`);
-    the readers of `keep` for other modalities are kept as they are. `lower_is_worse`: tokens
-    whose higher values never read worse (`fit_ranker`)."""
+    the readers of `keep` for other modalities are kept as they are."""
     from mediqa_train.evaluate import WeightSet
     from mediqa_train.manifest import read_manifest
 
-    unknown = [name for name in lower_is_worse if name not in PHYSICS_FEATURES]
-    if unknown:
-        raise ValueError(f"unknown physics measures {unknown}")
-    bounded = [PHYSICS_FEATURES.index(name) for name in lower_is_worse]
     entries = [e for e in read_manifest(manifest) if e.fold != holdout_fold]
     network = WeightSet("network", weights, physics_head=False)  # loaded once for every modality
     readers = {}
@@ -164,13 +151,11 @@ def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_f
         ladders = collect_ladders(network, modality, entries, groups, seed, cache, mirror, echo)
         if not ladders:
             raise ValueError(f"no {modality} images on the training folds of {manifest}")
-        readers[modality] = reader_beside(ladders, share, clean_spread=clean_spread,
-                                          lower_is_worse=bounded)
+        readers[modality] = reader_beside(ladders, share, clean_spread=clean_spread)
     folds = sorted({e.fold for e in entries})
     fitted_on = (f"{', '.join(modalities)}: our simulators' ladders on {groups} images per fold "
                  f"of folds {','.join(map(str, folds))} ({manifest.name}), seed {seed}, share "
-                 f"{share}" + (f", clean spread {clean_spread}" if clean_spread else "")
-                 + (f", lower is worse: {', '.join(lower_is_worse)}" if lower_is_worse else ""))
+                 f"{share}" + (f", clean spread {clean_spread}" if clean_spread else ""))
     if keep is not None:
         kept = {m: r for m, r in keep.readers.items() if m not in readers}
         if kept:

@@ -71,24 +71,3 @@ def test_refitting_one_modality_keeps_the_others_readers(monkeypatch: pytest.Mon
                        echo=lambda _: None, keep=kept)
     assert set(head.readers) == {"MR", "XR"} and head.readers["XR"] is xr
     assert head.readers["MR"] is not xr and "kept XR from before" in head.fitted_on
-
-
-def test_a_token_bounded_lower_is_worse_never_reads_worse_when_it_rises():
-    """Two-sided ladders (half raise token 3 with the fault, a third of them lower it): free,
-    the ranker prices a rise as a fault; bounded, a rise never adds badness, and a fall still
-    does. fit_head refuses a name that is not a physics measure."""
-    import mediqa_train.physics_head as ph
-
-    rng = np.random.default_rng(5)
-    ladders = [_ladder(rng, sign=1.0 if k % 3 else -1.0) for k in range(30)]
-    free = fit_ranker(ladders)
-    bounded = fit_ranker(ladders, lower_is_worse=[3])
-    assert free.weights[3] > 0.1  # the majority direction: higher reads worse
-    assert bounded.weights[3] <= 0.0
-    rising = np.zeros((2, N_PHYSICS))
-    rising[1, 3] = 3.0
-    assert bounded.term(rising)[1] >= bounded.term(rising)[0]  # higher never reads worse
-    assert free.term(rising)[1] < free.term(rising)[0]
-    with pytest.raises(ValueError, match="unknown physics measures"):
-        ph.fit_head(Path("unused"), Path(ph.__file__).with_name("manifest.csv"), ["MR"], 0, 8,
-                    0.5, 3, Path("unused"), None, lower_is_worse=["brightness"])
