@@ -15,7 +15,12 @@ neighbouring steps, and the calibrated score is piecewise linear in logit(raw / 
 - 60 (B/C) midway between steps 2 and 3: B looks like the second step;
 - 40 (C/D) midway between steps 3 and 4: C like the third, D like the fourth or fifth;
 
-and 0 and 100 at the ends of the raw scale. A regression of the step on the score was tried
+and, above the A/B cut and below the C/D cut, an exponential approach to 100 and 0 that leaves
+each cut with the slope of the band beside it. Until v0.12.0 the map went linearly to 100 at a
+raw score of 99.99 (the logit clip) and stayed there: clean fundus photographs, whose raw scores
+differ in the third and fourth decimal, all read 100.00, and so did the first steps of a
+darkening ladder. The tails keep every difference the network makes, at any height, and leave
+every grade where it was (the cuts are the same). A regression of the step on the score was tried
 first and rejected: where the score separates steps poorly it pulls every image to the middle
 step, so clean fundus photographs came out at 65 (grade B) and the bands again said nothing.
 
@@ -40,7 +45,10 @@ STEPS = 5  # ladder steps above the clean image
 CUT_SCORES = (80.0, 60.0, 40.0)  # the A/B, B/C and C/D bands of mediqa_cli.taxonomy.GRADES
 CUT_BETWEEN = ((1, 2), (2, 3), (3, 4))  # each cut lies midway between these steps' scores
 POOLED = "*"  # the map for modalities without one of their own
-_EDGE = 1e-4  # raw scores are clipped to [_EDGE, 1 - _EDGE] x 100 before the logit
+# Raw scores are clipped to [_EDGE, 1 - _EDGE] x 100 before the logit. The network's fp32 sigmoid
+# resolves logits up to about 16, so the clip sits there: at 1e-4 (9.21) it made every clean
+# fundus photograph read the same (benchmarks/RESULTS.md, "A score that keeps its resolution").
+_EDGE = 1e-7
 _LOW, _HIGH = float(np.log(_EDGE / (1 - _EDGE))), float(np.log((1 - _EDGE) / _EDGE))
 
 
@@ -67,9 +75,19 @@ class ScaleMap:
     cuts: tuple[float, float, float]
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
+        """Linear in the logit between the cuts; above the A/B cut and below the C/D cut an
+        exponential approach to 100 and 0 with the slope of the neighbouring band at the cut, so
+        the map is smooth there, strictly increasing everywhere and never flat (module doc)."""
         x = raw_logit(raw)
-        knots = [_LOW, *reversed(self.cuts), _HIGH]
-        return np.interp(x, knots, [0.0, *reversed(CUT_SCORES), 100.0])
+        top, middle, bottom = self.cuts
+        high, mid, low = CUT_SCORES
+        inside = np.interp(x, [bottom, middle, top], [low, mid, high])
+        # e-folding lengths that give each tail, at its cut, the slope of the band beside it
+        rise_above = (100.0 - high) * (top - middle) / (high - mid)
+        fall_below = low * (middle - bottom) / (mid - low)
+        above = 100.0 - (100.0 - high) * np.exp(-np.maximum(x - top, 0.0) / rise_above)
+        below = low * np.exp(-np.maximum(bottom - x, 0.0) / fall_below)
+        return np.where(x > top, above, np.where(x < bottom, below, inside))
 
     def valid(self) -> bool:
         knots = np.asarray([_HIGH, *self.cuts, _LOW])

@@ -168,6 +168,9 @@ class ScanResult:
     spacing_mm: tuple[float, float, float] | None = None
     n_files: int = 0
     score: float | None = None
+    # The score before the report's two decimals, never a column: near the top of the raw
+    # scale neighbouring ladder steps differ in the fourth decimal, and rankings read this.
+    exact_score: float | None = None
     grade: str | None = None
     physical: dict[str, float] = field(default_factory=dict)  # family -> severity
     salient_slices: list[int] | None = None

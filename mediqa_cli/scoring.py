@@ -213,7 +213,7 @@ class ModelScorer:
         severities = np.stack([o.severities for o in outputs]).astype(np.float64)
         score = float(np.dot(weights, quality))
         worst = int(np.argmin(quality))
-        result.score = round(score, 2)
+        result.score, result.exact_score = round(score, 2), score
         result.grade = grade_for(score)
         mean_sev = weights @ severities
         result.physical = {family: round(float(value), 4)

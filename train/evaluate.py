@@ -179,8 +179,11 @@ class WeightSet:
 
 
 def _score_of(row: Any) -> float:
-    """The row's score (a report row or a result: both answer `.get`), NaN when not scored."""
-    score = row.get("score")
+    """The row's score (a report row or a result: both answer `.get`), NaN when not scored; a
+    result's unrounded score where it has one (rankings near the top of the raw scale tie at
+    the report's two decimals)."""
+    score = getattr(row, "exact_score", None)
+    score = row.get("score") if score is None else score
     return float(score) if row.get("status") == "ok" and score not in (None, "") else math.nan
 
 

@@ -44,6 +44,29 @@ def test_the_map_is_strictly_increasing_and_bounded() -> None:
     assert np.all(np.isfinite(raw_logit(np.array([0.0, 100.0]))))
 
 
+def test_the_tails_keep_the_top_and_bottom_apart_with_the_slope_of_the_band_beside_them(
+) -> None:
+    """Above the A/B cut the map used to run linearly to 100 at logit 9.21 (the old clip) and stay
+    there; the tails must keep scores far above the cut apart, meet each cut with the slope of
+    the band next to it, and change no grade."""
+    scale = ScaleMap((6.7, 3.9, 1.5))  # v0.12.0's fundus cuts, rounded
+    logits = np.array([9.3, 9.6, 12.0, 15.0])
+    out = scale.apply(100 / (1 + np.exp(-logits)))
+    assert np.all(np.diff(out) > 0.1) and out[-1] < 100.0  # apart at two decimals, never 100
+    for cut, band in ((6.7, 20 / (6.7 - 3.9)), (1.5, 20 / (3.9 - 1.5))):
+        for side in (-1, 1):  # one-sided slopes at the cut, in score points per logit
+            h = side * 1e-5
+            raw = 100 / (1 + np.exp(-np.array([cut, cut + h])))
+            value = scale.apply(raw)
+            assert (value[1] - value[0]) / h == pytest.approx(band, rel=1e-3)
+    low = scale.apply(100 / (1 + np.exp(-np.array([-3.0, -8.0]))))
+    assert 0 < low[1] < low[0] < 40
+    logits = np.arange(-10.0, 14.0, 0.25) + 0.01  # none on a cut
+    out = scale.apply(100 / (1 + np.exp(-logits)))
+    band = np.select([logits >= 6.7, logits >= 3.9, logits >= 1.5], [0, 1, 2], 3)
+    assert np.array_equal(band, np.select([out >= 80, out >= 60, out >= 40], [0, 1, 2], 3))
+
+
 def test_a_step_whose_median_rises_is_held_below_the_previous_one() -> None:
     typical = [6.0, 5.0, 5.5, 2.0, 1.0, 0.0]  # step 2 looks cleaner than step 1
     raw = np.concatenate([np.full(5, 100 / (1 + np.exp(-t))) for t in typical])

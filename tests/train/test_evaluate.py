@@ -8,6 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from mediqa_train import evaluate as ev
 from mediqa_train.eval_ladders import FAMILIES, ladder
 from mediqa_train.evaluate import LadderResult, Table, ladder_srcc, pick_images, summarise
 from mediqa_train.manifest import Entry
@@ -234,3 +235,18 @@ def test_the_motion_ladder_mixes_k_space_rather_than_moving_the_slice(images) ->
             change, np.zeros_like(change))
 
     assert coarse_share(step) < 0.5 * coarse_share(rigid)
+
+
+def test_rankings_read_the_unrounded_score_that_the_report_rounds(weights_dir) -> None:
+    """Near the top of the raw scale neighbouring ladder steps differ in the fourth decimal: the
+    report keeps two, the result keeps the score itself, and the stick reads that one."""
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((48, 40)) * 200).astype(np.float32)
+    base = ev.EvalImage("synthetic", "g-0", "MR", "head", pixels, (1.0, 1.0))
+    rows = ev.WeightSet("m", weights_dir).score([pixels, pixels * 0.5], base, "t")
+    for row in rows:
+        assert row.status == "ok" and row.exact_score is not None
+        assert row.score == round(row.exact_score, 2)
+        assert ev._score_of(row) == row.exact_score
+        assert "exact_score" not in row.column_values()  # never a report column
+    assert ev._score_of({"status": "ok", "score": 99.99}) == 99.99  # a report row as read back
