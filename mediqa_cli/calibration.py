@@ -15,12 +15,15 @@ neighbouring steps, and the calibrated score is piecewise linear in logit(raw / 
 - 60 (B/C) midway between steps 2 and 3: B looks like the second step;
 - 40 (C/D) midway between steps 3 and 4: C like the third, D like the fourth or fifth;
 
-and, above the A/B cut and below the C/D cut, an exponential approach to 100 and 0 that leaves
-each cut with the slope of the band beside it. Until v0.12.0 the map went linearly to 100 at a
-raw score of 99.99 (the logit clip) and stayed there: clean fundus photographs, whose raw scores
-differ in the third and fourth decimal, all read 100.00, and so did the first steps of a
-darkening ladder. The tails keep every difference the network makes, at any height, and leave
-every grade where it was (the cuts are the same). A regression of the step on the score was tried
+and 0 and 100 at the ends of the raw scale: logit(raw / 100) = -16.1 and 16.1, about where the
+network's fp32 sigmoid stops resolving. Until v0.12.0 the ends were at -9.21 and 9.21 (raw 0.01
+and 99.99): clean fundus photographs, whose raw scores differ in the third and fourth decimal,
+all read 100.00 there, and so did the first steps of a darkening ladder. With the ends at the
+clip the bands beyond the outer cuts are wider in logits, so the same raw score reads lower in A
+and higher in D than before; no slice changes grade. (Exponential tails that keep the slope of
+the neighbouring band were tried first: where two cuts lie close, MR's and CT's, they reached
+100.00 at two decimals sooner than the old ends did, and made averaged scans change grade.)
+A regression of the step on the score was tried
 first and rejected: where the score separates steps poorly it pulls every image to the middle
 step, so clean fundus photographs came out at 65 (grade B) and the bands again said nothing.
 
@@ -75,19 +78,9 @@ class ScaleMap:
     cuts: tuple[float, float, float]
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
-        """Linear in the logit between the cuts; above the A/B cut and below the C/D cut an
-        exponential approach to 100 and 0 with the slope of the neighbouring band at the cut, so
-        the map is smooth there, strictly increasing everywhere and never flat (module doc)."""
         x = raw_logit(raw)
-        top, middle, bottom = self.cuts
-        high, mid, low = CUT_SCORES
-        inside = np.interp(x, [bottom, middle, top], [low, mid, high])
-        # e-folding lengths that give each tail, at its cut, the slope of the band beside it
-        rise_above = (100.0 - high) * (top - middle) / (high - mid)
-        fall_below = low * (middle - bottom) / (mid - low)
-        above = 100.0 - (100.0 - high) * np.exp(-np.maximum(x - top, 0.0) / rise_above)
-        below = low * np.exp(-np.maximum(bottom - x, 0.0) / fall_below)
-        return np.where(x > top, above, np.where(x < bottom, below, inside))
+        knots = [_LOW, *reversed(self.cuts), _HIGH]
+        return np.interp(x, knots, [0.0, *reversed(CUT_SCORES), 100.0])
 
     def valid(self) -> bool:
         knots = np.asarray([_HIGH, *self.cuts, _LOW])
