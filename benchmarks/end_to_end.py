@@ -2,7 +2,7 @@
 
 Why: a nightly audit is judged by whether it finishes in its window, and the floor is reading
 the files. One run prints, for the demo archive, a generated archive of many scans (DICOM series,
-NIfTI and 2D, `archive.py`) and a 3D DICOM series:
+NIfTI and 2D, `archive.py`) and a 3D DICOM series, alone and as SERIES_COPIES copies:
 
 1. the decode floor: every file decoded once by pydicom/nibabel/Pillow in a plain loop;
 2. `mediqa score` as a user runs it (default workers, shipped weights): wall, CPU (all
@@ -10,6 +10,10 @@ NIfTI and 2D, `archive.py`) and a 3D DICOM series:
 3. where the time goes: an in-process run (--workers 0, one torch thread) with per-stage CPU
    clocks (`stages.py`: discover, decode, prepare, IQMs, physics, model, write, start-up);
 4. cost against the number of files: slope of a least-squares line over the archive sizes.
+
+A single series is mostly start-up (imports, weights): the run with SERIES_COPIES copies gives
+the marginal cost of a series inside a run, (copies - one) over the same difference of the
+floor, which is what a night of many series pays per series.
 
 CPU time is reported beside wall because the machines are shared: a busy neighbour stretches
 wall time, not CPU time. With --baseline SRC (a checkout of an older tree), every `mediqa score`
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     import torch
 
 HERE = Path(__file__).resolve().parent
+SERIES_COPIES = 8  # distinct series (own UIDs) of the 3D volume, for the marginal cost
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:
@@ -179,7 +184,7 @@ def startup(work: Path, source: str | None = None) -> dict[str, float]:
             "help_wall": time.perf_counter() - started}
 
 
-def write_series(target: Path, side: int | None = None) -> Path:
+def write_series(target: Path, side: int | None = None, announce: bool = True) -> Path:
     """A 3D DICOM series (one file per slice) of the MNI template (or EPI), optionally
     resampled to side x side to mimic a 512-matrix CT/MR series."""
     import torch
@@ -194,8 +199,9 @@ def write_series(target: Path, side: int | None = None) -> Path:
         stack = resized[:, 0].numpy()
     write_dicom_series((stack * 4000).astype(np.int16), target, modality="MR",
                        pixel_spacing=(1.0, 1.0), slice_spacing=1.0, body_part="HEAD", seed=0)
-    print(f"3D series {target.name}: {name}, {stack.shape[0]} slices of "
-          f"{stack.shape[1]}x{stack.shape[2]}")
+    if announce:
+        print(f"3D series {target.name}: {name}, {stack.shape[0]} slices of "
+              f"{stack.shape[1]}x{stack.shape[2]}")
     return target
 
 
@@ -250,10 +256,13 @@ def main() -> None:
           f"{time.perf_counter() - started:.0f} s")
     series = write_series(work / "series")
     series512 = write_series(work / "series512", side=512)
+    for k in range(SERIES_COPIES):  # random UIDs: each copy is a series of its own
+        write_series(work / "series_copies" / f"s{k}", announce=False)
 
     trees: dict[str, list[str]] = {"demo": [str(work / "demo")]}
     trees.update({f"archive {n}": parts(work / "archive", n) for n in sizes})
-    trees.update({"3D 197x233": [str(series)], "3D 512x512": [str(series512)]})
+    trees.update({"3D 197x233": [str(series)], "3D 512x512": [str(series512)],
+                  f"3D x{SERIES_COPIES}": [str(work / "series_copies")]})
 
     print("\n== start-up ==")
     for label, source in sources.items():
@@ -268,10 +277,12 @@ def main() -> None:
               f"{'RSS MB':>7} {'group MB':>8}")
     print(header)
     walls: dict[str, dict[str, list[tuple[int, float, float]]]] = {}
+    floors: dict[str, tuple[float, float]] = {}
     for name, paths in trees.items():
         floor = [decode_floor(paths) for _ in range(args.repeats)]
         f_wall = statistics.median(f["wall"] for f in floor)
         f_cpu = statistics.median(f["cpu"] for f in floor)
+        floors[name] = (f_wall, f_cpu)
         runs: dict[str, list[dict[str, float]]] = {label: [] for label in sources}
         for repeat in range(args.repeats):
             for label, source in sources.items():
@@ -291,6 +302,17 @@ def main() -> None:
             tag = name.replace(" ", "_")
             print("   " + compare(name, work / f"{tag}_before_0.csv",
                                   work / f"{tag}_after_0.csv"))
+
+    many, one = f"3D x{SERIES_COPIES}", "3D 197x233"
+    floor_wall = floors[many][0] - floors[one][0]
+    floor_cpu = floors[many][1] - floors[one][1]
+    for label, by_tree in walls.items():
+        _, wall_many, cpu_many = by_tree[many][0]
+        _, wall_one, cpu_one = by_tree[one][0]
+        print(f"3D series inside a run ({label}, {SERIES_COPIES} copies minus one): "
+              f"{(wall_many - wall_one) / (SERIES_COPIES - 1):.2f} s wall a series, "
+              f"wall/floor {(wall_many - wall_one) / floor_wall:.1f}, "
+              f"cpu/floor {(cpu_many - cpu_one) / floor_cpu:.1f}")
 
     print("\n== 3. where the time goes (--workers 0, one torch thread; CPU s by stage) ==")
     split_trees = {"demo": trees["demo"], f"archive {sizes[0]}": trees[f"archive {sizes[0]}"],
