@@ -22,10 +22,10 @@ all read 100.00 there, and so did the first steps of a darkening ladder. With th
 clip the bands beyond the outer cuts are wider in logits, so the same raw score reads lower in A
 and higher in D than before; no slice changes grade. (Exponential tails that keep the slope of
 the neighbouring band were tried first: where two cuts lie close, MR's and CT's, they reached
-100.00 at two decimals sooner than the old ends did, and made averaged scans change grade.)
-A regression of the step on the score was tried
-first and rejected: where the score separates steps poorly it pulls every image to the middle
-step, so clean fundus photographs came out at 65 (grade B) and the bands again said nothing.
+100.00 at two decimals sooner than the old ends did, and made averaged scans change grade.) A
+regression of the step on the score was tried first and rejected: where the score separates
+steps poorly it pulls every image to the middle step, so clean fundus photographs came out at 65
+(grade B) and the bands again said nothing.
 
 The map is strictly increasing in the raw score, so it changes no ranking within a modality.
 Modalities with too few ladders use the map fitted on all of them pooled. The fit lives next to
@@ -50,7 +50,7 @@ CUT_BETWEEN = ((1, 2), (2, 3), (3, 4))  # each cut lies midway between these ste
 POOLED = "*"  # the map for modalities without one of their own
 # Raw scores are clipped to [_EDGE, 1 - _EDGE] x 100 before the logit. The network's fp32 sigmoid
 # resolves logits up to about 16, so the clip sits there: at 1e-4 (9.21) it made every clean
-# fundus photograph read the same (benchmarks/RESULTS.md, "A score that keeps its resolution").
+# fundus photograph read the same (benchmarks/RESULTS.md, "v0.12.1: the score stops clipping").
 _EDGE = 1e-7
 _LOW, _HIGH = float(np.log(_EDGE / (1 - _EDGE))), float(np.log((1 - _EDGE) / _EDGE))
 
