@@ -109,19 +109,3 @@ def test_noise_quality_falls_with_severity_on_the_real_shoulder(rng):
         out = sim.apply(image, spacing, sim.sample(torch.Generator().manual_seed(0), s), rng)
         scores.append(reference_quality(image, out, "MR"))
     assert scores[0] == 100.0 and scores[0] > scores[1] > scores[2]
-
-
-def test_coil_shading_is_mr_bias_with_four_times_the_log_range_and_stays_out_of_training():
-    """The reader-only simulator draws the same field direction as mr_bias for a seed, scaled
-    to a 10x bound instead of 2.5x, and is never drawn into training chains or validation."""
-    from mediqa_train.degrade import candidates
-    from mediqa_train.ladders import family_simulators
-
-    strong, weak = REGISTRY["mr_coil_shading"], REGISTRY["mr_bias"]
-    a = strong.sample(torch.Generator().manual_seed(7), severity=1.0).coefficients
-    b = weak.sample(torch.Generator().manual_seed(7), severity=1.0).coefficients
-    ratio = math.log(10.0) / math.log(2.5)
-    assert all(abs(x - ratio * y) < 1e-9 for x, y in zip(a, b))
-    assert strong.severities(strong.sample(torch.Generator().manual_seed(7), 1.0))["bias"] == 1.0
-    assert "mr_coil_shading" not in candidates("MR")
-    assert all("mr_coil_shading" not in keys for keys in family_simulators("MR").values())
