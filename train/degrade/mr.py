@@ -499,24 +499,6 @@ class MRBias(Degradation[MRBiasParams]):
         return {"bias": clip01(sum(abs(c) for c in params.coefficients) / self.LOG_RANGE_MAX)}
 
 
-@register
-class MRCoilShading(MRBias):
-    """`MRBias` with fields bounded at 10x either way: the shading of surface receive coils,
-    whose sensitivity falls 5-10x across a field of view (Roemer et al., MRM 16(2), 1990).
-
-    Along `mr_bias`'s ladders (2.5x) the whole-slice bias token barely moves, so a physics-token
-    reader fitted on them gives it no weight; here it rises step by step
-    (`benchmarks/physics_reading.py --simulator-token bias`).
-
-    Not in training chains (`in_training`): the MR physics-token reader is fitted on it
-    (candidate B, `benchmarks/results/preregistered_candidates_2026-12-06.md`).
-    """
-
-    name = "mr_coil_shading"
-    in_training = False
-    LOG_RANGE_MAX = math.log(10.0)
-
-
 # --- thick slices ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
