@@ -11,6 +11,7 @@ parts of PART_SCANS scans, so an archive of n scans is the first n / PART_SCANS 
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -19,8 +20,11 @@ import numpy as np
 PART_SCANS = 10
 
 
+@functools.lru_cache(maxsize=1)
 def source_volume() -> tuple[np.ndarray, str]:
-    """(slices, rows, cols) float32 head volume: nilearn's MNI T1 template, or nibabel's EPI."""
+    """(slices, rows, cols) float32 head volume: nilearn's MNI T1 template, or nibabel's EPI.
+    Loaded once per process (callers copy before changing it): `end_to_end.py` writes the same
+    volume as ten series."""
     try:
         from nilearn.datasets import load_mni152_template
 
