@@ -185,6 +185,7 @@ class PhysicsTokens(nn.Module):
         self.embed = nn.Parameter(torch.randn(n_features, width) * 0.02)
         self.missing = nn.Parameter(torch.zeros(n_features, width))
         self.standardised = center is not None and scale is not None
+        self.raw_clamp, self.z_clamp = PHYSICS_RAW_CLAMP, PHYSICS_Z_CLAMP  # TorchScript: attributes
         # Settings, not learnt: from the config, so they stay out of the saved tensors.
         self.register_buffer("center", torch.tensor(list(center) if self.standardised
                                                     else [0.0] * n_features), persistent=False)
@@ -196,10 +197,10 @@ class PhysicsTokens(nn.Module):
         standardised ones to [-16, 16]."""
         physics = physics.to(self.weight.dtype)
         missing = torch.isnan(physics).unsqueeze(-1)
-        value = torch.nan_to_num(physics, nan=0.0).clamp(-PHYSICS_RAW_CLAMP, PHYSICS_RAW_CLAMP)
+        value = torch.nan_to_num(physics, nan=0.0).clamp(-self.raw_clamp, self.raw_clamp)
         if self.standardised:
             value = ((value - self.center.to(value.dtype)) / self.scale.to(value.dtype)).clamp(
-                -PHYSICS_Z_CLAMP, PHYSICS_Z_CLAMP)
+                -self.z_clamp, self.z_clamp)
         tokens = value.unsqueeze(-1) * self.weight + self.embed
         return torch.where(missing, self.missing + self.embed, tokens)
 

@@ -470,3 +470,62 @@ def test_warm_start_copies_every_older_tensor_and_keeps_new_modules(tmp_path: Pa
         warm_start(wider, str(tmp_path / "old"), 0, echo=None)
     with pytest.raises(ValueError, match="out of range"):
         warm_start(new, str(tmp_path / "old"), 1, echo=None)
+
+
+def test_warm_start_into_standardised_physics_tokens_keeps_the_network_the_same_function(
+        tmp_path: Path) -> None:
+    """The rewrite of the physics-token tensors is exact: the same measures give the same
+    outputs, a missing measure included; without it the standardised network reads otherwise."""
+    from dataclasses import replace
+
+    from mediqa_train.pretrain import warm_start
+
+    from mediqa_cli.model.packing import pack
+    from mediqa_cli.model.prompts import PromptRequest
+    from mediqa_cli.model.weights import save_weights
+    from mediqa_cli.physics import N_PHYSICS
+    from mediqa_cli.preprocess import patchify
+
+    torch.manual_seed(0)
+    raw_config = ModelConfig.from_dict({**ModelConfig.tiny().to_dict(), "physics_tokens": True})
+    old = MedIQANet(raw_config).eval()
+    with torch.no_grad():  # trained-looking embeddings, not the 0.02 initialisation
+        old.slice_physics.weight.mul_(20.0)
+        old.slice_physics.missing.normal_()
+    save_weights(old, tmp_path / "old", name="old", version="0")
+    rng = np.random.default_rng(1)
+    center = tuple(float(v) for v in rng.normal(size=N_PHYSICS))
+    scale = tuple(float(v) for v in rng.uniform(0.05, 3.0, size=N_PHYSICS))
+    config = replace(raw_config, physics_center=center, physics_scale=scale)
+    items = []
+    for k in range(3):
+        tokens = patchify(rng.random((48, 64, 3), dtype=np.float32), (0.5, 0.5))
+        measures = rng.normal(size=N_PHYSICS).astype(np.float32) * 2.0
+        measures[k] = np.nan
+        items.append(replace(tokens, physics=measures))
+    prompts = [PromptRequest(1, "dicom-tag", 0, "dicom-tag")] * 3
+
+    def quality(net: MedIQANet) -> torch.Tensor:
+        with torch.inference_mode():
+            return net(*pack(items, prompts, net.config).args())[1]
+
+    new = MedIQANet(config).eval()
+    warm_start(new, str(tmp_path / "old"), 0, echo=None)
+    torch.testing.assert_close(quality(new), quality(old), atol=1e-4, rtol=0)
+    copied = MedIQANet(config).eval()
+    copied.load_state_dict(old.state_dict())  # the tensors as they were, read standardised
+    assert (quality(copied) - quality(old)).abs().max() > 1e-3
+
+
+def test_physics_moments_are_the_median_and_normal_spread_of_each_measure() -> None:
+    from mediqa_train.physics_moments import SCALE_FLOOR, robust_moments
+
+    rng = np.random.default_rng(0)
+    column = rng.normal(3.0, 2.0, size=4000)
+    measures = np.column_stack([column, np.full(4000, 0.5), np.full(4000, np.nan),
+                                np.where(np.arange(4000) % 2, np.nan, column)])
+    center, scale = robust_moments(measures)
+    assert center[0] == pytest.approx(3.0, abs=0.1) and scale[0] == pytest.approx(2.0, abs=0.1)
+    assert (center[1], scale[1]) == (0.5, SCALE_FLOOR)  # constant: floored, not zero
+    assert (center[2], scale[2]) == (0.0, 1.0)  # never measured: the raw value
+    assert scale[3] == pytest.approx(2.0, abs=0.15)  # NaNs ignored
