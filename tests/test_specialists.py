@@ -139,23 +139,3 @@ def test_one_network_serving_two_modalities_is_loaded_once(weights_dir: Path):
     scorer = load_scorer(weights_dir, "cpu", precision="fp32")
     assert scorer.specialists["CT"] is scorer.specialists["XR"]
     assert "+CT-" in scorer.version and "+XR-" in scorer.version
-
-
-def test_a_specialist_may_standardise_its_physics_tokens_otherwise(tmp_path: Path) -> None:
-    """Standardisation happens inside each network, after tokenisation: a specialist trained
-    with other physics-token moments than the main network's is loaded with its own."""
-    import dataclasses
-
-    from mediqa_cli.model.weights import WeightsError, load_specialists
-    from mediqa_cli.physics import N_PHYSICS
-
-    main = dataclasses.replace(ModelConfig.tiny(), physics_tokens=True)
-    own = dataclasses.replace(main, physics_center=(0.1,) * N_PHYSICS,
-                              physics_scale=(0.5,) * N_PHYSICS)
-    save_weights(_network(1, own), tmp_path / SPECIALISTS_DIR / "CT", version="s1")
-    loaded = load_specialists(tmp_path, main)
-    assert loaded["CT"][0].config == own and loaded["CT"][0].slice_physics.standardised
-    other = dataclasses.replace(own, keep_patches=main.keep_patches // 2)
-    save_weights(_network(1, other), tmp_path / SPECIALISTS_DIR / "CT", version="s2")
-    with pytest.raises(WeightsError, match="differs from the main"):
-        load_specialists(tmp_path, main)

@@ -447,22 +447,6 @@ def _list_kinds() -> None:
     console.print(table)
 
 
-@app.command("physics-moments")
-def physics_moments(
-    corpus: Annotated[Path, typer.Option("--corpus", help="Corpus folder (its train split).")],
-    per_modality: Annotated[int, typer.Option(
-        "--per-modality", min=1, help="Clean slices sampled per modality.")] = 60,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-) -> None:
-    """Print the physics tokens' centre and spread for a run config's model section."""
-    from mediqa_train.physics_moments import robust_moments, sample_physics
-    from mediqa_train.pretrain import load_pool
-
-    measures, _ = sample_physics(load_pool(str(corpus), "train"), per_modality, seed)
-    center, scale = robust_moments(measures)
-    typer.echo(json.dumps({"physics_center": center, "physics_scale": scale}))
-
-
 @app.command()
 def degrade(
     input: Annotated[Path | None, typer.Argument(help="A scan file or a folder of scans.")] = None,

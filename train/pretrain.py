@@ -38,7 +38,6 @@ from mediqa_train.validation import fixed_examples, predict, validate
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from mediqa_cli.model.config import ModelConfig
 from mediqa_cli.model.network import MedIQANet, count_parameters
 from mediqa_cli.model.weights import save_weights
 
@@ -270,43 +269,10 @@ def warm_start(model: MedIQANet, weights: str, member: int,
     misfit = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
     if misfit:
         raise ValueError(f"warm start from {weights}: tensors that do not fit: {misfit[:5]}")
-    state = restandardise_physics(state, nets[member].config, model.config)
     model.load_state_dict(state, strict=False)
     if echo:
         new = sorted({k.split(".")[0] for k in own if k not in state})
         echo(f"warm start from {weights} member {member}; new modules: {', '.join(new) or '-'}")
-
-
-def restandardise_physics(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelConfig
-                          ) -> dict[str, torch.Tensor]:
-    """`state` with its physics-token tensors rewritten for `new`'s standardisation, so that the
-    warm-started network makes the same tokens from the same measures as the one it came from.
-
-    A token is z_old * w + e with z_old = (x - c_old) / s_old (c = 0, s = 1 when unset). With
-    x = s_new * z_new + c_new: w' = w * s_new / s_old, e' = e + w * (c_new - c_old) / s_old, and
-    the missing vector absorbs the shift of e so that a missing measure's token is unchanged.
-    Exact wherever neither clamp binds (PhysicsTokens)."""
-    if not (old.physics_tokens and new.physics_tokens) or "slice_physics.weight" not in state:
-        return state
-    n = old.n_physics
-
-    def moments(cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
-        if cfg.physics_center is None or cfg.physics_scale is None:
-            return torch.zeros(n), torch.ones(n)
-        return (torch.tensor(cfg.physics_center, dtype=torch.float64),
-                torch.tensor(cfg.physics_scale, dtype=torch.float64))
-
-    (c_old, s_old), (c_new, s_new) = moments(old), moments(new)
-    if torch.equal(c_old, c_new) and torch.equal(s_old, s_new):
-        return state
-    w = state["slice_physics.weight"].double()
-    shift = w * ((c_new - c_old) / s_old)[:, None]
-    out = dict(state)
-    dtype = state["slice_physics.weight"].dtype
-    out["slice_physics.weight"] = (w * (s_new / s_old)[:, None]).to(dtype)
-    out["slice_physics.embed"] = (state["slice_physics.embed"].double() + shift).to(dtype)
-    out["slice_physics.missing"] = (state["slice_physics.missing"].double() - shift).to(dtype)
-    return out
 
 
 def pretrain_on_corpus(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,10 +67,6 @@ class ModelConfig:
     max_patches: int = DEFAULT_MAX_PATCHES  # patch grid cap per slice before any downscale
     keep_patches: int = 256  # salient + spatial-cover patches kept per slice
     background_fraction: float = 0.25  # share of kept patches drawn across the whole slice
-    # Centre and spread each whole-slice measure is standardised by before its token is made
-    # (PhysicsTokens); None: the raw values, as every network up to v0.12 was trained on.
-    physics_center: tuple[float, ...] | None = None
-    physics_scale: tuple[float, ...] | None = None
     modalities: tuple[str, ...] = field(default=MODALITIES)
     anatomies: tuple[str, ...] = field(default=ANATOMIES)
     families: tuple[str, ...] = field(default=PHYSICAL_FAMILIES)
@@ -90,14 +85,6 @@ class ModelConfig:
             raise ValueError("max_patches and keep_patches must be >= 1")
         if not 0.0 <= self.background_fraction < 1.0:
             raise ValueError("background_fraction must lie in [0, 1)")
-        if (self.physics_center is None) != (self.physics_scale is None):
-            raise ValueError("physics_center and physics_scale are set together or not at all")
-        if self.physics_scale is not None:
-            if len(self.physics_scale) != N_PHYSICS or len(self.physics_center or ()) != N_PHYSICS:
-                raise ValueError(f"physics_center and physics_scale need {N_PHYSICS} values each")
-            if not all(v > 0 and math.isfinite(v) for v in self.physics_scale) or not all(
-                    math.isfinite(v) for v in self.physics_center or ()):
-                raise ValueError("physics_scale must be finite and > 0, physics_center finite")
 
     @property
     def head_dim(self) -> int:
@@ -127,11 +114,8 @@ class ModelConfig:
         return len(self.anatomies)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; unset standardisation is left out, so older weights' configs (and the
-        digests over them) read back as they were saved."""
         items = dataclasses.asdict(self).items()
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in items
-                if not (k in ("physics_center", "physics_scale") and v is None)}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in items}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

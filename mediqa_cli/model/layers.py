@@ -6,8 +6,6 @@ scripts with TorchScript and exports with torch.export.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import mediqa_kernels  # noqa: F401  (importing it registers torch.ops.mediqa.*)
 import torch
 import torch.nn.functional as F
@@ -157,51 +155,28 @@ class PatchPhysics(nn.Module):
         return out.to(patches.dtype)
 
 
-PHYSICS_RAW_CLAMP = 8.0  # on the raw measures, as before standardisation existed
-PHYSICS_Z_CLAMP = 16.0  # on the standardised ones
-
-
 class PhysicsTokens(nn.Module):
     """Whole-slice physics measures (mediqa_cli.physics) as one token per measure.
 
-    Token f = z_f * w_f + e_f, or a learned "missing" vector m_f + e_f where the measure is
+    Token f = value_f * w_f + e_f, or a learned "missing" vector m_f + e_f where the measure is
     undefined (NaN), as numerical features enter tabular transformers (Gorishniy et al.,
     "Revisiting deep learning models for tabular data", NeurIPS 2021). One token per measure
     rather than one mixed vector: the queries can attend to the noise floor of an MR slice and to
     the block grid of a JPEG separately, and learn per modality which measure to trust.
-
-    z_f is the measure standardised by the config's `physics_center` and `physics_scale` (the
-    raw value when they are unset). Why: the raw measures differ 60-fold in spread (display mean
-    and headroom vary by about 0.15 between clean slices, the background noise by 2.6 decades),
-    so with one learning rate and weight decay for every w_f the narrow ones stay near their
-    initialisation and the network barely reads them (RESULTS.md, standardised physics tokens).
     """
 
-    def __init__(self, n_features: int, width: int,
-                 center: Sequence[float] | None = None,
-                 scale: Sequence[float] | None = None) -> None:
+    def __init__(self, n_features: int, width: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(n_features, width) * 0.02)
         self.embed = nn.Parameter(torch.randn(n_features, width) * 0.02)
         self.missing = nn.Parameter(torch.zeros(n_features, width))
-        self.standardised = center is not None and scale is not None
-        self.raw_clamp, self.z_clamp = PHYSICS_RAW_CLAMP, PHYSICS_Z_CLAMP  # TorchScript: attributes
-        # Settings, not learnt: from the config, so they stay out of the saved tensors.
-        self.register_buffer("center", torch.tensor(list(center) if self.standardised
-                                                    else [0.0] * n_features), persistent=False)
-        self.register_buffer("scale", torch.tensor(list(scale) if self.standardised
-                                                   else [1.0] * n_features), persistent=False)
 
     def forward(self, physics: Tensor) -> Tensor:
-        """(S, F) measures -> (S, F, width) tokens; raw values are clamped to [-8, 8] and
-        standardised ones to [-16, 16]."""
+        """(S, F) measures -> (S, F, width) tokens; values are clamped to [-8, 8]."""
         physics = physics.to(self.weight.dtype)
         missing = torch.isnan(physics).unsqueeze(-1)
-        value = torch.nan_to_num(physics, nan=0.0).clamp(-self.raw_clamp, self.raw_clamp)
-        if self.standardised:
-            value = ((value - self.center.to(value.dtype)) / self.scale.to(value.dtype)).clamp(
-                -self.z_clamp, self.z_clamp)
-        tokens = value.unsqueeze(-1) * self.weight + self.embed
+        value = torch.nan_to_num(physics, nan=0.0).clamp(-8.0, 8.0).unsqueeze(-1)
+        tokens = value * self.weight + self.embed
         return torch.where(missing, self.missing + self.embed, tokens)
 
 

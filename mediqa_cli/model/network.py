@@ -49,8 +49,7 @@ class MedIQANet(nn.Module):
         self.patch_embed = nn.Linear(config.patch_dim, width)
         self.physics = (PatchPhysics(config.channels, config.patch, width)
                         if config.patch_physics else None)
-        self.slice_physics = (PhysicsTokens(config.n_physics, width, config.physics_center,
-                                            config.physics_scale)
+        self.slice_physics = (PhysicsTokens(config.n_physics, width)
                               if config.physics_tokens else None)
         self.position = GridPosition(config.pos_grid, width)
         self.spacing = SpacingEmbedding(config.spacing_hidden, width)

@@ -28,7 +28,6 @@ scoring with a random network.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -217,10 +216,6 @@ def specialist_folders(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
-def _unstandardised(config: ModelConfig) -> ModelConfig:
-    return dataclasses.replace(config, physics_center=None, physics_scale=None)
-
-
 def load_specialists(
     directory: str | os.PathLike[str], config: ModelConfig, device: str | torch.device = "cpu"
 ) -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -229,8 +224,7 @@ def load_specialists(
 
     Refuses (WeightsError) a specialist named after no modality of the main config, one for
     OTHER (an image nothing names is not routed), and one whose config differs from the main
-    network's (the slices are tokenised once, by the main config) in anything but the physics
-    tokens' standardisation, which each network applies inside itself.
+    network's (the slices are tokenised once, by the main config).
     """
     found: dict[str, tuple[Any, dict[str, Any]]] = {}
     named = [m for m in config.modalities if m != "OTHER"]
@@ -239,7 +233,7 @@ def load_specialists(
             raise WeightsError(f"{folder}: a specialist must be named after one of the "
                                f"modalities {', '.join(named)}")
         model, card = load_weights(folder, device)
-        if _unstandardised(model.config) != _unstandardised(config):
+        if model.config != config:
             raise WeightsError(f"{folder / CONFIG_FILE} differs from the main network's config; "
                                "a specialist must share it")
         found[folder.name] = (model, card)

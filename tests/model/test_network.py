@@ -174,24 +174,3 @@ def test_configs_saved_before_patch_physics_load_without_it() -> None:
     assert ModelConfig.from_dict(old).patch_physics is False
     assert "physics.stats_fc1.weight" not in MedIQANet(ModelConfig.from_dict(old)).state_dict()
     assert ModelConfig.from_dict(ModelConfig.tiny().to_dict()).patch_physics is True
-
-
-def test_physics_standardisation_round_trips_and_is_left_out_when_unset() -> None:
-    from mediqa_cli.physics import N_PHYSICS
-
-    plain = ModelConfig.tiny()
-    assert "physics_center" not in plain.to_dict()  # older configs and their digests unchanged
-    set_ = ModelConfig.from_dict({**plain.to_dict(), "physics_tokens": True,
-                                  "physics_center": [0.5] * N_PHYSICS,
-                                  "physics_scale": [2.0] * N_PHYSICS})
-    assert ModelConfig.from_dict(set_.to_dict()) == set_
-    net = MedIQANet(set_)
-    assert "slice_physics.center" not in net.state_dict()  # settings, not saved tensors
-    measures = torch.full((1, N_PHYSICS), 4.5)
-    torch.testing.assert_close(net.slice_physics(measures)[0, :, :],
-                               2.0 * net.slice_physics.weight + net.slice_physics.embed)
-    for bad in ({"physics_center": [0.0] * N_PHYSICS},
-                {"physics_center": [0.0] * 3, "physics_scale": [1.0] * 3},
-                {"physics_center": [0.0] * N_PHYSICS, "physics_scale": [0.0] * N_PHYSICS}):
-        with pytest.raises(ValueError, match="physics_"):
-            ModelConfig.from_dict({**plain.to_dict(), **bad})
