@@ -8,7 +8,7 @@ import pytest
 from mediqa_train import label_reader
 from mediqa_train.expert import auc
 from mediqa_train.label_reader import (
-    choose_l2,
+    choose_fit,
     fit_label_reader,
     fit_site_head,
     folds_by_label,
@@ -62,13 +62,32 @@ def test_the_stored_reader_reproduces_the_fitted_probabilities():
     np.testing.assert_allclose(p, y.mean(), atol=1e-3)
 
 
-def test_choose_l2_shrinks_hard_when_nothing_predicts_the_labels():
+def test_choose_fit_shrinks_hard_when_nothing_predicts_the_labels():
     rng = np.random.default_rng(3)
     tokens, logits = rng.normal(size=(40, N_PHYSICS)), rng.normal(size=40)
     y = (rng.random(40) < 0.5).astype(float)
-    assert choose_l2(tokens, logits, y) == max(label_reader.L2_GRID)
+    assert choose_fit(tokens, logits, y)[0] == max(label_reader.L2_GRID)
     tokens, logits, y = _site(40, 4, network_informative=False)
-    assert choose_l2(tokens, logits, y) < max(label_reader.L2_GRID)
+    assert choose_fit(tokens, logits, y)[0] < max(label_reader.L2_GRID)
+
+
+def test_choose_fit_keeps_a_network_that_separates_the_labels_and_drops_one_that_does_not():
+    """Where only a token follows the labels, the network's logit is noise the cross-validation
+    leaves out, and the stored reader ignores it; where the network separates them, it stays."""
+    dropped = []
+    for seed in range(6):
+        tokens, logits, y = _site(40, 10 + seed, network_informative=False)
+        logits = logits * 3.0  # a loud, useless network
+        dropped.append(not choose_fit(tokens, logits, y, seed)[1])
+    assert sum(dropped) >= 3  # 4 of 6 here; a reader that always keeps it drops none
+    tokens, logits, y = _site(40, 20, network_informative=True)
+    assert choose_fit(tokens, logits, y)[1]
+    tokens, logits, y = _site(40, 10, network_informative=False)
+    reader = fit_label_reader(tokens, logits, y, l2=1.0, with_network=False)
+    assert reader.network_weight == 0.0
+    np.testing.assert_allclose(reader.logit(logits, tokens), reader.logit(logits + 7.0, tokens))
+    back = type(reader).from_dict(reader.to_dict(), N_PHYSICS)
+    np.testing.assert_allclose(back.logit(logits, tokens), reader.logit(logits, tokens))
 
 
 def test_folds_by_label_partition_the_scans_with_the_labels_spread():
