@@ -4,8 +4,10 @@ For one family of the measuring stick (`mediqa_train.eval_ladders`, other projec
 one of our simulators, on the middle slices of one fold's patients (fold 1 by default: training
 patients, so a diagnosis never reads the fold that judges candidates), print along both ladders
 the pre-training target (SSIM to the clean slice, `mediqa_train.quality.reference_quality`) and,
-with --weights, the model's raw scores and their within-ladder SRCC. A stick family whose harm
-the target cannot see at our simulator's severities is one the network was never taught.
+with --weights, the model's raw scores and their within-ladder SRCC; before each image's
+ladders, its clean mean value and level tokens (an under-exposed original shows there). A stick
+family whose harm the target cannot see at our simulator's severities is one the network was
+never taught.
 
 Usage:
     python benchmarks/target_vs_stick.py --modality MR --family bias --simulator mr_bias \\
@@ -24,6 +26,10 @@ from mediqa_train.eval_ladders import FAMILIES, ladder
 from mediqa_train.ladders import as_chw, ladder_srcc, simulator_ladder
 from mediqa_train.manifest import read_manifest
 from mediqa_train.quality import reference_quality
+
+from mediqa_cli.physics import PHYSICS_FEATURES, slice_physics
+
+LEVEL = {name: PHYSICS_FEATURES.index(name) for name in ("display_mean", "headroom")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,6 +57,10 @@ def main(argv: list[str] | None = None) -> None:
                    "simulator": simulator_ladder(image.pixels, image.spacing, args.simulator,
                                                  args.seed)}
         clean = as_chw(image.pixels)
+        levels = slice_physics(np.asarray(image.pixels), args.modality)
+        print(f"{entry.group:<22} clean     mean {float(np.mean(image.pixels)):6.1f}  "
+              f"display_mean {levels[LEVEL['display_mean']]:.2f}  "
+              f"headroom {levels[LEVEL['headroom']]:.2f}", flush=True)
         for name, steps in ladders.items():
             target = [reference_quality(clean, as_chw(s), args.modality)
                       for s in steps]
