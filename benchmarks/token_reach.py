@@ -9,11 +9,15 @@ has one learning rate and weight decay (RESULTS.md, candidate Z). Spread: IQR / 
 to `--per-modality` clean training slices of each modality.
 
     python benchmarks/token_reach.py --corpus corpus_f0_1024 --weights weights [--weights W2]
+
+Networks with raw measures only: candidate Z's column (standardised measures, read as spread /
+scale) comes from this script on branch `standardised-tokens`, whose weights only load there.
 """
 
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +31,10 @@ from mediqa_cli.physics import PHYSICS_FEATURES, slice_physics
 
 
 def sample_physics(pool: list, per_modality: int, seed: int) -> np.ndarray:
-    """(n, N_PHYSICS) measures of up to `per_modality` whole clean slices of each modality."""
+    """(n, N_PHYSICS) measures of up to `per_modality` whole clean slices of each modality,
+    drawn at random. Not `domain_profile.corpus_measures` (evenly spaced, up to nearly twice the cap
+    per modality): this is the sample candidate Z's standardisation
+    and every figure in RESULTS.md were computed on."""
     rng = np.random.default_rng(seed)
     by_modality: dict[str, list[int]] = {}
     for i, item in enumerate(pool):
@@ -42,13 +49,10 @@ def sample_physics(pool: list, per_modality: int, seed: int) -> np.ndarray:
 
 def robust_spread(measures: np.ndarray) -> np.ndarray:
     """Per measure: IQR / 1.349 of its finite values (NaN where it is never measured)."""
-    out = np.full(measures.shape[1], np.nan)
-    for f, column in enumerate(measures.T):
-        finite = column[np.isfinite(column)]
-        if finite.size:
-            q25, q75 = np.percentile(finite, [25, 75])
-            out[f] = (q75 - q25) / 1.349
-    return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column never measured: NaN
+        q25, q75 = np.nanpercentile(measures, [25, 75], axis=0)
+    return (q75 - q25) / 1.349
 
 
 def reach(weights: Path, spread: np.ndarray) -> np.ndarray:
@@ -57,9 +61,7 @@ def reach(weights: Path, spread: np.ndarray) -> np.ndarray:
     tokens = members_of(model)[0].slice_physics
     if tokens is None:
         raise SystemExit(f"{weights}: this network has no physics tokens")
-    scale = getattr(tokens, "scale", None)  # a network that standardises reads spread / scale
-    unit = scale.double().numpy() if scale is not None else 1.0
-    return tokens.weight.detach().double().norm(dim=1).numpy() * spread / unit
+    return tokens.weight.detach().double().norm(dim=1).numpy() * spread
 
 
 def table(names: list[str], reaches: list[np.ndarray], spread: np.ndarray) -> str:
