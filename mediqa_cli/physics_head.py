@@ -18,6 +18,14 @@ network's score and a degraded one loses more. Modalities without a reader keep 
 score. The raw score is `100 * sigmoid(logit(network / 100) + term)`, and the calibrated scale
 (`mediqa_cli.calibration`) is fitted on that raw score.
 
+Photographs (fundus, histology) also get an exposure floor (`ExposureFloor`): a one-sided term
+that lowers the logit by a fixed amount per stop of light the object lacks below a bound. Why: the
+training corpus holds under-exposed originals as clean (fundus display means down to 0.02, each
+with an SSIM target of 1), so a near-black photograph holds nothing the network reads as a fault:
+darkened further, one scored higher at every step (RESULTS.md, candidate E). Each stop lost is
+one bit fewer of an 8-bit photograph's signal, whatever its texture says. Not for NM, whose low
+counts are normal, nor for modalities whose display level is a window setting.
+
 The reader lives next to the weights (`physics_head.json`) because its share is fixed against one
 network's logits; its digest is part of the scores' `model_version`.
 
@@ -32,7 +40,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,36 +97,74 @@ class TokenReader:
 
 
 @dataclass(frozen=True)
+class ExposureFloor:
+    """`-per_stop * max(0, log2(bound / display_mean))` in logit units: nothing above the bound,
+    one fixed price for each stop of light below it; no term where the display mean is missing."""
+
+    bound: float
+    per_stop: float
+
+    MEASURE = "display_mean"
+    _DARKEST = 2.0 ** -12  # a black picture costs 12 stops below 1.0, not infinity
+
+    def term(self, display_mean: np.ndarray) -> np.ndarray:
+        level = np.asarray(display_mean, dtype=np.float64)
+        stops = np.log2(self.bound / np.maximum(level, self._DARKEST))
+        return np.where(np.isfinite(level), -self.per_stop * np.maximum(stops, 0.0), 0.0)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"bound": round(self.bound, 8), "per_stop": round(self.per_stop, 8)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExposureFloor:
+        bound, per_stop = float(data["bound"]), float(data["per_stop"])
+        if not (np.isfinite(bound) and np.isfinite(per_stop) and bound > 0 and per_stop >= 0):
+            raise ValueError("an exposure floor needs a positive bound and a non-negative price")
+        return cls(bound, per_stop)
+
+
+@dataclass(frozen=True)
 class PhysicsHead:
-    """Per-modality token readers, the tokens they read and where they were fitted."""
+    """Per-modality token readers and exposure floors, the tokens the readers read and where
+    both were fitted."""
 
     readers: dict[str, TokenReader]
     features: tuple[str, ...] = PHYSICS_FEATURES
     fitted_on: str = ""
     digest: str = ""  # of the file it was loaded from: part of the scores' model_version
+    floors: dict[str, ExposureFloor] = field(default_factory=dict)
 
     def apply(self, quality: np.ndarray, physics: Sequence[np.ndarray | None],
               modality: str | None) -> np.ndarray:
-        """Per-slice network quality (0..100) read with the modality's reader; unchanged for a
-        modality without a reader or a slice without measures."""
+        """Per-slice network quality (0..100) read with the modality's reader and floor;
+        unchanged for a modality with neither or a slice without measures."""
         values = np.asarray(quality, dtype=np.float64)
         reader = self.readers.get(modality or "")
-        if reader is None:
+        floor = self.floors.get(modality or "")
+        if reader is None and floor is None:
             return values
         rows = [i for i, measures in enumerate(physics)
                 if measures is not None and np.isfinite(values[i])]
         if not rows:
             return values
-        index = [PHYSICS_FEATURES.index(name) for name in self.features]
-        tokens = np.stack([np.asarray(physics[i])[index] for i in rows])
+        measures = np.stack([np.asarray(physics[i], dtype=np.float64) for i in rows])
+        logit = raw_logit(values[rows])
+        if reader is not None:
+            index = [PHYSICS_FEATURES.index(name) for name in self.features]
+            logit = reader.logit(logit, measures[:, index])
+        if floor is not None:
+            logit = logit + floor.term(measures[:, PHYSICS_FEATURES.index(floor.MEASURE)])
         out = values.copy()
-        out[rows] = 100.0 / (1.0 + np.exp(-reader.logit(raw_logit(values[rows]), tokens)))
+        out[rows] = 100.0 / (1.0 + np.exp(-logit))
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"term": "logit shift -(w . z) - offset per modality (mediqa_cli.physics_head)",
-                "fitted_on": self.fitted_on, "features": list(self.features),
-                "readers": {m: r.to_dict() for m, r in sorted(self.readers.items())}}
+        out = {"term": "logit shift -(w . z) - offset per modality (mediqa_cli.physics_head)",
+               "fitted_on": self.fitted_on, "features": list(self.features),
+               "readers": {m: r.to_dict() for m, r in sorted(self.readers.items())}}
+        if self.floors:  # absent in files without floors: their digests stay
+            out["floors"] = {m: f.to_dict() for m, f in sorted(self.floors.items())}
+        return out
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / PHYSICS_HEAD_FILE
@@ -140,6 +186,8 @@ class PhysicsHead:
         try:
             readers = {str(m): TokenReader.from_dict(r, len(features))
                        for m, r in data.get("readers", {}).items()}
+            floors = {str(m): ExposureFloor.from_dict(f)
+                      for m, f in data.get("floors", {}).items()}
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path}: {err}") from None
-        return cls(readers, features, str(data.get("fitted_on", "")), digest)
+        return cls(readers, features, str(data.get("fitted_on", "")), digest, floors)

@@ -398,4 +398,8 @@ def describe_installed_weights() -> list[tuple[str, str]]:
         if head is not None:
             lines.append(("physics reader", f"{', '.join(sorted(head.readers))} "
                                             f"(physics_head.json, digest {head.digest})"))
+            if head.floors:
+                lines.append(("exposure floor", ", ".join(
+                    f"{m} below display mean {f.bound:.3f}, {f.per_stop:.2f} logits a stop"
+                    for m, f in sorted(head.floors.items()))))
     return lines

@@ -139,3 +139,43 @@ def test_a_site_reader_weighs_the_network_logit_and_round_trips(tmp_path: Path):
     (tmp_path / PHYSICS_HEAD_FILE).write_text(text)
     with pytest.raises(ValueError, match="network weight"):
         PhysicsHead.load(tmp_path)
+
+
+def test_an_exposure_floor_prices_each_stop_below_its_bound_and_nothing_above():
+    from mediqa_cli.physics_head import ExposureFloor
+
+    floor = ExposureFloor(bound=0.1, per_stop=2.0)
+    level = np.array([0.4, 0.1, 0.05, 0.025, 0.0, np.nan])
+    np.testing.assert_allclose(floor.term(level), [0.0, 0.0, -2.0, -4.0, -2.0 * math.log2(
+        0.1 * 2 ** 12), 0.0])
+    head = PhysicsHead({}, floors={"FUNDUS": floor})  # a floor without a reader applies alone
+    bright, dark = np.zeros(N_PHYSICS), np.zeros(N_PHYSICS)
+    bright[PHYSICS_FEATURES.index("display_mean")] = 0.3
+    dark[PHYSICS_FEATURES.index("display_mean")] = 0.025
+    out = head.apply(np.array([90.0, 90.0]), [bright, dark], "FUNDUS")
+    assert out[0] == pytest.approx(90.0)
+    assert out[1] == pytest.approx(100.0 / (1.0 + math.exp(-(math.log(9.0) - 4.0))))
+    np.testing.assert_allclose(head.apply(np.array([90.0]), [dark], "NM"), [90.0])
+
+
+def test_floors_add_to_a_reader_and_round_trip_while_files_without_them_keep_their_digest(
+        tmp_path: Path):
+    from mediqa_cli.physics_head import ExposureFloor
+
+    plain = PhysicsHead({"FUNDUS": _reader("noise", 1.0)})
+    plain.save(tmp_path)
+    assert "floors" not in (tmp_path / PHYSICS_HEAD_FILE).read_text()
+    before = PhysicsHead.load(tmp_path).digest
+    floored = dataclasses.replace(plain, floors={"FUNDUS": ExposureFloor(0.1, 2.0)})
+    tokens = np.zeros(N_PHYSICS)
+    tokens[PHYSICS_FEATURES.index("noise")] = 2.0  # z = 1: the reader's term is -1
+    tokens[PHYSICS_FEATURES.index("display_mean")] = 0.05  # one stop below: -2 more
+    out = floored.apply(np.array([90.0]), [tokens], "FUNDUS")
+    assert out[0] == pytest.approx(100.0 / (1.0 + math.exp(-(math.log(9.0) - 3.0))))
+    floored.save(tmp_path)
+    loaded = PhysicsHead.load(tmp_path)
+    assert loaded.floors == {"FUNDUS": ExposureFloor(0.1, 2.0)} and loaded.digest != before
+    text = (tmp_path / PHYSICS_HEAD_FILE).read_text().replace('"bound": 0.1', '"bound": -0.1')
+    (tmp_path / PHYSICS_HEAD_FILE).write_text(text)
+    with pytest.raises(ValueError, match="exposure floor"):
+        PhysicsHead.load(tmp_path)

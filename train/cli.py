@@ -651,6 +651,34 @@ def physics_head(
     console.print(f"wrote {head.save(weights)}")
 
 
+@app.command("exposure-floor")
+def exposure_floor(
+    weights: Annotated[Path, typer.Option(
+        "--weights", help="Weights folder whose calibration prices a stop; physics_head.json "
+                          "there gets the floors.")],
+    corpus: Annotated[Path, typer.Option("--corpus", help="Corpus of the weights' clean slices.")],
+    modality: Annotated[list[str] | None, typer.Option(
+        "--modality", help="Photograph modalities that get a floor (repeatable).")] = None,
+    stops_below: Annotated[float, typer.Option(
+        "--stops-below", min=0.0, help="Bound: stops below the median clean display mean.")] = 2.0,
+) -> None:
+    """Exposure floors for photographs (mediqa_cli.physics_head.ExposureFloor): a fixed price
+    per stop of light below a bound under the clean corpus' typical level; readers are kept."""
+    from mediqa_train.exposure_floor import PHOTOGRAPHS, fit_floors, with_floors
+
+    from mediqa_cli.physics_head import PhysicsHead
+
+    try:
+        floors, fitted_on = fit_floors(corpus, weights, modality or PHOTOGRAPHS, stops_below)
+        head = with_floors(PhysicsHead.load(weights), floors, fitted_on)
+    except (FileNotFoundError, ValueError) as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise typer.Exit(1) from None
+    for name, floor in sorted(floors.items()):
+        console.print(f"{name}: bound {floor.bound:.4f}, {floor.per_stop:.3f} logits per stop")
+    console.print(f"wrote {head.save(weights)}")
+
+
 @app.command()
 def calibrate(
     from_json: Annotated[list[Path], typer.Option(

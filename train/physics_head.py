@@ -140,7 +140,7 @@ def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_f
              echo: Callable[[str], None] = print, clean_spread: float = 0.0,
              keep: PhysicsHead | None = None) -> PhysicsHead:
     """A reader per modality, fitted on the training folds' images (never `holdout_fold`);
-    the readers of `keep` for other modalities are kept as they are."""
+    the readers of `keep` for other modalities, and its exposure floors, are kept as they are."""
     from mediqa_train.evaluate import WeightSet
     from mediqa_train.manifest import read_manifest
 
@@ -161,4 +161,5 @@ def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_f
         if kept:
             readers = kept | readers
             fitted_on = f"{fitted_on}; kept {', '.join(sorted(kept))} from {keep.fitted_on}"
-    return PhysicsHead(readers, PHYSICS_FEATURES, fitted_on)
+    return PhysicsHead(readers, PHYSICS_FEATURES, fitted_on,
+                       floors=dict(keep.floors) if keep is not None else {})
