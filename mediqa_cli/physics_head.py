@@ -22,7 +22,7 @@ Photographs (fundus, histology) also get an exposure floor (`ExposureFloor`): a 
 that lowers the logit by a fixed amount per stop of light the object lacks below a bound. Why: the
 training corpus holds under-exposed originals as clean (fundus display means down to 0.02, each
 with an SSIM target of 1), so a near-black photograph holds nothing the network reads as a fault:
-darkened further, one scored higher at every step (RESULTS.md, candidate E). Each stop lost is
+darkened further, one scored higher at every step (RESULTS.md, candidate EF). Each stop lost is
 one bit fewer of an 8-bit photograph's signal, whatever its texture says. Not for NM, whose low
 counts are normal, nor for modalities whose display level is a window setting.
 
