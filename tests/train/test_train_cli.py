@@ -78,3 +78,36 @@ def test_finetune_passes_its_options_and_records_the_command(tmp_path: Path) -> 
     missing = runner.invoke(app, ["finetune", "--labels", str(tmp_path / "none.csv"), "--base",
                                   str(base), "--out", str(tmp_path / "x")])
     assert missing.exit_code == 1
+
+
+def test_exposure_floor_writes_floors_beside_the_readers_and_needs_a_calibration(
+        corpus: Path, tmp_path: Path) -> None:
+    """The bound is the median clean display mean / 4 and a stop costs one grade band of the
+    calibration in the folder; readers already there are kept."""
+    import numpy as np
+    from mediqa_train.domain_profile import corpus_measures
+
+    from mediqa_cli.calibration import Calibration, ScaleMap
+    from mediqa_cli.physics import N_PHYSICS, PHYSICS_FEATURES
+    from mediqa_cli.physics_head import PhysicsHead, TokenReader
+
+    folder = tmp_path / "w"
+    folder.mkdir()
+    args = ["exposure-floor", "--weights", str(folder), "--corpus", str(corpus),
+            "--modality", "FUNDUS"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1 and "calibration" in refused.output
+    Calibration({"*": ScaleMap((4.0, 3.0, 1.0)), "FUNDUS": ScaleMap((6.0, 4.0, 2.0))}).save(folder)
+    zero = np.zeros(N_PHYSICS)
+    PhysicsHead({"MR": TokenReader(zero, np.ones(N_PHYSICS), zero, 0.5)},
+                fitted_on="MR: ladders").save(folder)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    head = PhysicsHead.load(folder)
+    level = corpus_measures(corpus, ("train", "val", "test"), 10**6)["FUNDUS"][
+        :, PHYSICS_FEATURES.index("display_mean")]
+    assert head.floors["FUNDUS"].bound == pytest.approx(np.median(level) / 4, rel=1e-6)
+    assert head.floors["FUNDUS"].per_stop == pytest.approx(2.0)
+    assert set(head.readers) == {"MR"} and head.fitted_on.startswith("MR: ladders; exposure")
+    unknown = runner.invoke(app, [*args[:-1], "NM"])
+    assert unknown.exit_code == 1 and "no NM slices" in unknown.output
