@@ -8,7 +8,7 @@ slices from outweighing the cost of the rest.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +19,16 @@ from mediqa_cli.domain import DEFAULT_K, DEFAULT_QUANTILE, DomainCheck, fit_doma
 from mediqa_cli.physics import slice_physics
 
 
-def corpus_measures(corpus: str | Path, splits: tuple[str, ...],
-                    max_per_modality: int) -> dict[str, np.ndarray]:
-    """(n, F) physics measures per modality over the given corpus splits."""
+def corpus_measures(corpus: str | Path, splits: tuple[str, ...], max_per_modality: int,
+                    modalities: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    """(n, F) physics measures per modality (only `modalities`, if given) over the given corpus
+    splits."""
     by_modality: dict[str, list] = {}
     for split in splits:
         pool = load_pool(str(corpus), split)
         for modality in sorted({item.modality for item in pool}):
+            if modalities is not None and modality not in modalities:
+                continue
             items = [item for item in pool if item.modality == modality]
             step = max(1, len(items) // max_per_modality)
             by_modality.setdefault(modality, []).extend(

@@ -47,7 +47,7 @@ def fit_floors(corpus: str | Path, weights: str | Path,
     calibration = Calibration.load(weights)
     if calibration is None:
         raise FileNotFoundError(f"{weights}: no calibration.json to price a stop by")
-    measures = corpus_measures(corpus, SPLITS, max_per_modality=1_000_000)
+    measures = corpus_measures(corpus, SPLITS, max_per_modality=1_000_000, modalities=modalities)
     column = PHYSICS_FEATURES.index(ExposureFloor.MEASURE)
     floors, counts = {}, []
     for modality in modalities:
