@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mediqa_cli.io import Scan, discover
-from mediqa_cli.physics import slice_physics
+from mediqa_cli.physics import PHYSICS_FEATURES, slice_physics
 from mediqa_cli.physics_head import PhysicsHead
 
 
@@ -32,13 +32,19 @@ def main(argv: list[str] | None = None) -> None:
     head = PhysicsHead.load(args.weights)
     if head is None:
         parser.error(f"{args.weights}: no physics_head.json")
-    print(f"{'modality':<9}{'term':>7}  scan")
+    print(f"{'modality':<9}{'term':>7}{'floor':>7}  scan")
     for item in discover(args.paths):
-        if not isinstance(item, Scan) or item.modality not in head.readers:
+        if not isinstance(item, Scan):
+            continue
+        reader, floor = head.readers.get(item.modality), head.floors.get(item.modality)
+        if reader is None and floor is None:
             continue
         middle = np.asarray(item.read_slice(item.shape[0] // 2))
-        term = head.readers[item.modality].term(slice_physics(middle, item.modality)[None])[0]
-        print(f"{item.modality:<9}{term:+7.2f}  {item.paths[0]}")
+        measures = slice_physics(middle, item.modality)
+        term = f"{reader.term(measures[None])[0]:+7.2f}" if reader else f"{'-':>7}"
+        shift = (f"{floor.term(measures[PHYSICS_FEATURES.index(floor.MEASURE)]):+7.2f}"
+                 if floor else f"{'-':>7}")
+        print(f"{item.modality:<9}{term}{shift}  {item.paths[0]}")
 
 
 if __name__ == "__main__":

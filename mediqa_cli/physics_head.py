@@ -110,7 +110,8 @@ class ExposureFloor:
     def term(self, display_mean: np.ndarray) -> np.ndarray:
         level = np.asarray(display_mean, dtype=np.float64)
         stops = np.log2(self.bound / np.maximum(level, self._DARKEST))
-        return np.where(np.isfinite(level), -self.per_stop * np.maximum(stops, 0.0), 0.0)
+        lost = self.per_stop * np.maximum(stops, 0.0)
+        return np.where(np.isfinite(level), 0.0 - lost, 0.0)  # 0.0 - 0.0 is +0.0
 
     def to_dict(self) -> dict[str, float]:
         return {"bound": round(self.bound, 8), "per_stop": round(self.per_stop, 8)}

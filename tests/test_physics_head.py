@@ -115,7 +115,15 @@ def test_reader_terms_prints_the_shift_of_each_scan_with_a_reader(
     PhysicsHead({"MR": TokenReader(zero, np.ones(N_PHYSICS), zero, offset=1.5)}).save(weights_dir)
     load_benchmark("reader_terms").main([str(archive), "--weights", str(weights_dir)])
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
-    assert rows and all(row[:2] == ["MR", "-1.50"] for row in rows)  # CT, US: no reader
+    assert rows and all(row[:3] == ["MR", "-1.50", "-"] for row in rows)  # CT, US: no reader
+    from mediqa_cli.physics_head import ExposureFloor
+
+    PhysicsHead({}, floors={"MR": ExposureFloor(1e6, 1.0)}).save(weights_dir)  # all below it
+    load_benchmark("reader_terms").main([str(archive), "--weights", str(weights_dir)])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows and all(row[:2] == ["MR", "-"] for row in rows)
+    shifts = [float(row[2]) for row in rows]  # 0 where a float volume has no display mean
+    assert any(v < -5 for v in shifts) and all(v < -5 or v == 0 for v in shifts)
 
 
 def test_a_site_reader_weighs_the_network_logit_and_round_trips(tmp_path: Path):
