@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mediqa_cli.io import Scan, discover
-from mediqa_cli.physics import PHYSICS_FEATURES, slice_physics
+from mediqa_cli.physics import slice_physics
 from mediqa_cli.physics_head import PhysicsHead
 
 
@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         middle = np.asarray(item.read_slice(item.shape[0] // 2))
         measures = slice_physics(middle, item.modality)
         term = f"{reader.term(measures[None])[0]:+7.2f}" if reader else f"{'-':>7}"
-        shift = (f"{floor.term(measures[PHYSICS_FEATURES.index(floor.MEASURE)]):+7.2f}"
-                 if floor else f"{'-':>7}")
+        shift = f"{floor.term_of(measures):+7.2f}" if floor else f"{'-':>7}"
         print(f"{item.modality:<9}{term}{shift}  {item.paths[0]}")
 
 

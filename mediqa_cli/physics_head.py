@@ -113,6 +113,10 @@ class ExposureFloor:
         lost = self.per_stop * np.maximum(stops, 0.0)
         return np.where(np.isfinite(level), 0.0 - lost, 0.0)  # 0.0 - 0.0 is +0.0
 
+    def term_of(self, measures: np.ndarray) -> np.ndarray:
+        """The term from whole-slice measures laid out as PHYSICS_FEATURES, (..., N_PHYSICS)."""
+        return self.term(np.asarray(measures)[..., PHYSICS_FEATURES.index(self.MEASURE)])
+
     def to_dict(self) -> dict[str, float]:
         return {"bound": round(self.bound, 8), "per_stop": round(self.per_stop, 8)}
 
@@ -154,7 +158,7 @@ class PhysicsHead:
             index = [PHYSICS_FEATURES.index(name) for name in self.features]
             logit = reader.logit(logit, measures[:, index])
         if floor is not None:
-            logit = logit + floor.term(measures[:, PHYSICS_FEATURES.index(floor.MEASURE)])
+            logit = logit + floor.term_of(measures)
         out = values.copy()
         out[rows] = 100.0 / (1.0 + np.exp(-logit))
         return out
