@@ -104,8 +104,12 @@ def _upsample(mask: np.ndarray, rows: slice, cols: slice, factor: int) -> np.nda
 
 
 def _central_crop(image: np.ndarray, side: int) -> tuple[slice, slice]:
-    r0 = max(0, (image.shape[0] - side) // 2)
-    c0 = max(0, (image.shape[1] - side) // 2)
+    """The central side x side window, its corner on the BLOCK grid of the slice: a JPEG's 8x8
+    DCT edges are anchored at the file's top-left pixel, and `blockiness` reads them at the
+    crop's. Unaligned, a photograph above 512 px showed its block edges as steps inside blocks,
+    so its blockiness fell as the JPEG quality fell (RESULTS.md, candidate BA)."""
+    r0 = max(0, (image.shape[0] - side) // 2) // BLOCK * BLOCK
+    c0 = max(0, (image.shape[1] - side) // 2) // BLOCK * BLOCK
     return (slice(r0, min(r0 + side, image.shape[0])),
             slice(c0, min(c0 + side, image.shape[1])))
 

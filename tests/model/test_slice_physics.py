@@ -65,6 +65,21 @@ def test_noise_blur_and_jpeg_move_their_measures_the_known_way() -> None:
     assert abs(c[F["blockiness"]]) < 0.05 and j[F["blockiness"]] > 0.15
 
 
+@pytest.mark.parametrize("side", [528, 600, 605, 611])
+def test_jpeg_blocks_are_read_on_the_file_grid_whatever_the_crop_offset(side: int) -> None:
+    """Above 512 px the local measures read a central crop; its corner must sit on the file's
+    8-pixel grid, or the block edges count as steps inside blocks and blockiness falls as the
+    JPEG quality falls (crop offsets 8, 44, 46 and 49 here: only the first is on the grid)."""
+    clean = textured(side, seed=3)
+    levels = []
+    for quality in (95, 30, 8):
+        buf = io.BytesIO()
+        Image.fromarray(clean.astype(np.uint8)).save(buf, "JPEG", quality=quality)
+        levels.append(slice_physics(np.asarray(Image.open(buf), dtype=np.float32),
+                                    "FUNDUS")[F["blockiness"]])
+    assert levels[0] < levels[1] < levels[2] and levels[2] > levels[0] + 0.15
+
+
 def test_exposure_shows_in_headroom_display_mean_and_clipping() -> None:
     clean = textured()
     dark = np.round(clean * 0.4)
