@@ -1,0 +1,176 @@
+"""Which measure of a smooth MR field rises along the stick's bias ladders; does pricing it help?
+
+On the middle slices of the MR patients of the given folds (never fold 0 when choosing), the
+stick's ladders (`mediqa_train.eval_ladders`, TorchIO's `RandomBiasField`; the same draws as
+`mediqa-train evaluate`), print for three measures of the object's smooth intensity field
+
+- `token`: the `bias` physics token (log10 CV of the field smoothed over 1/8 of the slice);
+- `entropy`: the entropy of the object's log-intensity histogram (bins of 0.02): a
+  multiplicative field spreads every tissue's peak, the criterion N3 sharpens;
+- `logpoly3`: the spread of a cubic polynomial fitted to log intensity over the eroded object;
+
+their mean within-ladder SRCC with the rung (+1: rises step by step), their spread over the
+clean slices and their median rise at steps 3 and 5. A measure helps only if what a field adds
+is large against how much clean slices differ.
+
+With --journal (the `.jsonl` that `mediqa-train evaluate --fold K --modality MR --out F.json`
+writes beside F.json, one per fold, in --fold order) and --hinge BOUND PRICE, also the MR
+families' SRCC and the cross-image AUC of the network's logits as they are and with
+`-PRICE * max(0, token - BOUND)` added (candidate BC in
+`benchmarks/results/preregistered_candidates_session30.md`).
+
+Usage:
+    python benchmarks/mr_bias_measures.py --fold 1 --fold 3 --mirror MIRRORS \\
+        --journal mr_f1.jsonl --journal mr_f3.jsonl --hinge -1.145 3.80
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+from mediqa_train import evaluate as ev
+from mediqa_train.eval_ladders import FAMILIES, ladder
+from mediqa_train.manifest import read_manifest
+from scipy import ndimage
+from scipy.stats import spearmanr
+
+from mediqa_cli import physics
+from mediqa_cli.calibration import raw_logit
+from mediqa_cli.iqm import _bright_foreground
+
+MEASURES = ("token", "entropy", "logpoly3")
+TOKEN = physics.PHYSICS_FEATURES.index("bias")
+
+
+def _object(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The block-averaged slice and its bright-object mask, as `slice_physics` makes them."""
+    full = np.maximum(np.nan_to_num(np.asarray(image, dtype=np.float64)), 0.0)
+    factor = max(1, math.ceil(max(full.shape) / physics.GLOBAL_SIDE))
+    small = physics._block_average(full, factor)
+    return small, _bright_foreground(small)
+
+
+def log_entropy(small: np.ndarray, mask: np.ndarray, width: float = 0.02) -> float:
+    values = np.log(np.maximum(small[mask], 1e-6 * small.max() + 1e-12))
+    if values.size < 64:
+        return math.nan
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    if hi - lo < width:
+        return math.nan
+    counts, _ = np.histogram(np.clip(values, lo, hi), np.arange(lo, hi + width, width))
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def log_poly_spread(small: np.ndarray, mask: np.ndarray, order: int = 3) -> float:
+    inner = ndimage.binary_erosion(mask, iterations=max(1, min(mask.shape) // 32))
+    if inner.sum() < 64:
+        return math.nan
+    rows, cols = np.nonzero(inner)
+    y = 2.0 * rows / max(mask.shape[0] - 1, 1) - 1.0
+    x = 2.0 * cols / max(mask.shape[1] - 1, 1) - 1.0
+    design = np.stack([x**i * y**j for i in range(order + 1) for j in range(order + 1 - i)], 1)
+    values = np.log(np.maximum(small[inner], 1e-6 * small.max() + 1e-12))
+    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
+    return float((design @ coef).std())
+
+
+def measures(image: np.ndarray) -> list[float]:
+    small, mask = _object(image)
+    token = float(physics.slice_physics(image, "MR")[TOKEN])
+    return [token, log_entropy(small, mask), log_poly_spread(small, mask)]
+
+
+def rise(values: np.ndarray) -> float:
+    if not np.all(np.isfinite(values)) or np.ptp(values) == 0:
+        return math.nan
+    return float(spearmanr(np.arange(len(values)), values).statistic)
+
+
+def cross_image_auc(ladders: list[tuple[str, np.ndarray]]) -> float:
+    """Clean slice above another group's steps >= ev.AUC_FROM_LEVEL (ties half)."""
+    clean = [(g, v[0]) for g, v in ladders]
+    worse = [(g, x) for g, v in ladders for x in v[ev.AUC_FROM_LEVEL:]]
+    wins = total = 0.0
+    for gc, c in clean:
+        for gd, d in worse:
+            if gc != gd:
+                total += 1
+                wins += 1.0 if c > d else 0.5 if c == d else 0.0
+    return wins / total if total else math.nan
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fold", type=int, action="append", required=True)
+    parser.add_argument("--groups", type=int, default=16)
+    parser.add_argument("--journal", type=Path, action="append", default=[])
+    parser.add_argument("--hinge", type=float, nargs=2, metavar=("BOUND", "PRICE"))
+    parser.add_argument("--manifest", type=Path, default=Path("train/manifest.csv"))
+    parser.add_argument("--cache", type=Path, default=Path(".cache/manifest"))
+    parser.add_argument("--mirror", type=Path, default=None)
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    if args.journal and len(args.journal) != len(args.fold):
+        parser.error("one --journal per --fold")
+
+    scores: dict[str, list[float]] = {}
+    for journal in args.journal:
+        for line in journal.read_text().splitlines():
+            row = json.loads(line)
+            if row["modality"] == "MR":
+                scores[row["key"]] = row["values"]["model"]
+    families = FAMILIES["MR"] if scores else [f for f in FAMILIES["MR"] if f.name == "bias"]
+    bias_rows: list[np.ndarray] = []
+    scored: list[tuple[str, str, np.ndarray, np.ndarray]] = []  # family, group, logits, tokens
+    manifest = read_manifest(args.manifest)
+    for fold in args.fold:
+        entries = [e for e in manifest if e.fold == fold]
+        for entry in ev.pick_images(entries, args.groups, ["MR"]):
+            try:
+                image = ev.load_image(entry, args.cache, args.mirror)
+            except ValueError:  # evaluate skips these too
+                continue
+            for family in families:
+                key = f"0|{image.source_id}|{family.name}"
+                steps = ladder(image.pixels, image.spacing, family,
+                               int(ev._hash_order(key)[:8], 16))
+                values = np.array([measures(s) for s in steps])
+                if family.name == "bias":
+                    bias_rows.append(values)
+                if key in scores:
+                    scored.append((family.name, image.group,
+                                   raw_logit(np.asarray(scores[key])), values[:, 0]))
+
+    stack = np.stack(bias_rows)  # (ladders, steps, measures)
+    print(f"MR bias ladders of folds {args.fold}: {len(stack)}")
+    print(f"{'measure':10s} {'SRCC':>6s} {'clean SD':>9s} {'rise@3':>7s} {'rise@5':>7s}")
+    for k, name in enumerate(MEASURES):
+        srcc = np.nanmean([rise(v[:, k]) for v in stack])
+        clean = stack[:, 0, k]
+        print(f"{name:10s} {srcc:+6.2f} {np.nanstd(clean):9.3f} "
+              f"{np.nanmedian(stack[:, 3, k] - clean):+7.3f} "
+              f"{np.nanmedian(stack[:, 5, k] - clean):+7.3f}")
+    if not scored:
+        return
+    terms = {"network + readers": lambda t: np.zeros_like(t)}
+    if args.hinge:
+        bound, price = args.hinge
+        terms[f"+ hinge {bound:g}, {price:g}"] = (
+            lambda t: -price * np.nan_to_num(np.maximum(t - bound, 0.0)))
+    for label, term in terms.items():
+        ladders = [(fam, g, logit + term(tok)) for fam, g, logit, tok in scored]
+        by_family = {f.name: np.nanmean([-rise(v) for fam, _, v in ladders if fam == f.name])
+                     for f in FAMILIES["MR"]}
+        auc = cross_image_auc([(g, v) for _, g, v in ladders])
+        cells = ", ".join(f"{k} {v:.3f}" for k, v in by_family.items())
+        print(f"{label}: MR {np.mean(list(by_family.values())):.3f} ({cells}); AUC {auc:.3f}")
+
+
+if __name__ == "__main__":
+    main()
