@@ -120,6 +120,14 @@ def measures(image: np.ndarray) -> list[float]:
             mode_field(small, mask)]
 
 
+def true_field_sd(step: np.ndarray, clean: np.ndarray) -> float:
+    """SD of log(step / clean) over the clean object's brighter pixels: the field applied."""
+    s, _ = _object(step)
+    c, mask = _object(clean)
+    keep = mask & (c > 0.05 * c.max()) & (s > 0)
+    return float(np.log(s[keep] / c[keep]).std()) if keep.sum() > 16 else math.nan
+
+
 def rise(values: np.ndarray) -> float:
     if not np.all(np.isfinite(values)) or np.ptp(values) == 0:
         return math.nan
@@ -161,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
                 scores[row["key"]] = row["values"]["model"]
     families = FAMILIES["MR"] if scores else [f for f in FAMILIES["MR"] if f.name == "bias"]
     bias_rows: list[np.ndarray] = []
+    applied: list[float] = []  # the true log-field SD at the strongest step
     scored: list[tuple[str, str, np.ndarray, np.ndarray]] = []  # family, group, logits, tokens
     manifest = read_manifest(args.manifest)
     for fold in args.fold:
@@ -177,12 +186,15 @@ def main(argv: list[str] | None = None) -> None:
                 values = np.array([measures(s) for s in steps])
                 if family.name == "bias":
                     bias_rows.append(values)
+                    applied.append(true_field_sd(steps[-1], steps[0]))
                 if key in scores:
                     scored.append((family.name, image.group,
                                    raw_logit(np.asarray(scores[key])), values[:, 0]))
 
     stack = np.stack(bias_rows)  # (ladders, steps, measures)
-    print(f"MR bias ladders of folds {args.fold}: {len(stack)}")
+    print(f"MR bias ladders of folds {args.fold}: {len(stack)}; the field applied at the "
+          f"strongest step, SD of log(step / clean): median {np.nanmedian(applied):.2f}, "
+          f"{np.nanmin(applied):.2f}-{np.nanmax(applied):.2f}")
     print(f"{'measure':10s} {'SRCC':>6s} {'clean SD':>9s} {'rise@3':>7s} {'rise@5':>7s}")
     for k, name in enumerate(MEASURES):
         srcc = np.nanmean([rise(v[:, k]) for v in stack])
