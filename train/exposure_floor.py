@@ -55,7 +55,9 @@ def fit_floors(corpus: str | Path, weights: str | Path,
             raise ValueError(f"no {modality} slices in {corpus}")
         floors[modality] = floor_for(measures[modality][:, column],
                                      calibration.map_for(modality).cuts, stops_below)
-        counts.append(f"{modality} {len(measures[modality])}")
+        # A modality without a map of its own is priced by the pooled one: say so.
+        pooled = "" if modality in calibration.maps else ", pooled cuts"
+        counts.append(f"{modality} {len(measures[modality])}{pooled}")
     fitted_on = (f"exposure floors {', '.join(modalities)}: median display mean of the clean "
                  f"slices of {Path(corpus).name} ({', '.join(counts)}) / 2^{stops_below:g}, "
                  f"one grade band of {calibration.digest or 'the'} calibration per stop")
@@ -64,11 +66,13 @@ def fit_floors(corpus: str | Path, weights: str | Path,
 
 def with_floors(head: PhysicsHead | None, floors: dict[str, ExposureFloor],
                 fitted_on: str) -> PhysicsHead:
-    """`head` (or an empty one) with `floors` in place of its floors for those modalities."""
+    """`head` (or an empty one) with `floors` in place of its floors for those modalities; its
+    `fitted_on` keeps the readers' clauses and says where the latest floors came from."""
     if head is None:
         return PhysicsHead({}, fitted_on=fitted_on, floors=floors)
-    earlier = head.fitted_on.split("; exposure floors")[0]
-    return PhysicsHead(head.readers, head.features, f"{earlier}; {fitted_on}",
+    kept = [clause for clause in head.fitted_on.split("; ")
+            if clause and not clause.startswith("exposure floors")]
+    return PhysicsHead(head.readers, head.features, "; ".join([*kept, fitted_on]),
                        floors=head.floors | floors)
 
 

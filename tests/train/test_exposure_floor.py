@@ -33,3 +33,5 @@ def test_floors_join_a_head_without_touching_its_readers_and_replace_older_floor
     assert again.fitted_on == "MR: ladders; exposure floors FUNDUS: b"
     alone = with_floors(None, {"FUNDUS": ExposureFloor(0.1, 2.0)}, "exposure floors FUNDUS: a")
     assert alone.readers == {} and alone.floors["FUNDUS"].per_stop == 2.0
+    refit = with_floors(alone, {"FUNDUS": ExposureFloor(0.09, 2.5)}, "exposure floors FUNDUS: b")
+    assert refit.fitted_on == "exposure floors FUNDUS: b"

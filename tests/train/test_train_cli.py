@@ -109,5 +109,12 @@ def test_exposure_floor_writes_floors_beside_the_readers_and_needs_a_calibration
     assert head.floors["FUNDUS"].bound == pytest.approx(np.median(level) / 4, rel=1e-6)
     assert head.floors["FUNDUS"].per_stop == pytest.approx(2.0)
     assert set(head.readers) == {"MR"} and head.fitted_on.startswith("MR: ladders; exposure")
+    assert "pooled cuts" not in head.fitted_on
+    Calibration({"*": ScaleMap((4.0, 3.0, 1.0))}).save(folder)  # no FUNDUS map: the pooled one
+    assert runner.invoke(app, args).exit_code == 0
+    pooled = PhysicsHead.load(folder)
+    assert pooled.floors["FUNDUS"].per_stop == pytest.approx(1.5)
+    assert "FUNDUS" in pooled.fitted_on and "pooled cuts" in pooled.fitted_on
+    assert pooled.fitted_on.count("exposure floors") == 1
     unknown = runner.invoke(app, [*args[:-1], "NM"])
     assert unknown.exit_code == 1 and "no NM slices" in unknown.output
