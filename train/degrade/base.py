@@ -46,10 +46,6 @@ class Degradation(ABC, Generic[P]):
     # validation ladders leave it out, so the shipped recipe still draws the chains it drew;
     # a recipe puts it in for named modalities (`BatchRecipe.added_simulators`).
     in_training: ClassVar[bool] = True
-    # True where the image shows a window on a wider artefact (coil shading over the field of
-    # view) and the severities measure what the window shows: a strong draw seen through a
-    # small window reads low.
-    severity_in_view: ClassVar[bool] = False
 
     @abstractmethod
     def sample(self, rng: torch.Generator, severity: float | None = None) -> P:

@@ -28,26 +28,15 @@ def _legendre(n: int, t: torch.Tensor) -> torch.Tensor:
 
 
 def legendre_field(h: int, w: int, coefficients: tuple[float, ...], order: int,
-                   device: torch.device | None = None,
-                   y_span: tuple[float, float] = (-1.0, 1.0),
-                   x_span: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
-    """Positive smooth field (H, W) = exp(sum c_ij P_i(y) P_j(x)), y and x spanning `y_span`
-    and `x_span` (the whole [-1, 1] by default; a sub-window shows part of a wider field)."""
-    return torch.exp(legendre_log_field(h, w, coefficients, order, device, y_span, x_span))
-
-
-def legendre_log_field(h: int, w: int, coefficients: tuple[float, ...], order: int,
-                       device: torch.device | None = None,
-                       y_span: tuple[float, float] = (-1.0, 1.0),
-                       x_span: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
-    """log of `legendre_field`."""
-    y = torch.linspace(y_span[0], y_span[1], h, device=device)[:, None]
-    x = torch.linspace(x_span[0], x_span[1], w, device=device)[None, :]
+                   device: torch.device | None = None) -> torch.Tensor:
+    """Positive smooth field (H, W) = exp(sum c_ij P_i(y) P_j(x)), y and x spanning [-1, 1]."""
+    y = torch.linspace(-1.0, 1.0, h, device=device)[:, None]
+    x = torch.linspace(-1.0, 1.0, w, device=device)[None, :]
     log_field = torch.zeros(h, w, device=device)
     for c, (i, j) in zip(coefficients, legendre_terms(order), strict=True):
         if c:
             log_field = log_field + c * _legendre(i, y) * _legendre(j, x)
-    return log_field
+    return torch.exp(log_field)
 
 
 def random_coefficients(rng: torch.Generator, order: int, total: float) -> tuple[float, ...]:

@@ -27,7 +27,7 @@ from .base import (
     robust_max,
     uniform,
 )
-from .fields import legendre_field, legendre_log_field, random_coefficients
+from .fields import legendre_field, random_coefficients
 from .fourier import centred_frequencies, fft2c, filter2d, ifft2c
 
 
@@ -497,89 +497,6 @@ class MRBias(Degradation[MRBiasParams]):
 
     def severities(self, params: MRBiasParams) -> dict[str, float]:
         return {"bias": clip01(sum(abs(c) for c in params.coefficients) / self.LOG_RANGE_MAX)}
-
-
-@dataclass(frozen=True)
-class MRCoilFieldParams:
-    """coefficients, order: as MRBiasParams, over the whole field of view [-1, 1]^2.
-    extent: the share of the field of view's side that the image covers (0..1]; y0, x0: where
-    its top-left corner sits, in [-1, 1 - 2 * extent]."""
-
-    coefficients: tuple[float, ...]
-    order: int
-    extent: float
-    y0: float
-    x0: float
-
-
-@register
-class MRCoilField(Degradation[MRCoilFieldParams]):
-    """Coil shading at the scale of the field of view, seen through the image's window on it.
-
-    Why beside `mr_bias`: that field spans whatever it is applied to, so a 64 px training crop
-    gets a whole order-3 field (steep within the crop), while a receive coil's sensitivity
-    varies over the field of view, tens of centimetres, and a scored slice shows all of it.
-    Here the field spans a virtual field of view of which the image covers `extent` of the side
-    (0.3-1), so crops see the gentle part a coil makes there; over the whole field of view it
-    stays within 4x. Severity is the shading actually in the window: half the range of the
-    log-field over it / ln 2.5 (mr_bias's full severity), so a target that prices
-    shading (`data.shading_weight`) prices what the crop shows. Normalised to unit mean over
-    the object like `mr_bias`: the shading changes, not the overall gain.
-    """
-
-    name = "mr_coil_field"
-    modalities = ("MR",)
-    families = ("bias",)
-    smooth_field = True
-    in_training = False  # a recipe adds it (`data.added_simulators`)
-    severity_in_view = True
-    LOG_RANGE_MAX = math.log(2.5)  # half-range in the window that counts as full severity
-    FOV_LOG_BOUND = math.log(4.0)  # sum |c|: the field stays within 4x over the field of view
-    ORDER = 3
-    EXTENT = (0.3, 1.0)
-    _GRID = 17  # where the severity reads the field
-
-    def sample(self, rng: torch.Generator, severity: float | None = None) -> MRCoilFieldParams:
-        direction = random_coefficients(rng, self.ORDER, 1.0)
-        s = draw_severity(rng, severity)
-        lo, hi = self.EXTENT
-        extent = lo + (hi - lo) * uniform(rng)
-        y0 = -1.0 + (2.0 - 2.0 * extent) * uniform(rng)
-        x0 = -1.0 + (2.0 - 2.0 * extent) * uniform(rng)
-        return MRCoilFieldParams(tuple(c * s * self.FOV_LOG_BOUND for c in direction),
-                                 self.ORDER, extent, y0, x0)
-
-    @staticmethod
-    def _spans(params: MRCoilFieldParams, h: int, w: int
-               ) -> tuple[tuple[float, float], tuple[float, float]]:
-        """The window on [-1, 1]^2: `extent` of the field of view along the image's long side."""
-        side = 2.0 * params.extent
-        return ((params.y0, params.y0 + side * h / max(h, w)),
-                (params.x0, params.x0 + side * w / max(h, w)))
-
-    def apply(self, image: torch.Tensor, spacing: Spacing, params: MRCoilFieldParams,
-              rng: torch.Generator) -> torch.Tensor:
-        check_image(image)
-        if not any(params.coefficients):
-            return image.clone()
-        h, w = image.shape[-2:]
-        y_span, x_span = self._spans(params, h, w)
-        field = legendre_field(h, w, params.coefficients, params.order, image.device,
-                               y_span, x_span)
-        weight = image.reshape(-1, h, w).mean(0).clamp_min(0)
-        mean = float((field * weight).sum() / weight.sum().clamp_min(1e-12))
-        return (image * (field / mean)).float()
-
-    def severities(self, params: MRCoilFieldParams) -> dict[str, float]:
-        """Read over the square window on the image's long side (the image's shape is not in
-        the params): a slice narrower than square shows at most this."""
-        if not any(params.coefficients):
-            return {"bias": 0.0}
-        y_span, x_span = self._spans(params, self._GRID, self._GRID)
-        log_field = legendre_log_field(self._GRID, self._GRID, params.coefficients,
-                                       params.order, None, y_span, x_span)
-        half_range = float(log_field.max() - log_field.min()) / 2.0
-        return {"bias": clip01(half_range / self.LOG_RANGE_MAX)}
 
 
 # --- thick slices ----------------------------------------------------------------------------
