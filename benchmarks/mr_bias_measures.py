@@ -2,7 +2,7 @@
 
 On the middle slices of the MR patients of the given folds (never fold 0 when choosing), the
 stick's ladders (`mediqa_train.eval_ladders`, TorchIO's `RandomBiasField`; the same draws as
-`mediqa-train evaluate`), print for three measures of the object's smooth intensity field
+`mediqa-train evaluate`), print for four measures of the object's smooth intensity field
 
 - `token`: the `bias` physics token (log10 CV of the field smoothed over 1/8 of the slice);
 - `entropy`: the entropy of the object's log-intensity histogram (bins of 0.02): a
