@@ -16,7 +16,8 @@ clean slices and their median rise at steps 3 and 5. A measure helps only if wha
 is large against how much clean slices differ.
 
 With --journal (the `.jsonl` that `mediqa-train evaluate --fold K --modality MR --out F.json`
-writes beside F.json, one per fold, in --fold order) and --hinge BOUND PRICE, also the MR
+writes beside F.json, one per fold, in --fold order), also every clean slice's logit, and
+with --hinge BOUND PRICE the MR
 families' SRCC and the cross-image AUC of the network's logits as they are and with
 `-PRICE * max(0, token - BOUND)` added (candidate BC in
 `benchmarks/results/preregistered_candidates_session30.md`).
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     bias_rows: list[np.ndarray] = []
     applied: list[float] = []  # the true log-field SD at the strongest step
     scored: list[tuple[str, str, np.ndarray, np.ndarray]] = []  # family, group, logits, tokens
+    files: dict[str, str] = {}  # group -> the file its slice came from
     manifest = read_manifest(args.manifest)
     for fold in args.fold:
         entries = [e for e in manifest if e.fold == fold]
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
                 image = ev.load_image(entry, args.cache, args.mirror)
             except ValueError:  # evaluate skips these too
                 continue
+            files[image.group] = entry.path
             for family in families:
                 key = f"0|{image.source_id}|{family.name}"
                 steps = ladder(image.pixels, image.spacing, family,
@@ -204,6 +207,10 @@ def main(argv: list[str] | None = None) -> None:
               f"{np.nanmedian(stack[:, 5, k] - clean):+7.3f}")
     if not scored:
         return
+    clean = sorted({(g, float(logit[0])) for _, g, logit, _ in scored}, key=lambda x: x[1])
+    print("clean slices by the score's logit, lowest first:")
+    for group, value in clean:
+        print(f"  {value:5.1f}  {group:24s} {files[group]}")
     terms = {"network + readers": lambda t: np.zeros_like(t)}
     if args.hinge:
         bound, price = args.hinge
