@@ -16,7 +16,8 @@ clean slices and their median rise at steps 3 and 5. A measure helps only if wha
 is large against how much clean slices differ.
 
 With --journal (the `.jsonl` that `mediqa-train evaluate --fold K --modality MR --out F.json`
-writes beside F.json, one per fold, in --fold order), also every clean slice's logit, and
+writes beside F.json, one per fold; the ladder keys match them up), also every clean slice's
+logit, and
 with --hinge BOUND PRICE the MR
 families' SRCC and the cross-image AUC of the network's logits as they are and with
 `-PRICE * max(0, token - BOUND)` added (candidate BC in
@@ -51,7 +52,8 @@ TOKEN = physics.PHYSICS_FEATURES.index("bias")
 
 
 def _object(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The block-averaged slice and its bright-object mask, as `slice_physics` makes them."""
+    """The block-averaged slice and its bright-object mask, as `slice_physics` makes them
+    (without its fallback to the whole slice when no object is found: the measures read NaN)."""
     full = np.maximum(np.nan_to_num(np.asarray(image, dtype=np.float64)), 0.0)
     factor = max(1, math.ceil(max(full.shape) / physics.GLOBAL_SIDE))
     small = physics._block_average(full, factor)
@@ -101,12 +103,14 @@ def mode_field(small: np.ndarray, mask: np.ndarray, order: int = 3, rounds: int 
     inner, design = found
     values = np.log(np.maximum(small[inner], 1e-6 * small.max() + 1e-12))
     field = np.zeros_like(values)
-    for _ in range(rounds):
+    for fitted in range(rounds):
         corrected = values - field
         counts, edges = np.histogram(corrected, bins=100)
         k = int(np.argmax(ndimage.uniform_filter1d(counts.astype(np.float64), 5)))
         near = np.abs(corrected - 0.5 * (edges[k] + edges[k + 1])) < half_width
         if near.sum() < 64:
+            if fitted == 0:
+                return math.nan  # no dominant tissue to fit: unknown, not "no field"
             break
         coef, *_ = np.linalg.lstsq(design[near], values[near], rcond=None)
         field = design @ coef
@@ -136,9 +140,10 @@ def rise(values: np.ndarray) -> float:
 
 
 def cross_image_auc(ladders: list[tuple[str, np.ndarray]]) -> float:
-    """Clean slice above another group's steps >= ev.AUC_FROM_LEVEL (ties half)."""
-    clean = [(g, v[0]) for g, v in ladders]
-    worse = [(g, x) for g, v in ladders for x in v[ev.AUC_FROM_LEVEL:]]
+    """Clean slice above another group's steps >= ev.AUC_FROM_LEVEL (ties half; unscored
+    slices left out, as `mediqa-train evaluate` does)."""
+    clean = [(g, v[0]) for g, v in ladders if math.isfinite(v[0])]
+    worse = [(g, x) for g, v in ladders for x in v[ev.AUC_FROM_LEVEL:] if math.isfinite(x)]
     wins = total = 0.0
     for gc, c in clean:
         for gd, d in worse:
@@ -152,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fold", type=int, action="append", required=True)
     parser.add_argument("--groups", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0, help="the ladder draws' seed (evaluate's)")
     parser.add_argument("--journal", type=Path, action="append", default=[])
     parser.add_argument("--hinge", type=float, nargs=2, metavar=("BOUND", "PRICE"))
     parser.add_argument("--manifest", type=Path, default=Path("train/manifest.csv"))
@@ -183,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             files[image.group] = entry.path
             for family in families:
-                key = f"0|{image.source_id}|{family.name}"
+                key = f"{args.seed}|{image.source_id}|{family.name}"
                 steps = ladder(image.pixels, image.spacing, family,
                                int(ev._hash_order(key)[:8], 16))
                 values = np.array([measures(s) for s in steps])
@@ -194,6 +200,8 @@ def main(argv: list[str] | None = None) -> None:
                     scored.append((family.name, image.group,
                                    raw_logit(np.asarray(scores[key])), values[:, 0]))
 
+    if not bias_rows:
+        raise SystemExit(f"no MR image of folds {args.fold} could be read")
     stack = np.stack(bias_rows)  # (ladders, steps, measures)
     print(f"MR bias ladders of folds {args.fold}: {len(stack)}; the field applied at the "
           f"strongest step, SD of log(step / clean): median {np.nanmedian(applied):.2f}, "
@@ -222,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
                      for f in FAMILIES["MR"]}
         auc = cross_image_auc([(g, v) for _, g, v in ladders])
         cells = ", ".join(f"{k} {v:.3f}" for k, v in by_family.items())
-        print(f"{label}: MR {np.mean(list(by_family.values())):.3f} ({cells}); AUC {auc:.3f}")
+        print(f"{label}: MR {np.nanmean(list(by_family.values())):.3f} ({cells}); "
+              f"AUC {auc:.3f}")
 
 
 if __name__ == "__main__":

@@ -55,25 +55,37 @@ def fit_floors(corpus: str | Path, weights: str | Path,
             raise ValueError(f"no {modality} slices in {corpus}")
         floors[modality] = floor_for(measures[modality][:, column],
                                      calibration.map_for(modality).cuts, stops_below)
-        # A modality without a map of its own is priced by the pooled one: say so.
-        pooled = "" if modality in calibration.maps else ", pooled cuts"
-        counts.append(f"{modality} {len(measures[modality])}{pooled}")
+        counts.append(f"{modality} {len(measures[modality])}")
+    # A modality without a map of its own is priced by the pooled one: say so.
+    pooled = [m for m in modalities if m not in calibration.maps]
     fitted_on = (f"exposure floors {', '.join(modalities)}: median display mean of the clean "
                  f"slices of {Path(corpus).name} ({', '.join(counts)}) / 2^{stops_below:g}, "
-                 f"one grade band of {calibration.digest or 'the'} calibration per stop")
+                 f"one grade band of {calibration.digest or 'the'} calibration per stop"
+                 + (f" (the pooled cuts for {', '.join(pooled)})" if pooled else ""))
     return floors, fitted_on
 
 
 def with_floors(head: PhysicsHead | None, floors: dict[str, ExposureFloor],
                 fitted_on: str) -> PhysicsHead:
     """`head` (or an empty one) with `floors` in place of its floors for those modalities; its
-    `fitted_on` keeps the readers' clauses and says where the latest floors came from."""
+    `fitted_on` keeps the readers' clauses and every earlier floors clause that still describes
+    a floor in use, and says where the new floors came from."""
     if head is None:
         return PhysicsHead({}, fitted_on=fitted_on, floors=floors)
     kept = [clause for clause in head.fitted_on.split("; ")
-            if clause and not clause.startswith("exposure floors")]
+            if clause and not _describes_only(clause, set(floors))]
     return PhysicsHead(head.readers, head.features, "; ".join([*kept, fitted_on]),
                        floors=head.floors | floors)
+
+
+def _describes_only(clause: str, refitted: set[str]) -> bool:
+    """True for an earlier floors clause ("exposure floors A, B: ...") all of whose modalities
+    are refitted now; a clause that still describes a floor in use is kept."""
+    prefix = "exposure floors "
+    if not clause.startswith(prefix):
+        return False
+    named = {m.strip() for m in clause[len(prefix):].split(":", 1)[0].split(",")}
+    return named <= refitted
 
 
 __all__ = ["PHOTOGRAPHS", "fit_floors", "floor_for", "with_floors"]

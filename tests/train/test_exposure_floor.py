@@ -35,3 +35,10 @@ def test_floors_join_a_head_without_touching_its_readers_and_replace_older_floor
     assert alone.readers == {} and alone.floors["FUNDUS"].per_stop == 2.0
     refit = with_floors(alone, {"FUNDUS": ExposureFloor(0.09, 2.5)}, "exposure floors FUNDUS: b")
     assert refit.fitted_on == "exposure floors FUNDUS: b"
+    both = with_floors(None, {"FUNDUS": ExposureFloor(0.1, 2.0), "HISTO": ExposureFloor(0.2, 1.0)},
+                       "exposure floors FUNDUS, HISTO: a")
+    partial = with_floors(both, {"FUNDUS": ExposureFloor(0.09, 2.5)}, "exposure floors FUNDUS: b")
+    assert partial.fitted_on == "exposure floors FUNDUS, HISTO: a; exposure floors FUNDUS: b"
+    pair = {"FUNDUS": ExposureFloor(0.1, 2.0), "HISTO": ExposureFloor(0.2, 1.0)}
+    whole = with_floors(partial, pair, "exposure floors FUNDUS, HISTO: c")
+    assert whole.fitted_on == "exposure floors FUNDUS, HISTO: c"
