@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 from mediqa_train import evaluate as ev
 from mediqa_train.eval_ladders import FAMILIES, ladder
+from mediqa_train.ladders import ladder_srcc
 from mediqa_train.manifest import read_manifest
 from scipy import ndimage
-from scipy.stats import spearmanr
 
 from mediqa_cli import physics
 from mediqa_cli.calibration import raw_logit
@@ -134,23 +134,16 @@ def true_field_sd(step: np.ndarray, clean: np.ndarray) -> float:
 
 
 def rise(values: np.ndarray) -> float:
-    if not np.all(np.isfinite(values)) or np.ptp(values) == 0:
-        return math.nan
-    return float(spearmanr(np.arange(len(values)), values).statistic)
+    """SRCC of a measure with the rung: +1 when it rises step by step as the fault grows."""
+    return -ladder_srcc(values)
 
 
-def cross_image_auc(ladders: list[tuple[str, np.ndarray]]) -> float:
-    """Clean slice above another group's steps >= ev.AUC_FROM_LEVEL (ties half; unscored
-    slices left out, as `mediqa-train evaluate` does)."""
-    clean = [(g, v[0]) for g, v in ladders if math.isfinite(v[0])]
-    worse = [(g, x) for g, v in ladders for x in v[ev.AUC_FROM_LEVEL:] if math.isfinite(x)]
-    wins = total = 0.0
-    for gc, c in clean:
-        for gd, d in worse:
-            if gc != gd:
-                total += 1
-                wins += 1.0 if c > d else 0.5 if c == d else 0.0
-    return wins / total if total else math.nan
+def stick_table(scored: list[tuple[str, str, np.ndarray]]) -> ev.Table:
+    """`mediqa-train evaluate`'s statistics over MR ladders (family, group, {method: values}):
+    its within-ladder SRCCs and its cross-image AUC, not a second implementation of them."""
+    results = [ev.LadderResult("MR", family, group, {m: list(v) for m, v in values.items()})
+               for family, group, values in scored]
+    return ev.Table(results, list(scored[0][2]) if scored else [])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -224,14 +217,13 @@ def main(argv: list[str] | None = None) -> None:
         bound, price = args.hinge
         terms[f"+ hinge {bound:g}, {price:g}"] = (
             lambda t: -price * np.nan_to_num(np.maximum(t - bound, 0.0)))
-    for label, term in terms.items():
-        ladders = [(fam, g, logit + term(tok)) for fam, g, logit, tok in scored]
-        by_family = {f.name: np.nanmean([-rise(v) for fam, _, v in ladders if fam == f.name])
-                     for f in FAMILIES["MR"]}
-        auc = cross_image_auc([(g, v) for _, g, v in ladders])
-        cells = ", ".join(f"{k} {v:.3f}" for k, v in by_family.items())
-        print(f"{label}: MR {np.nanmean(list(by_family.values())):.3f} ({cells}); "
-              f"AUC {auc:.3f}")
+    table = stick_table([(fam, g, {label: logit + term(tok) for label, term in terms.items()})
+                         for fam, g, logit, tok in scored])
+    by_method = table.srcc("MR")
+    for label in terms:
+        cells = ", ".join(f"{k} {v:.3f}" for k, v in by_method[label].items() if k != "mean")
+        print(f"{label}: MR {by_method[label]['mean']:.3f} ({cells}); "
+              f"AUC {table.auc('MR', label):.3f}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from mediqa_cli.physics_head import ExposureFloor, PhysicsHead
 
 PHOTOGRAPHS = ("FUNDUS", "HISTO")  # lit by their instrument and stored in 8 bits
 SPLITS = ("train", "val", "test")
+CLAUSE = "exposure floors "  # how a floors clause of `fitted_on` begins; `with_floors` reads it
 
 
 def floor_for(display_means: np.ndarray, cuts: Sequence[float],
@@ -58,7 +59,7 @@ def fit_floors(corpus: str | Path, weights: str | Path,
         counts.append(f"{modality} {len(measures[modality])}")
     # A modality without a map of its own is priced by the pooled one: say so.
     pooled = [m for m in modalities if m not in calibration.maps]
-    fitted_on = (f"exposure floors {', '.join(modalities)}: median display mean of the clean "
+    fitted_on = (f"{CLAUSE}{', '.join(modalities)}: median display mean of the clean "
                  f"slices of {Path(corpus).name} ({', '.join(counts)}) / 2^{stops_below:g}, "
                  f"one grade band of {calibration.digest or 'the'} calibration per stop"
                  + (f" (the pooled cuts for {', '.join(pooled)})" if pooled else ""))
@@ -81,10 +82,9 @@ def with_floors(head: PhysicsHead | None, floors: dict[str, ExposureFloor],
 def _describes_only(clause: str, refitted: set[str]) -> bool:
     """True for an earlier floors clause ("exposure floors A, B: ...") all of whose modalities
     are refitted now; a clause that still describes a floor in use is kept."""
-    prefix = "exposure floors "
-    if not clause.startswith(prefix):
+    if not clause.startswith(CLAUSE):
         return False
-    named = {m.strip() for m in clause[len(prefix):].split(":", 1)[0].split(",")}
+    named = {m.strip() for m in clause[len(CLAUSE):].split(":", 1)[0].split(",")}
     return named <= refitted
 
 

@@ -31,8 +31,13 @@ def test_the_dominant_tissue_fit_recovers_a_known_field_and_the_entropy_rises_wi
 
 def test_cross_image_auc_pairs_a_clean_slice_only_with_other_groups_severe_steps() -> None:
     bench = load_benchmark("mr_bias_measures")
-    ladders = [("a", np.array([5.0, 4, 3, 2, 1, 0])), ("b", np.array([2.5, 4, 3, 3, 1, 0]))]
+
+    def auc(b: np.ndarray) -> float:
+        table = bench.stick_table([("bias", "a", {"m": np.array([5.0, 4, 3, 2, 1, 0])}),
+                                   ("bias", "b", {"m": b})])
+        return table.auc("MR", "m")
+
     # a's clean 5 beats b's steps 3-5 (3, 1, 0); b's clean 2.5 beats a's 2, 1, 0: 6 of 6 pairs.
-    assert bench.cross_image_auc(ladders) == 1.0
-    ladders[1] = ("b", np.array([0.5, 4, 3, 3, 1, 0]))  # b's clean now beats only a's 0
-    assert bench.cross_image_auc(ladders) == pytest.approx(4 / 6)
+    assert auc(np.array([2.5, 4, 3, 3, 1, 0])) == 1.0
+    # b's clean now beats only a's 0
+    assert auc(np.array([0.5, 4, 3, 3, 1, 0])) == pytest.approx(4 / 6)
