@@ -46,9 +46,6 @@ class Degradation(ABC, Generic[P]):
     # validation ladders leave it out, so the shipped recipe still draws the chains it drew;
     # a recipe puts it in for named modalities (`BatchRecipe.added_simulators`).
     in_training: ClassVar[bool] = True
-    # True where severity measures what the image shows of a larger cause (a coil's field
-    # seen through a window of its field of view), so severity 1 need not price as 1.
-    severity_in_view: ClassVar[bool] = False
 
     @abstractmethod
     def sample(self, rng: torch.Generator, severity: float | None = None) -> P:

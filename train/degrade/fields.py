@@ -27,28 +27,16 @@ def _legendre(n: int, t: torch.Tensor) -> torch.Tensor:
     return p1
 
 
-def legendre_log_field(h: int, w: int, coefficients: tuple[float, ...], order: int,
-                       device: torch.device | None = None,
-                       y_span: tuple[float, float] = (-1.0, 1.0),
-                       x_span: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
-    """log field (H, W) = sum c_ij P_i(y) P_j(x) with y and x running over the given spans.
-
-    The spans are a window of the polynomials' [-1, 1] square: an image that shows only part of
-    a coil's field of view sees only that part of its field.
-    """
-    y = torch.linspace(y_span[0], y_span[1], h, device=device)[:, None]
-    x = torch.linspace(x_span[0], x_span[1], w, device=device)[None, :]
+def legendre_field(h: int, w: int, coefficients: tuple[float, ...], order: int,
+                   device: torch.device | None = None) -> torch.Tensor:
+    """Positive smooth field (H, W) = exp(sum c_ij P_i(y) P_j(x)), y and x spanning [-1, 1]."""
+    y = torch.linspace(-1.0, 1.0, h, device=device)[:, None]
+    x = torch.linspace(-1.0, 1.0, w, device=device)[None, :]
     log_field = torch.zeros(h, w, device=device)
     for c, (i, j) in zip(coefficients, legendre_terms(order), strict=True):
         if c:
             log_field = log_field + c * _legendre(i, y) * _legendre(j, x)
-    return log_field
-
-
-def legendre_field(h: int, w: int, coefficients: tuple[float, ...], order: int,
-                   device: torch.device | None = None) -> torch.Tensor:
-    """Positive smooth field (H, W) = exp(sum c_ij P_i(y) P_j(x)), y and x spanning [-1, 1]."""
-    return torch.exp(legendre_log_field(h, w, coefficients, order, device))
+    return torch.exp(log_field)
 
 
 def random_coefficients(rng: torch.Generator, order: int, total: float) -> tuple[float, ...]:

@@ -27,7 +27,7 @@ from .base import (
     robust_max,
     uniform,
 )
-from .fields import legendre_field, legendre_log_field, random_coefficients
+from .fields import legendre_field, random_coefficients
 from .fourier import centred_frequencies, fft2c, filter2d, ifft2c
 
 
@@ -497,70 +497,6 @@ class MRBias(Degradation[MRBiasParams]):
 
     def severities(self, params: MRBiasParams) -> dict[str, float]:
         return {"bias": clip01(sum(abs(c) for c in params.coefficients) / self.LOG_RANGE_MAX)}
-
-
-@dataclass(frozen=True)
-class MRCoilFieldParams:
-    """coefficients, order: the Legendre log-field over the coil's whole field of view.
-    y_span, x_span: the window of that field of view ([-1, 1] each way) this image shows."""
-
-    coefficients: tuple[float, ...]
-    order: int
-    y_span: tuple[float, float]
-    x_span: tuple[float, float]
-
-
-@register
-class MRCoilField(Degradation[MRCoilFieldParams]):
-    """A coil's receive field at the scale of the field of view, seen through the image's window.
-
-    `mr_bias` spans whatever it is applied to, so a 64-320 px training crop gets a whole order-3
-    field, steep within it; a coil's sensitivity varies over the field of view and a scored
-    slice shows all of it, gently. Here the field (within a factor 4 either way over the field
-    of view) is drawn over a virtual field of view of which the image covers 0.3-1 of the side
-    at a random place. Severity is the shading the window shows: half the log-range of the
-    field inside it / ln 2.5 (`mr_bias`'s scale, where the field stays within 2.5x).
-    """
-
-    name = "mr_coil_field"
-    modalities = ("MR",)
-    families = ("bias",)
-    smooth_field = True
-    in_training = False
-    severity_in_view = True
-    LOG_RANGE_MAX = math.log(4.0)
-    ORDER = 3
-    COVER_MIN = 0.3
-    GRID = 33
-
-    def sample(self, rng: torch.Generator, severity: float | None = None) -> MRCoilFieldParams:
-        cover = uniform(rng, self.COVER_MIN, 1.0)
-        y0 = uniform(rng, -1.0, 1.0 - 2.0 * cover)
-        x0 = uniform(rng, -1.0, 1.0 - 2.0 * cover)
-        direction = random_coefficients(rng, self.ORDER, 1.0)
-        s = draw_severity(rng, severity)
-        return MRCoilFieldParams(tuple(c * s * self.LOG_RANGE_MAX for c in direction), self.ORDER,
-                                 (y0, y0 + 2.0 * cover), (x0, x0 + 2.0 * cover))
-
-    def apply(self, image: torch.Tensor, spacing: Spacing, params: MRCoilFieldParams,
-              rng: torch.Generator) -> torch.Tensor:
-        check_image(image)
-        if not any(params.coefficients):
-            return image.clone()
-        h, w = image.shape[-2:]
-        field = torch.exp(legendre_log_field(h, w, params.coefficients, params.order,
-                                             image.device, params.y_span, params.x_span))
-        weight = image.reshape(-1, h, w).mean(0).clamp_min(0)
-        mean = float((field * weight).sum() / weight.sum().clamp_min(1e-12))
-        return (image * (field / mean)).float()
-
-    def severities(self, params: MRCoilFieldParams) -> dict[str, float]:
-        if not any(params.coefficients):
-            return {"bias": 0.0}
-        log_field = legendre_log_field(self.GRID, self.GRID, params.coefficients, params.order,
-                                       None, params.y_span, params.x_span)
-        half_range = 0.5 * float(log_field.max() - log_field.min())
-        return {"bias": clip01(half_range / math.log(2.5))}
 
 
 # --- thick slices ----------------------------------------------------------------------------
