@@ -187,3 +187,41 @@ def test_floors_add_to_a_reader_and_round_trip_while_files_without_them_keep_the
     (tmp_path / PHYSICS_HEAD_FILE).write_text(text)
     with pytest.raises(ValueError, match="exposure floor"):
         PhysicsHead.load(tmp_path)
+
+
+def test_a_token_price_is_linear_in_its_measure_adds_after_the_reader_and_round_trips(
+        tmp_path: Path):
+    """`-per_unit * (measure - centre)`: a bonus below the centre, a charge above it, nothing
+    without the measure; a file without prices keeps its digest, and a bad price is refused."""
+    from mediqa_cli.physics_head import TokenPrice
+
+    price = TokenPrice("bias", centre=-1.4, per_unit=1.2)
+    at = PHYSICS_FEATURES.index("bias")
+    measures = np.zeros((4, N_PHYSICS))
+    measures[:, at] = [-1.4, -0.4, -2.4, np.nan]
+    np.testing.assert_allclose(price.term_of(measures), [0.0, -1.2, 1.2, 0.0])
+    plain = PhysicsHead({"MR": _reader("noise", 1.0)})
+    plain.save(tmp_path)
+    assert "prices" not in (tmp_path / PHYSICS_HEAD_FILE).read_text()
+    before = PhysicsHead.load(tmp_path).digest
+    priced = dataclasses.replace(plain, prices={"MR": price})
+    tokens = np.zeros(N_PHYSICS)
+    tokens[PHYSICS_FEATURES.index("noise")] = 2.0  # z = 1: the reader's term is -1
+    tokens[at] = -0.4  # one unit above the centre: -1.2 more
+    out = priced.apply(np.array([90.0]), [tokens], "MR")
+    assert out[0] == pytest.approx(100.0 / (1.0 + math.exp(-(math.log(9.0) - 2.2))))
+    alone = PhysicsHead({}, prices={"MR": price})  # a price without a reader applies alone
+    assert alone.apply(np.array([90.0]), [tokens], "MR")[0] == pytest.approx(
+        100.0 / (1.0 + math.exp(-(math.log(9.0) - 1.2))))
+    np.testing.assert_allclose(alone.apply(np.array([90.0]), [tokens], "CT"), [90.0])
+    priced.save(tmp_path)
+    loaded = PhysicsHead.load(tmp_path)
+    assert loaded.prices == {"MR": price} and loaded.digest != before
+    text = (tmp_path / PHYSICS_HEAD_FILE).read_text()
+    (tmp_path / PHYSICS_HEAD_FILE).write_text(text.replace('"per_unit": 1.2', '"per_unit": -1.2'))
+    with pytest.raises(ValueError, match="token price"):
+        PhysicsHead.load(tmp_path)
+    unknown = text.replace('"measure": "bias"', '"measure": "no_such"')
+    (tmp_path / PHYSICS_HEAD_FILE).write_text(unknown)
+    with pytest.raises(ValueError, match="unknown measure"):
+        PhysicsHead.load(tmp_path)
