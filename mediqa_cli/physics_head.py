@@ -26,14 +26,6 @@ darkened further, one scored higher at every step (RESULTS.md, candidate EF). Ea
 one bit fewer of an 8-bit photograph's signal, whatever its texture says. Not for NM, whose low
 counts are normal, nor for modalities whose display level is a window setting.
 
-MR also gets a token price (`TokenPrice`): a fixed linear price on the `bias` token (the log10
-CV of the object's smoothed intensity field), half a logit per clean slice's SD of it. Why: along
-a coil-field ladder of one slice the network's score barely moves, so its small changes, of
-either sign, decided the order; a term that falls steadily with the field orders the steps while
-clean slices, which differ by about one SD, move by half a logit. Not fitted on ladders: the
-centre and SD are the clean training corpus's, the price a registered constant (RESULTS.md,
-candidate TP).
-
 The reader lives next to the weights (`physics_head.json`) because its share is fixed against one
 network's logits; its digest is part of the scores' `model_version`.
 
@@ -137,55 +129,24 @@ class ExposureFloor:
 
 
 @dataclass(frozen=True)
-class TokenPrice:
-    """`-per_unit * (measure - centre)` in logit units: a fixed linear price on one whole-slice
-    measure; no term where the measure is missing."""
-
-    measure: str
-    centre: float
-    per_unit: float
-
-    def term_of(self, measures: np.ndarray) -> np.ndarray:
-        """The term from whole-slice measures laid out as PHYSICS_FEATURES, (..., N_PHYSICS)."""
-        value = np.asarray(measures, dtype=np.float64)[..., PHYSICS_FEATURES.index(self.measure)]
-        return np.where(np.isfinite(value), self.per_unit * (self.centre - value), 0.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"measure": self.measure, "centre": round(self.centre, 8),
-                "per_unit": round(self.per_unit, 8)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TokenPrice:
-        measure, centre, per_unit = str(data["measure"]), float(data["centre"]), \
-            float(data["per_unit"])
-        if measure not in PHYSICS_FEATURES:
-            raise ValueError(f"a token price names an unknown measure {measure!r}")
-        if not (np.isfinite(centre) and np.isfinite(per_unit) and per_unit >= 0):
-            raise ValueError("a token price needs a finite centre and a non-negative price")
-        return cls(measure, centre, per_unit)
-
-
-@dataclass(frozen=True)
 class PhysicsHead:
-    """Per-modality token readers, exposure floors and token prices, the tokens the readers read
-    and where each came from."""
+    """Per-modality token readers and exposure floors, the tokens the readers read and where
+    both were fitted."""
 
     readers: dict[str, TokenReader]
     features: tuple[str, ...] = PHYSICS_FEATURES
     fitted_on: str = ""
     digest: str = ""  # of the file it was loaded from: part of the scores' model_version
     floors: dict[str, ExposureFloor] = field(default_factory=dict)
-    prices: dict[str, TokenPrice] = field(default_factory=dict)
 
     def apply(self, quality: np.ndarray, physics: Sequence[np.ndarray | None],
               modality: str | None) -> np.ndarray:
-        """Per-slice network quality (0..100) read with the modality's reader, floor and price;
-        unchanged for a modality with none of them or a slice without measures."""
+        """Per-slice network quality (0..100) read with the modality's reader and floor;
+        unchanged for a modality with neither or a slice without measures."""
         values = np.asarray(quality, dtype=np.float64)
         reader = self.readers.get(modality or "")
         floor = self.floors.get(modality or "")
-        price = self.prices.get(modality or "")
-        if reader is None and floor is None and price is None:
+        if reader is None and floor is None:
             return values
         rows = [i for i, measures in enumerate(physics)
                 if measures is not None and np.isfinite(values[i])]
@@ -198,8 +159,6 @@ class PhysicsHead:
             logit = reader.logit(logit, measures[:, index])
         if floor is not None:
             logit = logit + floor.term_of(measures)
-        if price is not None:
-            logit = logit + price.term_of(measures)
         out = values.copy()
         out[rows] = 100.0 / (1.0 + np.exp(-logit))
         return out
@@ -210,8 +169,6 @@ class PhysicsHead:
                "readers": {m: r.to_dict() for m, r in sorted(self.readers.items())}}
         if self.floors:  # absent in files without floors: their digests stay
             out["floors"] = {m: f.to_dict() for m, f in sorted(self.floors.items())}
-        if self.prices:  # likewise
-            out["prices"] = {m: p.to_dict() for m, p in sorted(self.prices.items())}
         return out
 
     def save(self, directory: str | Path) -> Path:
@@ -236,8 +193,6 @@ class PhysicsHead:
                        for m, r in data.get("readers", {}).items()}
             floors = {str(m): ExposureFloor.from_dict(f)
                       for m, f in data.get("floors", {}).items()}
-            prices = {str(m): TokenPrice.from_dict(p)
-                      for m, p in data.get("prices", {}).items()}
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path}: {err}") from None
-        return cls(readers, features, str(data.get("fitted_on", "")), digest, floors, prices)
+        return cls(readers, features, str(data.get("fitted_on", "")), digest, floors)

@@ -402,8 +402,4 @@ def describe_installed_weights() -> list[tuple[str, str]]:
                 lines.append(("exposure floor", ", ".join(
                     f"{m} below display mean {f.bound:.3f}, {f.per_stop:.2f} logits a stop"
                     for m, f in sorted(head.floors.items()))))
-            if head.prices:
-                lines.append(("token price", ", ".join(
-                    f"{m} {p.per_unit:.2f} logits a unit of {p.measure} from {p.centre:.3f}"
-                    for m, p in sorted(head.prices.items()))))
     return lines

@@ -679,36 +679,6 @@ def exposure_floor(
     console.print(f"wrote {head.save(weights)}")
 
 
-@app.command("token-price")
-def token_price(
-    weights: Annotated[Path, typer.Option(
-        "--weights", help="Weights folder; physics_head.json there gets the prices.")],
-    corpus: Annotated[Path, typer.Option("--corpus", help="Corpus of the weights' clean slices.")],
-    per_sd: Annotated[float, typer.Option(
-        "--per-sd", min=0.0, help="Logits off per clean SD of the measure above its median.")],
-    modality: Annotated[list[str] | None, typer.Option(
-        "--modality", help="Modalities priced (repeatable).")] = None,
-    measure: Annotated[str, typer.Option(
-        "--measure", help="The whole-slice measure priced (mediqa_cli.physics).")] = "bias",
-) -> None:
-    """A fixed linear price on one whole-slice measure (mediqa_cli.physics_head.TokenPrice),
-    centred and scaled by the clean corpus; readers and floors are kept."""
-    from mediqa_train.token_price import fit_prices, with_prices
-
-    from mediqa_cli.physics_head import PhysicsHead
-
-    try:
-        prices, fitted_on = fit_prices(corpus, modality or ["MR"], measure, per_sd)
-        head = with_prices(PhysicsHead.load(weights), prices, fitted_on)
-    except (FileNotFoundError, ValueError) as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(1) from None
-    for name, price in sorted(prices.items()):
-        console.print(f"{name}: {price.per_unit:.3f} logits per unit of {price.measure} "
-                      f"from {price.centre:.4f}")
-    console.print(f"wrote {head.save(weights)}")
-
-
 @app.command()
 def calibrate(
     from_json: Annotated[list[Path], typer.Option(

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from mediqa_train.physics_head import kept_clauses
 
 from mediqa_cli.calibration import Calibration
 from mediqa_cli.physics import PHYSICS_FEATURES
@@ -74,9 +73,19 @@ def with_floors(head: PhysicsHead | None, floors: dict[str, ExposureFloor],
     a floor in use, and says where the new floors came from."""
     if head is None:
         return PhysicsHead({}, fitted_on=fitted_on, floors=floors)
-    kept = kept_clauses(head.fitted_on, CLAUSE, set(floors))
+    kept = [clause for clause in head.fitted_on.split("; ")
+            if clause and not _describes_only(clause, set(floors))]
     return PhysicsHead(head.readers, head.features, "; ".join([*kept, fitted_on]),
-                       floors=head.floors | floors, prices=head.prices)
+                       floors=head.floors | floors)
+
+
+def _describes_only(clause: str, refitted: set[str]) -> bool:
+    """True for an earlier floors clause ("exposure floors A, B: ...") all of whose modalities
+    are refitted now; a clause that still describes a floor in use is kept."""
+    if not clause.startswith(CLAUSE):
+        return False
+    named = {m.strip() for m in clause[len(CLAUSE):].split(":", 1)[0].split(",")}
+    return named <= refitted
 
 
 __all__ = ["PHOTOGRAPHS", "fit_floors", "floor_for", "with_floors"]

@@ -140,8 +140,7 @@ def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_f
              echo: Callable[[str], None] = print, clean_spread: float = 0.0,
              keep: PhysicsHead | None = None) -> PhysicsHead:
     """A reader per modality, fitted on the training folds' images (never `holdout_fold`);
-    the readers of `keep` for other modalities, and its exposure floors and token prices, are
-    kept as they are."""
+    the readers of `keep` for other modalities, and its exposure floors, are kept as they are."""
     from mediqa_train.evaluate import WeightSet
     from mediqa_train.manifest import read_manifest
 
@@ -163,18 +162,4 @@ def fit_head(weights: Path, manifest: Path, modalities: Sequence[str], holdout_f
             readers = kept | readers
             fitted_on = f"{fitted_on}; kept {', '.join(sorted(kept))} from {keep.fitted_on}"
     return PhysicsHead(readers, PHYSICS_FEATURES, fitted_on,
-                       floors=dict(keep.floors) if keep is not None else {},
-                       prices=dict(keep.prices) if keep is not None else {})
-
-
-def kept_clauses(fitted_on: str, prefix: str, refitted: set[str]) -> list[str]:
-    """The clauses of a head's `fitted_on` to keep when the parts named by `prefix` ("exposure
-    floors ", "token prices ") are set anew for the modalities `refitted`: every clause but an
-    earlier one of that kind all of whose modalities are refitted now."""
-    def describes_only(clause: str) -> bool:
-        if not clause.startswith(prefix):
-            return False
-        named = {m.strip() for m in clause[len(prefix):].split(":", 1)[0].split(",")}
-        return named <= refitted
-
-    return [clause for clause in fitted_on.split("; ") if clause and not describes_only(clause)]
+                       floors=dict(keep.floors) if keep is not None else {})
