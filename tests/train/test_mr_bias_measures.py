@@ -27,6 +27,8 @@ def test_the_dominant_tissue_fit_recovers_a_known_field_and_the_entropy_rises_wi
     inner_x = np.linspace(-1, 1, small.shape[1])[np.nonzero(mask)[1]]
     assert bench.mode_field(small, mask) == pytest.approx(0.4 * inner_x.std(), rel=0.25)
     assert bench.log_entropy(small, mask) > bench.log_entropy(clean_small, clean_mask) + 0.5
+    assert bench.n4_field(clean_small, clean_mask) < 0.01
+    assert bench.n4_field(small, mask) > 0.05
 
 
 def test_cross_image_auc_pairs_a_clean_slice_only_with_other_groups_severe_steps() -> None:
