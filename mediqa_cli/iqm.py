@@ -84,7 +84,7 @@ def _luminance(image: np.ndarray) -> np.ndarray:
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     if a.ndim == 3 and a.shape[-1] in (3, 4):
-        rgb = a[..., :3].astype(np.float32, copy=False)  # float32 colour: a view, same values
+        rgb = a[..., :3].astype(np.float32)
         a = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
     if a.ndim != 2:
         raise ValueError(
@@ -161,10 +161,10 @@ def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def _shift_reduce(mask: np.ndarray, op: np.ufunc, axis: int) -> np.ndarray:
     """3-tap min/max along one axis with edge replication (separable 3x3 morphology)."""
-    n = mask.shape[axis]
     p = np.pad(mask, [(1, 1) if ax == axis else (0, 0) for ax in range(2)], mode="edge")
-    # The three taps as views of the padded mask (np.take of the same ranges copied them).
-    a, b, c = (p[k:k + n] if axis == 0 else p[:, k:k + n] for k in range(3))
+    a = np.take(p, np.arange(0, mask.shape[axis]), axis=axis)
+    b = np.take(p, np.arange(1, mask.shape[axis] + 1), axis=axis)
+    c = np.take(p, np.arange(2, mask.shape[axis] + 2), axis=axis)
     return op(op(a, b), c)
 
 
@@ -359,35 +359,17 @@ def noise_sigma(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     Immerkaer J. Fast noise variance estimation. CVIU 64(2):300-302, 1996.
     Donoho DL, Johnstone IM. Ideal spatial adaptation by wavelet shrinkage. Biometrika 81, 1994.
     """
-    return noise_sigmas(image, (mask,))[0]
-
-
-def noise_sigmas(image: np.ndarray, masks: Sequence[np.ndarray | None]) -> list[float]:
-    """`noise_sigma(image, mask)` for each mask (None: all finite pixels), from one response.
-
-    Why one response serves every mask: it is read only at pixels whose whole 3x3 neighbourhood
-    is inside the mask and finite, where no pixel outside the mask enters, so the response of
-    the whole grid gives there what a response of the masked image would.
-    """
     img = _luminance(image)
     if img.shape[0] < 3 or img.shape[1] < 3:
-        return [_NAN for _ in masks]
-    finite = np.isfinite(img)
-    every = bool(finite.all())  # then mask & finite is the mask
-    x = img.astype(np.float32, copy=False)
+        return _NAN
+    valid = np.isfinite(img) if mask is None else (mask & np.isfinite(img))
+    inside = _interior(valid)
+    if not inside.any():
+        return _NAN
+    x = np.where(valid, img, 0.0).astype(np.float32)
     rows = x[:-2] - 2.0 * x[1:-1] + x[2:]
     resp = rows[:, :-2] - 2.0 * rows[:, 1:-1] + rows[:, 2:]
-    sigmas = []
-    for mask in masks:
-        valid = finite if mask is None else (mask if every else mask & finite)
-        inside = _interior(valid)
-        if not inside.any():
-            sigmas.append(_NAN)
-            continue
-        # The selection is a fresh array: np.median may partition it in place (same median).
-        median = np.median(np.abs(resp[inside]), overwrite_input=True)
-        sigmas.append(float(median / (_IMMERKAER_NORM * _MAD_TO_SIGMA)))
-    return sigmas
+    return float(np.median(np.abs(resp[inside])) / (_IMMERKAER_NORM * _MAD_TO_SIGMA))
 
 
 def snr(mean_foreground: float, sigma: float) -> float:

@@ -38,7 +38,7 @@ from mediqa_cli.iqm import (
     cnr,
     efc,
     fber,
-    noise_sigmas,
+    noise_sigma,
 )
 
 PHYSICS_FEATURES: tuple[str, ...] = (
@@ -100,7 +100,7 @@ def _upsample(mask: np.ndarray, rows: slice, cols: slice, factor: int) -> np.nda
     (only the window: a full-size map of a 2048^2 radiograph costs more than its crop's use)."""
     r = np.minimum(np.arange(rows.start, rows.stop) // factor, mask.shape[0] - 1)
     c = np.minimum(np.arange(cols.start, cols.stop) // factor, mask.shape[1] - 1)
-    return mask[r][:, c]  # rows, then columns: the same pixels as mask[r[:, None], c], faster
+    return mask[r[:, None], c[None, :]]
 
 
 def _central_crop(image: np.ndarray, side: int) -> tuple[slice, slice]:
@@ -122,18 +122,11 @@ def blockiness(grey: np.ndarray, block: int = BLOCK) -> float:
     2000, in spirit). NaN for slices narrower than two blocks.
     """
     ratios = []
-    for axis in (1, 0):
-        diff = np.abs(np.diff(grey, axis=axis))
-        if diff.shape[axis] < 2 * block:
+    for diff in (np.abs(np.diff(grey, axis=1)), np.abs(np.diff(grey, axis=0)).T):
+        if diff.shape[1] < 2 * block:
             continue
-        # np.delete of the edge columns (of diff.T for axis 0), as a take of the kept indices:
-        # the same array, element order and memory layout, so the same mean, without the
-        # boolean column indexing.
-        kept = np.flatnonzero(np.arange(diff.shape[axis]) % block != block - 1)
-        inside = np.take(diff, kept, axis=axis)
-        if axis == 0:
-            diff, inside = diff.T, inside.T
         edge = diff[:, block - 1::block]
+        inside = np.delete(diff, np.s_[block - 1::block], axis=1)
         within = float(inside.mean())
         ratios.append(float(edge.mean()) / within if within > _EPS else 1.0)
     return _log10(float(np.mean(ratios))) if ratios else math.nan
@@ -141,22 +134,18 @@ def blockiness(grey: np.ndarray, block: int = BLOCK) -> float:
 
 @functools.lru_cache(maxsize=16)
 def _spectral_bins(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(window, bin of each binned frequency, where it sits in the unshifted FFT, pixels per bin)
-    for an h x w crop: a volume's slices share one shape, so these are computed once, not per
-    slice. The binned frequencies are listed in fftshift order, the order the power spectrum's
-    bins were summed in when it was shifted first, so the sums keep their last bits."""
+    """(window, bin of each frequency, mask of binned ones, pixels per bin) for an h x w crop:
+    a volume's slices share one shape, so these are computed once, not per slice."""
     window = np.outer(np.hanning(h), np.hanning(w))
     fy = np.fft.fftshift(np.fft.fftfreq(h))[:, None]
     fx = np.fft.fftshift(np.fft.fftfreq(w))[None, :]
     radius = np.sqrt(fy**2 + fx**2)
     which = np.digitize(radius.ravel(), _SPECTRAL_EDGES) - 1
     valid = (which >= 0) & (which < len(_SPECTRAL_EDGES) - 1)
-    which = which[valid]
-    counts = np.bincount(which, minlength=len(_SPECTRAL_EDGES) - 1)
-    where = np.fft.fftshift(np.arange(h * w).reshape(h, w)).ravel()[valid]
-    for array in (window, which, where, counts):
+    counts = np.bincount(which[valid], minlength=len(_SPECTRAL_EDGES) - 1)
+    for array in (window, which, valid, counts):
         array.flags.writeable = False  # shared between calls
-    return window, which, where, counts
+    return window, which, valid, counts
 
 
 def spectral_slope(grey: np.ndarray) -> float:
@@ -168,13 +157,10 @@ def spectral_slope(grey: np.ndarray) -> float:
     h, w = grey.shape
     if min(h, w) < 32:
         return math.nan
-    window, which, where, counts = _spectral_bins(h, w)
-    # Power of the binned frequencies only, picked from the unshifted spectrum: no fftshift copy,
-    # and no |F|^2 of the corners and the centre that no bin takes.
-    spectrum = np.fft.fft2((grey - grey.mean()) * window).ravel()
-    power = np.abs(spectrum[where]) ** 2
+    window, which, valid, counts = _spectral_bins(h, w)
+    power = np.abs(np.fft.fftshift(np.fft.fft2((grey - grey.mean()) * window))) ** 2
     edges = _SPECTRAL_EDGES
-    sums = np.bincount(which, weights=power, minlength=len(edges) - 1)
+    sums = np.bincount(which[valid], weights=power.ravel()[valid], minlength=len(edges) - 1)
     keep = (counts > 0) & (sums > 0)
     if keep.sum() < 4:
         return math.nan
@@ -206,9 +192,8 @@ def mscn_statistics(grey: np.ndarray) -> tuple[float, float, float]:
     sd = np.sqrt(np.abs(ndimage.gaussian_filter(grey * grey, MSCN_SIGMA) - mu * mu))
     coeff = (grey - mu) / (sd + 1.0 / 255.0)
     k = excess_kurtosis(coeff)
-    variance = float(coeff.var())  # once: both uses took the same call
-    pair = float(np.mean(coeff[:, :-1] * coeff[:, 1:]) / max(variance, _EPS))
-    return _log10(variance), math.copysign(math.log1p(abs(k)), k), pair
+    pair = float(np.mean(coeff[:, :-1] * coeff[:, 1:]) / max(float(coeff.var()), _EPS))
+    return _log10(float(coeff.var())), math.copysign(math.log1p(abs(k)), k), pair
 
 
 def smooth_bias(image: np.ndarray, mask: np.ndarray) -> float:
@@ -291,8 +276,7 @@ def slice_physics(image: np.ndarray, modality: str | None = None) -> np.ndarray:
         return out
     canon = _canonical_modality(modality)
     values: dict[str, float] = {}
-    all_finite = bool(finite.all())
-    raw = lum if all_finite else np.where(finite, lum, np.nan)
+    raw = lum if finite.all() else np.where(finite, lum, np.nan)
     lo_raw, hi_raw = float(np.nanmin(raw)), float(np.nanmax(raw))
     sample = _strided(raw, 512)
     sample = sample[np.isfinite(sample)]
@@ -302,24 +286,16 @@ def slice_physics(image: np.ndarray, modality: str | None = None) -> np.ndarray:
     values["clip_low"] = _log10(float(np.mean(sample <= lo_raw + tol)), 1e-5)
     values["clip_high"] = _log10(float(np.mean(sample >= hi_raw - tol)), 1e-5)
     scale = full_scale(sample)
-    # The sample's last use, and a fresh array (boolean selection): partitioned in place.
-    values["headroom"] = float(np.percentile(sample, 99.5, overwrite_input=True)) / scale
+    values["headroom"] = float(np.percentile(sample, 99.5)) / scale
     if arr.ndim == 3 and arr.shape[-1] >= 3:
         red, green, blue = (arr[..., k].astype(np.float32) for k in range(3))
-        # Element-wise over three contiguous planes (a reduction along the interleaved last axis
-        # is 6x slower, and the same ufuncs on strided views 1.5x); written into the planes.
-        spread = np.maximum(red, green)
-        np.maximum(spread, blue, out=spread)
-        np.minimum(np.minimum(red, green, out=red), blue, out=red)
-        spread -= red  # max - min
-        # A finite luma means finite channels, so no NaN to skip: np.mean is what np.nanmean
-        # reduces to then, without its copy of the plane.
-        mean_spread = np.mean(spread) if all_finite else np.nanmean(spread)
-        values["chroma"] = float(mean_spread) / 255.0
+        # Element-wise over three planes: a reduction along the interleaved last axis is 6x slower.
+        spread = (np.maximum(np.maximum(red, green), blue)
+                  - np.minimum(np.minimum(red, green), blue))
+        values["chroma"] = float(np.nanmean(spread)) / 255.0
 
     full = _nonnegative(lum, canon)  # a fresh array, non-finite pixels NaN
-    if not all_finite:  # finite pixels stay finite (clip, shift or max - value)
-        full[np.isnan(full)] = 0.0
+    full[np.isnan(full)] = 0.0
     lo, hi = (float(v) for v in np.percentile(_strided(full, 512), [1, 99.5]))
     span = hi - lo if hi - lo > _EPS * max(1.0, abs(hi)) else 1.0
 
@@ -334,22 +310,17 @@ def slice_physics(image: np.ndarray, modality: str | None = None) -> np.ndarray:
     values["efc"] = efc(small)
     values["bias"] = smooth_bias(small, mask)
     values["ghosting"], values["background_level"] = ghosting(small, mask)
-    fg_level = fg.mean()  # in small's dtype: mean_level is taken in it, as it always was
-    fg_mean = float(fg_level)
-    values["mean_level"] = float((fg_level - lo) / span)
-    values["display_mean"] = fg_mean / scale
+    values["mean_level"] = float((fg.mean() - lo) / span)
+    values["display_mean"] = float(fg.mean()) / scale
 
     rows, cols = _central_crop(full, CROP_SIDE)
     grey = (full[rows, cols] - lo) / span
     crop_mask = _upsample(mask, rows, cols, factor)
-    crop_background = ~crop_mask
-    if crop_background.sum() >= 64:
-        sigma, sigma_background = noise_sigmas(grey, (crop_mask, crop_background))
-        values["noise_background"] = _log10(sigma_background)
-    else:
-        (sigma,) = noise_sigmas(grey, (crop_mask,))
+    sigma = noise_sigma(grey, crop_mask)
     values["noise"] = _log10(sigma)
-    values["snr"] = _log10(fg_mean / (sigma * span)) if sigma > 0 else math.nan
+    if (~crop_mask).sum() >= 64:
+        values["noise_background"] = _log10(noise_sigma(grey, ~crop_mask))
+    values["snr"] = _log10(float(fg.mean()) / (sigma * span)) if sigma > 0 else math.nan
     grey_fg = grey[crop_mask]
     values["cnr"] = _log10(abs(cnr(grey_fg, sigma))) if grey_fg.size > 1 else math.nan
     inner = crop_mask[1:-1, 1:-1] & crop_mask[:-2, 1:-1] & crop_mask[2:, 1:-1]
