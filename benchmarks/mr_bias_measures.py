@@ -13,9 +13,9 @@ stick's ladders (`mediqa_train.eval_ladders`, TorchIO's `RandomBiasField`; the s
 - `n4field`: the SD over the object of the log field SimpleITK's N4 estimates (Tustison et
   al., IEEE TMI 29(6), 2010; two fitting levels of 30 and 20 iterations, its other defaults);
 
-their mean within-ladder SRCC with the rung (+1: rises step by step), their spread over the
-clean slices and their median rise at steps 3 and 5. A measure helps only if what a field adds
-is large against how much clean slices differ.
+their mean within-ladder SRCC with the rung (+1: rises step by step), their median and spread
+over the clean slices and their median rise at steps 3 and 5. A measure helps only if what a
+field adds is large against how much clean slices differ.
 
 With --journal (the `.jsonl` that `mediqa-train evaluate --fold K --modality MR --out F.json`
 writes beside F.json, one per fold; the ladder keys match them up), also every clean slice's
@@ -215,11 +215,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"MR bias ladders of folds {args.fold}: {len(stack)}; the field applied at the "
           f"strongest step, SD of log(step / clean): median {np.nanmedian(applied):.2f}, "
           f"{np.nanmin(applied):.2f}-{np.nanmax(applied):.2f}")
-    print(f"{'measure':10s} {'SRCC':>6s} {'clean SD':>9s} {'rise@3':>7s} {'rise@5':>7s}")
+    print(f"{'measure':10s} {'SRCC':>6s} {'clean median':>13s} {'clean SD':>9s} {'rise@3':>7s} "
+          f"{'rise@5':>7s}")
     for k, name in enumerate(MEASURES):
         srcc = np.nanmean([rise(v[:, k]) for v in stack])
         clean = stack[:, 0, k]
-        print(f"{name:10s} {srcc:+6.2f} {np.nanstd(clean):9.3f} "
+        print(f"{name:10s} {srcc:+6.2f} {np.nanmedian(clean):13.3f} {np.nanstd(clean):9.3f} "
               f"{np.nanmedian(stack[:, 3, k] - clean):+7.3f} "
               f"{np.nanmedian(stack[:, 5, k] - clean):+7.3f}")
     if not scored:
