@@ -241,6 +241,16 @@ def main(argv: list[str] | None = None) -> None:
         cells = ", ".join(f"{k} {v:.3f}" for k, v in by_method[label].items() if k != "mean")
         print(f"{label}: MR {by_method[label]['mean']:.3f} ({cells}); "
               f"AUC {table.auc('MR', label):.3f}")
+    # Which family's degraded steps the cross-image AUC loses on: each clean slice against the
+    # other groups' steps 3-5 of one family, and of every family but bias.
+    label = "network + readers"
+    subsets = {f.name: {f.name} for f in families} | {"all but bias": {
+        f.name for f in families if f.name != "bias"}}
+    cells = []
+    for name, kept in subsets.items():
+        part = [(fam, g, {label: logit}) for fam, g, logit, _ in scored if fam in kept]
+        cells.append(f"{name} {stick_table(part).auc('MR', label):.3f}")
+    print(f"cross-image AUC by family ({label}): {', '.join(cells)}")
 
 
 if __name__ == "__main__":
