@@ -19,15 +19,17 @@ field adds is large against how much clean slices differ.
 
 With --journal (the `.jsonl` that `mediqa-train evaluate --fold K --modality MR --out F.json`
 writes beside F.json, one per fold; the ladder keys match them up), also every clean slice's
-logit, and
-with --hinge BOUND PRICE the MR
-families' SRCC and the cross-image AUC of the network's logits as they are and with
-`-PRICE * max(0, token - BOUND)` added (candidate BC in
-`benchmarks/results/preregistered_candidates_session30.md`).
+logit, the cross-image AUC by family, and with --hinge BOUND PRICE the MR families' SRCC and
+the cross-image AUC of the network's logits as they are and with `-PRICE * max(0, token -
+BOUND)` added (candidate BC in `benchmarks/results/preregistered_candidates_session30.md`); with
+--linear P... the same for `-P * (measure - median) / SD` of every measure, median and SD over
+the scored clean slices (the development scan of candidate TP, session 31).
 
 Usage:
     python benchmarks/mr_bias_measures.py --fold 1 --fold 3 --mirror MIRRORS \\
         --journal mr_f1.jsonl --journal mr_f3.jsonl --hinge -1.145 3.80
+    python benchmarks/mr_bias_measures.py --fold 1 --fold 2 --fold 3 --fold 4 --mirror MIRRORS \\
+        --journal mr_f1.jsonl ... --journal mr_f4.jsonl --linear 0.25 0.5 1 2
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the ladder draws' seed (evaluate's)")
     parser.add_argument("--journal", type=Path, action="append", default=[])
     parser.add_argument("--hinge", type=float, nargs=2, metavar=("BOUND", "PRICE"))
+    parser.add_argument("--linear", type=float, nargs="+", default=[], metavar="P")
     parser.add_argument("--manifest", type=Path, default=Path("train/manifest.csv"))
     parser.add_argument("--cache", type=Path, default=Path(".cache/manifest"))
     parser.add_argument("--mirror", type=Path, default=None)
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     families = FAMILIES["MR"] if scores else [f for f in FAMILIES["MR"] if f.name == "bias"]
     bias_rows: list[np.ndarray] = []
     applied: list[float] = []  # the true log-field SD at the strongest step
-    scored: list[tuple[str, str, np.ndarray, np.ndarray]] = []  # family, group, logits, tokens
+    scored: list[tuple[str, str, np.ndarray, np.ndarray]] = []  # family, group, logits, measures
     files: dict[str, str] = {}  # group -> the file its slice came from
     manifest = read_manifest(args.manifest)
     for fold in args.fold:
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
                     applied.append(true_field_sd(steps[-1], steps[0]))
                 if key in scores:
                     scored.append((family.name, image.group,
-                                   raw_logit(np.asarray(scores[key])), values[:, 0]))
+                                   raw_logit(np.asarray(scores[key])), values))
 
     if not bias_rows:
         raise SystemExit(f"no MR image of folds {args.fold} could be read")
@@ -234,8 +237,8 @@ def main(argv: list[str] | None = None) -> None:
         bound, price = args.hinge
         terms[f"+ hinge {bound:g}, {price:g}"] = (
             lambda t: -price * np.nan_to_num(np.maximum(t - bound, 0.0)))
-    table = stick_table([(fam, g, {label: logit + term(tok) for label, term in terms.items()})
-                         for fam, g, logit, tok in scored])
+    table = stick_table([(fam, g, {label: logit + term(v[:, 0]) for label, term in terms.items()})
+                         for fam, g, logit, v in scored])
     by_method = table.srcc("MR")
     for label in terms:
         cells = ", ".join(f"{k} {v:.3f}" for k, v in by_method[label].items() if k != "mean")
@@ -251,6 +254,22 @@ def main(argv: list[str] | None = None) -> None:
         part = [(fam, g, {label: logit}) for fam, g, logit, _ in scored if fam in kept]
         cells.append(f"{name} {stick_table(part).auc('MR', label):.3f}")
     print(f"cross-image AUC by family ({label}): {', '.join(cells)}")
+
+    if not args.linear:
+        return
+    clean = np.stack([v[0] for _, _, _, v in scored])  # (ladders, measures)
+    centre, spread = np.nanmedian(clean, axis=0), np.nanstd(clean, axis=0)
+    print("linear prices, -P * (measure - median) / SD: MR mean / bias / cross-image AUC")
+    for k, name in enumerate(MEASURES):
+        def priced(p: float, v: np.ndarray, k: int = k) -> np.ndarray:
+            return -p * np.nan_to_num((v[:, k] - centre[k]) / spread[k])
+
+        table = stick_table([(fam, g, {f"{p:g}": logit + priced(p, v) for p in args.linear})
+                             for fam, g, logit, v in scored])
+        srcc = table.srcc("MR")
+        cells = [f"P {p:g}: {srcc[f'{p:g}']['mean']:.3f} / {srcc[f'{p:g}']['bias']:.2f} / "
+                 f"{table.auc('MR', f'{p:g}'):.3f}" for p in args.linear]
+        print(f"  {name:10s} " + "; ".join(cells))
 
 
 if __name__ == "__main__":
