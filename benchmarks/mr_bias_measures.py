@@ -53,6 +53,7 @@ from mediqa_cli.iqm import _bright_foreground
 
 MEASURES = ("token", "entropy", "logpoly3", "modefield", "n4field")
 TOKEN = physics.PHYSICS_FEATURES.index("bias")
+AS_SHIPPED = "network + readers"  # the journal's logits, no term added
 
 
 def _object(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -228,11 +229,12 @@ def main(argv: list[str] | None = None) -> None:
               f"{np.nanmedian(stack[:, 5, k] - clean):+7.3f}")
     if not scored:
         return
-    clean = sorted({(g, float(logit[0])) for _, g, logit, _ in scored}, key=lambda x: x[1])
+    clean_logits = sorted({(g, float(logit[0])) for _, g, logit, _ in scored},
+                          key=lambda x: x[1])
     print("clean slices by the score's logit, lowest first:")
-    for group, value in clean:
+    for group, value in clean_logits:
         print(f"  {value:5.1f}  {group:24s} {files[group]}")
-    terms = {"network + readers": lambda t: np.zeros_like(t)}
+    terms = {AS_SHIPPED: lambda t: np.zeros_like(t)}
     if args.hinge:
         bound, price = args.hinge
         terms[f"+ hinge {bound:g}, {price:g}"] = (
@@ -246,14 +248,13 @@ def main(argv: list[str] | None = None) -> None:
               f"AUC {table.auc('MR', label):.3f}")
     # Which family's degraded steps the cross-image AUC loses on: each clean slice against the
     # other groups' steps 3-5 of one family, and of every family but bias.
-    label = "network + readers"
     subsets = {f.name: {f.name} for f in families} | {"all but bias": {
         f.name for f in families if f.name != "bias"}}
     cells = []
     for name, kept in subsets.items():
-        part = [(fam, g, {label: logit}) for fam, g, logit, _ in scored if fam in kept]
-        cells.append(f"{name} {stick_table(part).auc('MR', label):.3f}")
-    print(f"cross-image AUC by family ({label}): {', '.join(cells)}")
+        part = [(fam, g, {AS_SHIPPED: logit}) for fam, g, logit, _ in scored if fam in kept]
+        cells.append(f"{name} {stick_table(part).auc('MR', AS_SHIPPED):.3f}")
+    print(f"cross-image AUC by family ({AS_SHIPPED}): {', '.join(cells)}")
 
     if not args.linear:
         return
