@@ -87,15 +87,10 @@ class BatchRecipe:
     # "simulator:MODALITY" entries: simulators outside the shipped chains (`in_training` False)
     # that this recipe draws for that modality (candidate H: photographic noise on histology).
     added_simulators: tuple[str, ...] = ()
-    # Share of MR clean crops with an exact-minimum background that get a faint Rician noise
-    # floor before anything else (`background_floor`); 0 leaves the crops as stored.
-    background_floor: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.shading_weight <= 1.0:
             raise ValueError(f"shading_weight must lie in [0, 1], got {self.shading_weight}")
-        if not 0.0 <= self.background_floor <= 1.0:
-            raise ValueError(f"background_floor must lie in [0, 1], got {self.background_floor}")
         from mediqa_train.degrade import candidates
 
         for entry in self.added_simulators:
@@ -197,37 +192,6 @@ def random_crop(image: torch.Tensor, rng: np.random.Generator, lo: int, hi: int)
     return image[..., y:y + ch, x:x + cw].contiguous()
 
 
-# A background counts as exact when this share of the crop sits at its minimum (within
-# physics.CLIP_TOLERANCE of the range), and the floor's SD is drawn log-uniform in this range of
-# the crop's 99th percentile: a noise floor an MR scanner's own magnitude images carry.
-FLOOR_MIN_SHARE = 0.05
-FLOOR_SD = (0.003, 0.015)
-
-
-def background_floor(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """The crop as a scanner would have stored it: magnitude of the image plus complex Gaussian
-    noise (a Rician floor), when its background is exactly at the minimum; otherwise as is.
-
-    Why: most clean MR slices of the corpus come from processed volumes whose background was
-    zeroed, and every simulator that touches the background (noise, ghosting, motion) fills it,
-    so "exact zeros" is a perfect sign of a clean crop in training; the network then scores
-    clean scanner images, whose backgrounds hold a noise floor, below processed ones (v0.8.0's
-    clean MR logits on the stick's folds 1-4: SD 2.0, SRCC +0.79 with `clip_low`).
-    """
-    from mediqa_cli.physics import CLIP_TOLERANCE
-
-    lo, hi = float(image.min()), float(image.max())
-    at_floor = (image <= lo + CLIP_TOLERANCE * (hi - lo)).float().mean()
-    if hi <= lo or float(at_floor) < FLOOR_MIN_SHARE:
-        return image
-    sd = math.exp(rng.uniform(math.log(FLOOR_SD[0]), math.log(FLOOR_SD[1])))
-    sd *= float(torch.quantile(image.flatten().float()[:1 << 20] - lo, 0.99))
-    gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
-    real = image - lo + sd * torch.randn(image.shape, generator=gen)
-    imag = sd * torch.randn(image.shape, generator=gen)
-    return torch.sqrt(real * real + imag * imag) + lo
-
-
 def flip_rotate(image: torch.Tensor, spacing: tuple[float, float], rng: np.random.Generator
                 ) -> tuple[torch.Tensor, tuple[float, float]]:
     """One of the 8 rotations/reflections of the square (spacing swaps with a quarter turn).
@@ -288,14 +252,6 @@ class ExampleMaker:
                                                             CleanSlice]:
         """A random rescaled crop of a random slice: modality, then source, then slice, each
         uniform, because slice counts differ a hundredfold between sources."""
-        image, spacing, src = self._crop(rng)
-        if (src.modality == "MR" and self.recipe.background_floor > 0
-                and rng.random() < self.recipe.background_floor):
-            image = background_floor(image, rng)
-        return image, spacing, src
-
-    def _crop(self, rng: np.random.Generator) -> tuple[torch.Tensor, tuple[float, float],
-                                                       CleanSlice]:
         mods = list(self.by_modality)
         src = self._slice_of(mods[int(rng.integers(len(mods)))], rng)
         r = self.recipe

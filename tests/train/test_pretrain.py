@@ -470,35 +470,3 @@ def test_warm_start_copies_every_older_tensor_and_keeps_new_modules(tmp_path: Pa
         warm_start(wider, str(tmp_path / "old"), 0, echo=None)
     with pytest.raises(ValueError, match="out of range"):
         warm_start(new, str(tmp_path / "old"), 1, echo=None)
-
-
-def test_a_zeroed_mr_background_gets_a_rician_floor_and_a_noisy_one_is_left_alone() -> None:
-    from mediqa_train.batches import FLOOR_SD, background_floor
-
-    zeroed = torch.zeros(128, 128)
-    zeroed[32:96, 32:96] = 1000.0  # a tissue square on an exactly zero background
-    floored = background_floor(zeroed, np.random.default_rng(0))
-    background = floored[:16].flatten()
-    assert float((background == 0).float().mean()) == 0.0
-    # Rayleigh background: mean = SD * sqrt(pi / 2), SD within FLOOR_SD of the 99th percentile
-    sd = float(background.mean()) / np.sqrt(np.pi / 2)
-    assert FLOOR_SD[0] * 1000 * 0.9 < sd < FLOOR_SD[1] * 1000 * 1.1
-    assert abs(float(floored[48:80, 48:80].mean()) - 1000.0) < 0.05 * 1000
-    gen = torch.Generator().manual_seed(1)
-    noisy = torch.hypot(zeroed + 20 * torch.randn(128, 128, generator=gen),
-                        20 * torch.randn(128, 128, generator=gen))  # a scanner's own floor
-    assert torch.equal(background_floor(noisy, np.random.default_rng(0)), noisy)
-
-
-def test_the_floor_option_off_draws_the_same_crops_as_before(pool: list[Item]) -> None:
-    off = ExampleMaker(pool, ModelConfig.tiny(), BatchRecipe(crop_min=32, crop_max=64))
-    rng_draw, rng_crop = np.random.default_rng(3), np.random.default_rng(3)
-    for _ in range(6):
-        image, _, _ = off.draw_clean(rng_draw)
-        crop, _, _ = off._crop(rng_crop)
-        assert torch.equal(image, crop)  # no random number drawn for a floor that is off
-    on = ExampleMaker(pool, ModelConfig.tiny(),
-                      BatchRecipe(crop_min=32, crop_max=64, background_floor=1.0))
-    rng = np.random.default_rng(3)
-    mr = [on.draw_clean(rng) for _ in range(12)]
-    assert any(src.modality == "MR" for _, _, src in mr)
