@@ -9,8 +9,9 @@ rather than the fault). On the stick's ladders of the given folds (never fold 0 
 SRCC of the score, the network and the term, over all six images and over steps 1-5 only,
 the median move of the network and the term from the clean image to step 1 and from step 1 to
 step 5 (logit units), and the tokens whose share of the term moves most from clean to step 1.
-Below it, how much clean slices differ in each part (SD over the ladders' clean images): a
-fault is seen across patients only where it moves the score by more than that.
+Below it, how much clean slices differ in each part (SD over the ladders' clean images; a
+fault is seen across patients only where it moves the score by more than that) and the tokens
+the network's clean logit follows most.
 
 The parts are checked against the product: network + term is the logit the shipped scorer gives
 the first ladder's images (the largest difference is printed).
@@ -30,6 +31,7 @@ from mediqa_train import evaluate as ev
 from mediqa_train.eval_ladders import FAMILIES, ladder
 from mediqa_train.ladders import ladder_srcc
 from mediqa_train.manifest import read_manifest
+from scipy.stats import spearmanr
 
 from mediqa_cli.calibration import raw_logit
 from mediqa_cli.physics import PHYSICS_FEATURES, slice_physics
@@ -79,15 +81,25 @@ def family_lines(ladders: list[ScoredLadder], reader: TokenReader, top: int = 4)
     return lines
 
 
-def clean_spread(ladders: list[ScoredLadder], reader: TokenReader) -> str:
-    """SD of the network, the term and the score over the distinct clean images."""
+def clean_spread(ladders: list[ScoredLadder], reader: TokenReader, top: int = 3) -> str:
+    """SD of the network, the term and the score over the distinct clean images, and the
+    tokens the network's clean logit follows most (Spearman over those images)."""
     seen: dict[bytes, ScoredLadder] = {}
     for x in ladders:
         seen.setdefault(x.tokens[0].tobytes(), x)
     network = np.array([x.network[0] for x in seen.values()])
     term = np.array([reader.term(x.tokens[:1])[0] for x in seen.values()])
+    tokens = np.stack([x.tokens[0] for x in seen.values()])
+    follows = []
+    for k, name in enumerate(PHYSICS_FEATURES):
+        keep = np.isfinite(tokens[:, k]) & np.isfinite(network)
+        if keep.sum() > 2 and np.ptp(tokens[keep, k]) > 0:
+            follows.append((spearmanr(tokens[keep, k], network[keep]).statistic, name))
+    follows.sort(key=lambda t: -abs(t[0]))
     return (f"clean images: {len(seen)}; SD of the network {np.nanstd(network):.2f}, "
-            f"of the term {np.nanstd(term):.2f}, of the score {np.nanstd(network + term):.2f}")
+            f"of the term {np.nanstd(term):.2f}, of the score {np.nanstd(network + term):.2f}; "
+            "the network's clean logit follows "
+            + ", ".join(f"{name} {rho:+.2f}" for rho, name in follows[:top]))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,6 +52,10 @@ def test_clean_spread_counts_each_clean_image_once() -> None:
     one = _ladder(bench, "motion", 5.0)
     other = _ladder(bench, "motion", 3.0)
     other.tokens[0, NOISE] = 2.0  # a different clean image: its term is -0.5 lower
-    line = bench.clean_spread([one, _ladder(bench, "ghosting", 5.0), other], reader)
-    assert line.startswith("clean images: 2;")
-    assert "of the network 1.00, of the term 0.25, of the score 1.25" in line
+    third = _ladder(bench, "motion", 4.0)
+    third.tokens[0, NOISE] = 1.0
+    line = bench.clean_spread([one, _ladder(bench, "ghosting", 5.0), other, third], reader)
+    assert line.startswith("clean images: 3;")
+    # network 5, 3, 4; term 0, -0.5, -0.25; score 5, 2.5, 3.75 (population SDs)
+    assert "of the network 0.82, of the term 0.20, of the score 1.02" in line
+    assert line.endswith("follows noise -1.00")  # the higher logit, the lower noise token
