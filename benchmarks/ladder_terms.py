@@ -16,7 +16,8 @@ the network's clean logit follows most.
 The parts are checked against the product: network + term is the logit the shipped scorer gives
 the first ladder's images (the largest difference is printed).
 
-Usage: python benchmarks/ladder_terms.py --fold 1 --fold 2 --mirror MIRRORS [--modality MR]
+Usage: python benchmarks/ladder_terms.py --fold 1 --fold 2 --mirror MIRRORS [--modality MR] \\
+    [--weights W]
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     head = PhysicsHead.load(args.weights)
     reader = head.readers.get(args.modality) if head is not None else None
     if reader is None or reader.network_weight != 1.0:
-        parser.error(f"{args.weights}: no shipped token reader for {args.modality}")
+        parser.error(f"{args.weights}: no token reader for {args.modality} that adds to the "
+                     "network's logit (a site reader also weighs it)")
     network = ev.WeightSet("network", args.weights, physics_head=False)
     shipped = ev.WeightSet("score", args.weights)
 

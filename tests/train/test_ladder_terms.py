@@ -16,7 +16,7 @@ NOISE = PHYSICS_FEATURES.index("noise")
 def _reader() -> TokenReader:
     weights = np.zeros(N)
     weights[CLIP], weights[NOISE] = -0.5, 0.25  # fewer clipped pixels or more noise: lower
-    return TokenReader(np.zeros(N), np.ones(N), weights)
+    return TokenReader(np.zeros(N), np.ones(N), weights, offset=0.3)
 
 
 def _ladder(bench, family: str, clean_logit: float):  # noqa: ANN001, ANN202
@@ -37,7 +37,7 @@ def test_the_parts_add_up_and_a_jump_is_told_from_growth() -> None:
 
     header, family, first_token, second_token, *_ = bench.family_lines(ladders, reader, top=2)
     assert family.split()[:2] == ["motion", "2"]
-    # SRCC of score / network / term: the term (-2 at step 1, then -0.25 a step) ranks every
+    # SRCC of score / network / term: the term (-2.25 at step 1, then -0.25 a step) ranks every
     # step; the network wanders after its jump (0.89 with the clean image, 0.80 without)
     assert "+1.00 / +0.89 / +1.00" in family and "+1.00 / +0.80 / +1.00" in family
     assert family.split()[-4:] == ["-2.00", "-2.25", "-0.20", "-1.00"]
