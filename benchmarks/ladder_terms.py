@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from mediqa_train import evaluate as ev
-from mediqa_train.eval_ladders import FAMILIES, ladder
+from mediqa_train.eval_ladders import FAMILIES
 from mediqa_train.ladders import ladder_srcc
 from mediqa_train.manifest import read_manifest
 from scipy.stats import spearmanr
@@ -134,9 +134,8 @@ def main(argv: list[str] | None = None) -> None:
             except ValueError:  # evaluate skips these too
                 continue
             for family in FAMILIES[args.modality]:
-                key = f"{args.seed}|{image.source_id}|{family.name}"
-                steps = ladder(image.pixels, image.spacing, family,
-                               int(ev._hash_order(key)[:8], 16))
+                key = ev.ladder_key(args.seed, image, family)
+                steps = ev.ladder_steps(image, family, key)
                 tag = f"{image.source_id}/{family.name}"
                 logits = raw_logit(np.array([ev._score_of(r)
                                              for r in network.score(steps, image, tag)]))

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 from mediqa_train import evaluate as ev
-from mediqa_train.eval_ladders import FAMILIES, ladder
+from mediqa_train.eval_ladders import FAMILIES
 from mediqa_train.ladders import ladder_srcc
 from mediqa_train.manifest import read_manifest
 from scipy import ndimage
@@ -202,9 +202,8 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             files[image.group] = entry.path
             for family in families:
-                key = f"{args.seed}|{image.source_id}|{family.name}"
-                steps = ladder(image.pixels, image.spacing, family,
-                               int(ev._hash_order(key)[:8], 16))
+                key = ev.ladder_key(args.seed, image, family)
+                steps = ev.ladder_steps(image, family, key)
                 values = np.array([measures(s) for s in steps])
                 if family.name == "bias":
                     bias_rows.append(values)

@@ -210,6 +210,17 @@ def rival_values(images: Sequence[np.ndarray], base: EvalImage,
     return dict(out)
 
 
+def ladder_key(seed: int, image: EvalImage, family: Family) -> str:
+    """One ladder's name in the journal; its random draws are seeded from it."""
+    return f"{seed}|{image.source_id}|{family.name}"
+
+
+def ladder_steps(image: EvalImage, family: Family, key: str) -> list[np.ndarray]:
+    """The clean image and its five degraded steps, drawn as `key` seeds them: the one place
+    the stick's draws are made, so a benchmark that rebuilds a ladder gets evaluate's."""
+    return ladder(image.pixels, image.spacing, family, int(_hash_order(key)[:8], 16))
+
+
 def run_ladders(images: Sequence[EvalImage], weight_sets: Sequence[WeightSet], seed: int = 0,
                 families: dict[str, tuple[Family, ...]] = FAMILIES, rivals: bool = True,
                 journal: Path | None = None,
@@ -226,13 +237,12 @@ def run_ladders(images: Sequence[EvalImage], weight_sets: Sequence[WeightSet], s
     for image in images:
         clean_rivals: dict[str, float] | None = None
         for family in families.get(image.modality, ()):
-            key = f"{seed}|{image.source_id}|{family.name}"
+            key = ladder_key(seed, image, family)
             done += 1
             if key in done_before:
                 yield done_before[key]
                 continue
-            ladder_seed = int(_hash_order(key)[:8], 16)
-            steps = ladder(image.pixels, image.spacing, family, ladder_seed)
+            steps = ladder_steps(image, family, key)
             result = LadderResult(image.modality, family.name, image.group)
             tag = f"{image.source_id}/{family.name}"
             for k, weights in enumerate(weight_sets):
