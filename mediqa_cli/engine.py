@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +40,9 @@ IQM_SLICES = 5
 # A scan whose decoded slices (float32) fit in this many bytes keeps them from the first pass, so
 # its selected slices are not decoded a second time; a larger one re-reads just those.
 KEEP_BYTES = 32 * 1024 * 1024
+# The command's default pool starts at a run's 32nd scan: below that a worker's start-up costs
+# more than it saves (`_DecoderPool`).
+POOL_AFTER = 32
 
 class ScanInputError(Exception):
     """Pixel data that cannot be assessed (NaN, constant, too small...): an error row."""
@@ -204,32 +208,31 @@ def run(
     options: ScoreOptions,
     scorer: Scorer | None = None,
     reuse: Callable[[Scan | ScanProblem], ScanResult | None] | None = None,
+    *,
+    warm_start: bool = False,
 ) -> Iterator[ScanResult]:
     """Rows for every item, in order; decoding overlaps with scoring through a process pool.
 
     A row leaves as soon as its scan is scored, so the caller can journal it: scans are batched
     for the model only while more are ready (never waiting on a decoder to fill a batch). On
     Ctrl-C the scans already decoded are scored and their rows given out before the interrupt
-    goes on (a second Ctrl-C stops at once).
+    goes on (a second Ctrl-C stops at once). With `warm_start` (the command's default pool),
+    the pool starts only once the run has reached `POOL_AFTER` scans, and until its workers
+    are up scans are prepared in this process (`_DecoderPool`).
     """
     workers = options.workers or 0  # None (the API's default): decode in this process
-    executor: ProcessPoolExecutor | None = None
-    if workers > 0:
-        import multiprocessing
-
-        executor = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(os.getpid(),),
-        )
+    start_after = POOL_AFTER if warm_start else 0
+    pool: _DecoderPool | None = None
     in_flight: deque[tuple[str, Any]] = deque()
     limit = max(2, 2 * workers + 1)
     pending: list[PreparedScan] = []
     completed = False
     try:
         try:
-            for item in items:
+            for seen, item in enumerate(items):
+                if pool is None and workers > 0 and seen >= start_after:
+                    pool = _DecoderPool(workers, warm_start)
+                executor = pool.executor if pool is not None and pool.takes_work() else None
                 in_flight.append(_submit(item, options, scorer, reuse, executor))
                 while len(in_flight) > limit:
                     yield from _drain_one(in_flight, pending, scorer, options)
@@ -237,16 +240,83 @@ def run(
                 yield from _drain_one(in_flight, pending, scorer, options)
         except KeyboardInterrupt:
             ready = pending + _salvage(in_flight)  # before the pool stops: decoded scans stay
-            if executor is not None:
-                _stop_pool(executor, finished=False)
-                executor = None
+            if pool is not None:
+                pool.close(finished=False)
+                pool = None
             yield from _flush(ready, scorer)
             raise
         yield from _flush(pending, scorer)
         completed = True
     finally:
-        if executor is not None:
-            _stop_pool(executor, finished=completed)
+        if pool is not None:
+            pool.close(finished=completed)
+
+
+class _DecoderPool:
+    """The decoding processes of one run, and the model's share of the cores beside them.
+
+    Why the thread count: torch's intra-op threads spin while they wait, so a model using every
+    core beside a busy decoder burns CPU and slows both. With the model held to the cores the
+    decoders leave (at least one), a 250-scan archive on 2 cores took 27.9 s against 37.8 s in
+    one process, the same rows (benchmarks/RESULTS.md, "A decoder beside the model").
+
+    Why `warm_start`: a spawned worker imports the whole stack first (~2.5 s of CPU, what
+    preparing some 30 scans costs here), and on two cores that start-up slows the scans
+    prepared beside it: the 15-scan demo took 2.3 s with a pool against 1.8 s without. So the
+    command's pool starts only at a run's `POOL_AFTER`th scan, and takes scans only once a
+    first no-op job has come back; until then they are prepared here, so a small run never
+    waits for a worker and a large one hands the workers its decoding.
+    """
+
+    def __init__(self, workers: int, warm_start: bool) -> None:
+        import multiprocessing
+
+        self.executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
+        )
+        self._warming: Future | None = self.executor.submit(_warm_up) if warm_start else None
+        self._threads = _hold_model_threads(max(1, (os.cpu_count() or 1) - workers))
+
+    def takes_work(self) -> bool:
+        """Has the pool started (or was it asked to take scans at once)? A pool whose first
+        job failed takes none: the run goes on in this process."""
+        if self._warming is None:
+            return True
+        if not self._warming.done() or self._warming.exception() is not None:
+            return False
+        self._warming = None
+        return True
+
+    def close(self, finished: bool) -> None:
+        """Stop the workers (a pool still starting is not waited for) and give the model back
+        the threads it had."""
+        _stop_pool(self.executor, finished=finished and self.takes_work())
+        _hold_model_threads(self._threads)
+
+
+def _warm_up() -> int:
+    """The pool's first job: by the time it returns, the worker has imported what
+    `prepare_scan` and the readers need (unpickling it imported this module)."""
+    import mediqa_cli.io  # noqa: F401 - the readers
+    import mediqa_cli.scoring  # noqa: F401 - the preparer's class
+
+    return os.getpid()
+
+
+def _hold_model_threads(threads: int) -> int:
+    """Set torch's intra-op threads in this process, if torch is loaded (a run without a model
+    needs none); return the count it had, to restore."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return threads
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return before
 
 
 def _stop_pool(executor: ProcessPoolExecutor, finished: bool) -> None:

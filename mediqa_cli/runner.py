@@ -64,17 +64,15 @@ class ScoreRequest(ScoreOptions):
 
 
 def default_workers(cores: int | None = None) -> int:
-    """One decoder per spare core (at most 4) where there are at least two spare cores, else
-    none: decoding overlaps the model, cores stay free.
+    """One decoder per spare core (at most 4); none on one core.
 
-    Why not one worker on two cores: a spawned decoder imports the whole stack (about 2.5 s of
-    CPU) and then competes with the model's threads for the same two cores. Measured on a 2-core
-    machine (benchmarks/RESULTS.md, "Start-up"): the demo archive takes 4.6 s in one process
-    against 7.2-8.0 s with a worker, and 200 generated scans take the same wall time either
-    way with 35 % more CPU beside a worker.
+    On two cores one decoder beside the model (held to the other core) scores a 250-scan
+    archive in 27.9 s against 37.8 s in one process (benchmarks/RESULTS.md, "A decoder beside
+    the model"); the command starts it warm (`engine.run`'s `warm_start`), so a run shorter
+    than the worker's start-up, like the demo, is not slowed by it.
     """
     cores = cores if cores is not None else (os.cpu_count() or 1)
-    return 0 if cores <= 2 else min(4, cores - 1)
+    return min(4, max(0, cores - 1))
 
 
 def run_score(request: ScoreRequest) -> int:
@@ -208,7 +206,8 @@ def _score(request: ScoreRequest, fmt: str, out: Path, to_stdout: bool) -> int:
         items = discover(request.paths, exclude=own_files)
         reuse_rows = reuse if request.resume else None
         results = (cluster.run(items, options, reuse_rows) if cluster is not None
-                   else run(items, options, scorer, reuse_rows))
+                   else run(items, options, scorer, reuse_rows,
+                            warm_start=request.workers is None))
         bar = ProgressBar(request.paths, own_files, enabled=ProgressBar.wanted(request.quiet))
         with bar as progress, contextlib.closing(results):
             for result in results:

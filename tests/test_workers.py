@@ -164,8 +164,56 @@ def test_kill_9_leaves_no_worker_and_resume_equals_a_clean_run(tmp_path: Path):
     assert not journal.exists()
 
 
-@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 0), (3, 2), (4, 3), (8, 4), (64, 4)])
-def test_default_workers_leave_two_core_machines_in_one_process(cores: int, workers: int):
+@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 1), (3, 2), (4, 3), (8, 4), (64, 4)])
+def test_default_workers_one_per_spare_core(cores: int, workers: int):
     from mediqa_cli.runner import default_workers
 
     assert default_workers(cores) == workers
+
+
+def _values(results) -> list[dict]:
+    return [{k: v for k, v in r.column_values().items() if k not in TIMING} for r in results]
+
+
+def test_the_commands_pool_starts_only_once_a_run_reaches_pool_after(tmp_path: Path, monkeypatch):
+    """`warm_start` (the command's default workers): a run shorter than POOL_AFTER scans never
+    spawns a worker (its start-up would cost more than it saves); a longer one starts the pool
+    at that scan and gives the rows of a run in one process."""
+    import multiprocessing
+
+    from mediqa_cli import engine
+
+    monkeypatch.setattr(engine, "POOL_AFTER", 4)
+    started: list[tuple] = []
+    real = engine._DecoderPool
+    monkeypatch.setattr(engine, "_DecoderPool",
+                        lambda *args: started.append(args) or real(*args))
+    short = _archive(tmp_path / "short", copies=1)  # 3 scans
+    rows = list(run(discover([str(short)]), ScoreOptions(workers=1), None, warm_start=True))
+    assert [r.status for r in rows] == ["ok"] * 3
+    assert started == []
+
+    longer = _archive(tmp_path / "longer", copies=3)  # 9 scans
+    rows = list(run(discover([str(longer)]), ScoreOptions(workers=1), None, warm_start=True))
+    assert started == [(1, True)]
+    assert _values(rows) == _values(run(discover([str(longer)]), ScoreOptions(workers=0)))
+    assert _pool_threads() == []
+    assert multiprocessing.active_children() == []
+
+
+def test_a_warm_pool_takes_scans_once_up_and_gives_the_model_its_threads_back():
+    """Beside a pool the model keeps the cores the decoders leave (at least one): torch's
+    waiting threads spin, and a model on every core beside a busy decoder slows both."""
+    import torch
+
+    from mediqa_cli.engine import _DecoderPool
+
+    before = torch.get_num_threads()
+    pool = _DecoderPool(1, warm_start=True)
+    try:
+        assert torch.get_num_threads() == max(1, (os.cpu_count() or 1) - 1)
+        pool._warming.result(timeout=300)
+        assert pool.takes_work()
+    finally:
+        pool.close(finished=True)
+    assert torch.get_num_threads() == before
