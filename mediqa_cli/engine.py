@@ -309,7 +309,6 @@ def _warm_up() -> int:
 def _hold_model_threads(threads: int) -> int:
     """Set torch's intra-op threads in this process, if torch is loaded (a run without a model
     needs none); return the count it had, to restore."""
-    import sys
 
     torch = sys.modules.get("torch")
     if torch is None:
@@ -369,7 +368,6 @@ def _worker_init(parent: int | None = None) -> None:
 def _die_with_parent(parent: int | None) -> None:
     """Linux: SIGTERM this process when its parent dies (prctl PR_SET_PDEATHSIG), and exit now
     if the parent already died while this worker was still starting (importing torch)."""
-    import sys
 
     if not sys.platform.startswith("linux"):
         return

@@ -416,9 +416,13 @@ def _print_evaluation(summary: dict, meta: dict) -> None:
         auc.add_column(m, justify="right")
     for modality, entry in summary["modalities"].items():
         ci = entry["auc_ci"]["model"]
-        auc.add_row(modality, *[
+        auc.add_row(f"[bold]{modality}[/]", *[
             f"{cell(entry['auc'][m])} [{cell(ci[0])}, {cell(ci[1])}]" if m == "model"
             else cell(entry["auc"][m]) for m in methods])
+        by_family = entry.get("auc_by_family", {})  # files written before it have none
+        for family in entry["families"] if by_family else ():
+            auc.add_row(f"  {family}", *[cell(by_family[m][family]) if m in by_family else ""
+                                         for m in methods])
     wide.print(auc)
     pooled = summary["pooled"]
     line = (f"pooled (mean over modalities) SRCC: model {pooled['srcc']['model']:.3f} "

@@ -368,6 +368,15 @@ class Table:
         counts, sizes = self._cache[key]
         return _weighted_auc(counts, sizes, weights)
 
+    def auc_by_family(self, modality: str, method: str) -> dict[str, float]:
+        """The cross-image AUC with one family's degraded images only (each group's clean
+        image against the other groups' steps of that family): where the AUC is lost."""
+        out = {}
+        for family in self.families(modality):
+            part = [r for r in self.results if r.modality == modality and r.family == family]
+            out[family] = Table(part, self.methods).auc(modality, method)
+        return out
+
     def bootstrap(self, modality: str, statistic: Callable[[np.ndarray], float],
                   seed: int = 0, n: int = BOOTSTRAP) -> tuple[float, float]:
         """95% percentile interval of `statistic(group weights)` over group resamples."""
@@ -424,6 +433,8 @@ def summarise(table: Table, reference: str, compare: str | Sequence[str] | None 
             "families": table.families(modality),
             "srcc": srcc,
             "auc": {m: table.auc(modality, m) for m in table.methods},
+            "auc_by_family": {m: table.auc_by_family(modality, m)
+                              for m in (reference, *compares)},
         }
         for method in (reference, *compares):
             entry.setdefault("srcc_ci", {})[method] = table.bootstrap(

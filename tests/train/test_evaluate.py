@@ -250,3 +250,20 @@ def test_rankings_read_the_unrounded_score_that_the_report_rounds(weights_dir) -
         assert ev._score_of(row) == row.exact_score
         assert "exact_score" not in row.column_values()  # never a report column
     assert ev._score_of({"status": "ok", "score": 99.99}) == 99.99  # a report row as read back
+
+
+def test_auc_by_family_shows_which_familys_steps_the_clean_images_fail_to_beat() -> None:
+    """One family whose steps score as high as clean images (a fault the method does not see)
+    reads 0.5 on its own and pulls the pooled AUC between the two families' values."""
+    results = []
+    for g in range(6):
+        clean = 50.0 + g  # clean images differ a little between groups
+        results.append(LadderResult("MR", "noise", f"g{g}", {"m": [clean] + [10.0] * 5}))
+        results.append(LadderResult("MR", "bias", f"g{g}", {"m": [clean] * 6}))
+    table = Table(results, ["m"])
+    by_family = table.auc_by_family("MR", "m")
+    assert by_family["noise"] == pytest.approx(1.0)
+    assert by_family["bias"] == pytest.approx(0.5)  # other groups' steps = their clean: half
+    assert by_family["bias"] < table.auc("MR", "m") < by_family["noise"]
+    summary = summarise(table, "m", n_boot=20)
+    assert summary["modalities"]["MR"]["auc_by_family"]["m"] == by_family
