@@ -309,7 +309,6 @@ def _warm_up() -> int:
 def _hold_model_threads(threads: int) -> int:
     """Set torch's intra-op threads in this process, if torch is loaded (a run without a model
     needs none); return the count it had, to restore."""
-
     torch = sys.modules.get("torch")
     if torch is None:
         return threads
