@@ -12,6 +12,7 @@ the model step there.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -29,6 +30,8 @@ from mediqa_cli.iqm import compute_iqms
 from mediqa_cli.options import ScoreOptions
 from mediqa_cli.results import ScanResult, new_result
 from mediqa_cli.saliency import SliceSelection, select_slices, thumbnail
+
+log = logging.getLogger("mediqa")
 
 # Slices smaller than this on either side carry too little to assess.
 MIN_SIDE = 8
@@ -278,6 +281,7 @@ class _DecoderPool:
             initargs=(os.getpid(),),
         )
         self._warming: Future | None = self.executor.submit(_warm_up) if warm_start else None
+        self._failed = False
         self._threads = _hold_model_threads(max(1, (os.cpu_count() or 1) - workers))
 
     def takes_work(self) -> bool:
@@ -285,7 +289,14 @@ class _DecoderPool:
         job failed takes none: the run goes on in this process."""
         if self._warming is None:
             return True
-        if not self._warming.done() or self._warming.exception() is not None:
+        if not self._warming.done():
+            return False
+        failure = self._warming.exception()
+        if failure is not None:
+            if not self._failed:
+                log.warning("decoding workers did not start (%s); scans are prepared in "
+                            "the main process", failure)
+                self._failed = True
             return False
         self._warming = None
         return True
@@ -367,7 +378,6 @@ def _worker_init(parent: int | None = None) -> None:
 def _die_with_parent(parent: int | None) -> None:
     """Linux: SIGTERM this process when its parent dies (prctl PR_SET_PDEATHSIG), and exit now
     if the parent already died while this worker was still starting (importing torch)."""
-
     if not sys.platform.startswith("linux"):
         return
     try:

@@ -217,3 +217,25 @@ def test_a_warm_pool_takes_scans_once_up_and_gives_the_model_its_threads_back():
     finally:
         pool.close(finished=True)
     assert torch.get_num_threads() == before
+
+
+def test_a_pool_whose_workers_fail_to_start_leaves_the_scans_to_this_process(caplog):
+    """A first job that fails (a worker that cannot import) hands no scan to the pool: the run
+    goes on in this process, with one warning."""
+    import logging
+    from concurrent.futures import Future
+
+    from mediqa_cli.engine import _DecoderPool
+
+    pool = _DecoderPool(1, warm_start=False)  # no job submitted: no worker spawned
+    failed: Future = Future()
+    failed.set_exception(RuntimeError("no module named pydicom"))
+    pool._warming = failed
+    try:
+        with caplog.at_level(logging.WARNING, logger="mediqa"):
+            assert not pool.takes_work()
+            assert not pool.takes_work()
+        warnings = [r.getMessage() for r in caplog.records if "did not start" in r.getMessage()]
+        assert len(warnings) == 1 and "no module named pydicom" in warnings[0]
+    finally:
+        pool.close(finished=True)
