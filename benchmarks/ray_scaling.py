@@ -17,7 +17,7 @@ decoding worker and other jobs, and the comparison would measure that instead of
 
 Usage: python benchmarks/ray_scaling.py [--copies 4] [--repeats 3] [--workers N]
 (--copies: how many copies of the demo archive; the local run uses --workers, default one per
-spare core as `mediqa score` does.)
+two cores as `mediqa score` does.)
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ class ScoreOptions:
     """Every option of `mediqa score` except PATHS, --out and --config (README "Options")."""
 
     # How scans are scored (the command and `mediqa.score`). workers=None: the command starts
-    # one decoder per spare core (at most 4); the Python API decodes in the calling process.
+    # one decoder per two cores (at most 4); the Python API decodes in the calling process.
     workers: int | None = field(default=None, metadata=_SCORING)
     device: str = field(default="auto", metadata=_SCORING)
     backend: str = field(default="eager", metadata=_SCORING)

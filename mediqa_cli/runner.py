@@ -56,7 +56,7 @@ class ScoreRequest(ScoreOptions):
     out: str
 
     def options(self) -> ScoreOptions:
-        """The options alone, with the worker count resolved (None: one per spare core)."""
+        """The options alone, with the worker count resolved (None: `default_workers`)."""
         values = self.values()
         if values["workers"] is None:
             values["workers"] = default_workers()
@@ -64,15 +64,18 @@ class ScoreRequest(ScoreOptions):
 
 
 def default_workers(cores: int | None = None) -> int:
-    """One decoder per spare core (at most 4); none on one core.
+    """One decoder per two cores (at most 4), the model keeping the rest; none on one core.
 
-    On two cores one decoder beside the model (held to the other core) scores a 250-scan
-    archive in 27.9 s against 37.8 s in one process (benchmarks/RESULTS.md, "A decoder beside
-    the model"); the command starts it warm (`engine.run`'s `warm_start`), so a run shorter
-    than the worker's start-up, like the demo, is not slowed by it.
+    Why half: in a run on the CPU the decoders' share (decoding, IQMs, physics tokens) and the
+    model's take about the same CPU time (21 and 24 s for 250 generated scans), so halving the
+    cores keeps both sides busy. On two cores one decoder beside the model (held to the other
+    core) scores that archive in 27.9 s against 37.8 s in one process (benchmarks/RESULTS.md,
+    "A decoder beside the model"); the command starts it warm (`engine.run`'s `warm_start`),
+    so a run shorter than the worker's start-up, like the demo, is not slowed by it. Machines
+    with more cores are not measured yet.
     """
     cores = cores if cores is not None else (os.cpu_count() or 1)
-    return min(4, max(0, cores - 1))
+    return min(4, cores // 2)
 
 
 def run_score(request: ScoreRequest) -> int:

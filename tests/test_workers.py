@@ -164,8 +164,8 @@ def test_kill_9_leaves_no_worker_and_resume_equals_a_clean_run(tmp_path: Path):
     assert not journal.exists()
 
 
-@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 1), (3, 2), (4, 3), (8, 4), (64, 4)])
-def test_default_workers_one_per_spare_core(cores: int, workers: int):
+@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 1), (3, 1), (4, 2), (8, 4), (64, 4)])
+def test_default_workers_one_per_two_cores(cores: int, workers: int):
     from mediqa_cli.runner import default_workers
 
     assert default_workers(cores) == workers
