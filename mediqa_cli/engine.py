@@ -260,8 +260,9 @@ class _DecoderPool:
 
     Why the thread count: torch's intra-op threads spin while they wait, so a model using every
     core beside a busy decoder burns CPU and slows both. With the model held to the cores the
-    decoders leave (at least one), a 250-scan archive on 2 cores took 27.9 s against 37.8 s in
-    one process, the same rows (benchmarks/RESULTS.md, "A decoder beside the model").
+    decoders leave (at least one; torch's setting is process-wide, so an API caller's own torch
+    work shares it while the run lasts), a 250-scan archive on 2 cores took 29.7 s against
+    38.2 s in one process, the same rows (benchmarks/RESULTS.md, "A decoder beside the model").
 
     Why `warm_start`: a spawned worker imports the whole stack first (~2.5 s of CPU, what
     preparing some 30 scans costs here), and on two cores that start-up slows the scans
@@ -280,23 +281,27 @@ class _DecoderPool:
             initializer=_worker_init,
             initargs=(os.getpid(),),
         )
-        self._warming: Future | None = self.executor.submit(_warm_up) if warm_start else None
+        # One no-op job per worker: the pool spawns a process per job while none is idle, so
+        # every worker has imported the stack before the first scan goes to the pool.
+        self._warming: list[Future] | None = (
+            [self.executor.submit(_warm_up) for _ in range(workers)] if warm_start else None)
         self._failed = False
         self._threads = _hold_model_threads(max(1, (os.cpu_count() or 1) - workers))
 
     def takes_work(self) -> bool:
         """Has the pool started (or was it asked to take scans at once)? A pool whose first
-        job failed takes none: the run goes on in this process."""
+        jobs failed takes none: the run goes on in this process, the model's threads given
+        back."""
         if self._warming is None:
             return True
-        if not self._warming.done():
+        if self._failed or not all(job.done() for job in self._warming):
             return False
-        failure = self._warming.exception()
+        failure = next((job.exception() for job in self._warming if job.exception()), None)
         if failure is not None:
-            if not self._failed:
-                log.warning("decoding workers did not start (%s); scans are prepared in "
-                            "the main process", failure)
-                self._failed = True
+            log.warning("decoding workers did not start (%s); scans are prepared in the main "
+                        "process", failure)
+            self._failed = True
+            self._restore_threads()
             return False
         self._warming = None
         return True
@@ -305,7 +310,12 @@ class _DecoderPool:
         """Stop the workers (a pool still starting is not waited for) and give the model back
         the threads it had."""
         _stop_pool(self.executor, finished=finished and self.takes_work())
-        _hold_model_threads(self._threads)
+        self._restore_threads()
+
+    def _restore_threads(self) -> None:
+        if self._threads is not None:
+            _hold_model_threads(self._threads)
+            self._threads = None
 
 
 def _warm_up() -> int:
@@ -317,12 +327,12 @@ def _warm_up() -> int:
     return os.getpid()
 
 
-def _hold_model_threads(threads: int) -> int:
+def _hold_model_threads(threads: int) -> int | None:
     """Set torch's intra-op threads in this process, if torch is loaded (a run without a model
-    needs none); return the count it had, to restore."""
+    needs none); return the count it had, to restore (None: torch was not loaded)."""
     torch = sys.modules.get("torch")
     if torch is None:
-        return threads
+        return None
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     return before

@@ -69,7 +69,7 @@ def default_workers(cores: int | None = None) -> int:
     Why half: in a run on the CPU the decoders' share (decoding, IQMs, physics tokens) and the
     model's take about the same CPU time (21 and 24 s for 250 generated scans), so halving the
     cores keeps both sides busy. On two cores one decoder beside the model (held to the other
-    core) scores that archive in 27.9 s against 37.8 s in one process (benchmarks/RESULTS.md,
+    core) scores that archive in 29.7 s against 38.2 s in one process (benchmarks/RESULTS.md,
     "A decoder beside the model"); the command starts it warm (`engine.run`'s `warm_start`),
     so a run shorter than the worker's start-up, like the demo, is not slowed by it. Machines
     with more cores are not measured yet.

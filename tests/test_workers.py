@@ -178,25 +178,47 @@ def _values(results) -> list[dict]:
 def test_the_commands_pool_starts_only_once_a_run_reaches_pool_after(tmp_path: Path, monkeypatch):
     """`warm_start` (the command's default workers): a run shorter than POOL_AFTER scans never
     spawns a worker (its start-up would cost more than it saves); a longer one starts the pool
-    at that scan and gives the rows of a run in one process."""
+    at that scan, hands it scans once its worker is up, gives the rows of a run in one process
+    and gives the model its threads back."""
     import multiprocessing
+
+    import torch
 
     from mediqa_cli import engine
 
     monkeypatch.setattr(engine, "POOL_AFTER", 4)
-    started: list[tuple] = []
-    real = engine._DecoderPool
+    pools: list = []
+    real_pool = engine._DecoderPool
     monkeypatch.setattr(engine, "_DecoderPool",
-                        lambda *args: started.append(args) or real(*args))
+                        lambda *args: pools.append(real_pool(*args)) or pools[-1])
+    sent_to_pool: list[bool] = []
+    real_submit = engine._submit
+    monkeypatch.setattr(engine, "_submit", lambda item, options, scorer, reuse, executor: (
+        sent_to_pool.append(executor is not None)
+        or real_submit(item, options, scorer, reuse, executor)))
+    threads = torch.get_num_threads()
+
     short = _archive(tmp_path / "short", copies=1)  # 3 scans
     rows = list(run(discover([str(short)]), ScoreOptions(workers=1), None, warm_start=True))
     assert [r.status for r in rows] == ["ok"] * 3
-    assert started == []
+    assert pools == [] and sent_to_pool == [False] * 3
+
+    def waiting(items):
+        """The scans, pausing after the fifth until the pool's worker is up."""
+        for n, item in enumerate(items):
+            if n == 5:
+                deadline = time.monotonic() + 300
+                while not pools[0].takes_work() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            yield item
 
     longer = _archive(tmp_path / "longer", copies=3)  # 9 scans
-    rows = list(run(discover([str(longer)]), ScoreOptions(workers=1), None, warm_start=True))
-    assert started == [(1, True)]
+    rows = list(run(waiting(discover([str(longer)])), ScoreOptions(workers=1), None,
+                    warm_start=True))
+    assert len(pools) == 1
+    assert sent_to_pool[3:] == [False] * 5 + [True] * 4  # in this process until the worker is up
     assert _values(rows) == _values(run(discover([str(longer)]), ScoreOptions(workers=0)))
+    assert torch.get_num_threads() == threads
     assert _pool_threads() == []
     assert multiprocessing.active_children() == []
 
@@ -212,7 +234,8 @@ def test_a_warm_pool_takes_scans_once_up_and_gives_the_model_its_threads_back():
     pool = _DecoderPool(1, warm_start=True)
     try:
         assert torch.get_num_threads() == max(1, (os.cpu_count() or 1) - 1)
-        pool._warming.result(timeout=300)
+        for job in pool._warming:
+            job.result(timeout=300)
         assert pool.takes_work()
     finally:
         pool.close(finished=True)
@@ -225,17 +248,22 @@ def test_a_pool_whose_workers_fail_to_start_leaves_the_scans_to_this_process(cap
     import logging
     from concurrent.futures import Future
 
+    import torch
+
     from mediqa_cli.engine import _DecoderPool
 
+    before = torch.get_num_threads()
     pool = _DecoderPool(1, warm_start=False)  # no job submitted: no worker spawned
     failed: Future = Future()
     failed.set_exception(RuntimeError("no module named pydicom"))
-    pool._warming = failed
+    pool._warming = [failed]
     try:
         with caplog.at_level(logging.WARNING, logger="mediqa"):
             assert not pool.takes_work()
             assert not pool.takes_work()
         warnings = [r.getMessage() for r in caplog.records if "did not start" in r.getMessage()]
         assert len(warnings) == 1 and "no module named pydicom" in warnings[0]
+        assert torch.get_num_threads() == before  # the model has its threads back at once
     finally:
         pool.close(finished=True)
+    assert torch.get_num_threads() == before

@@ -369,8 +369,9 @@ class Table:
         return _weighted_auc(counts, sizes, weights)
 
     def auc_by_family(self, modality: str, method: str) -> dict[str, float]:
-        """The cross-image AUC with one family's degraded images only (each group's clean
-        image against the other groups' steps of that family): where the AUC is lost."""
+        """The cross-image AUC with one family's degraded images only (the clean image of each
+        group that has that family's ladder against the other such groups' steps): where the
+        AUC is lost."""
         out = {}
         for family in self.families(modality):
             part = [r for r in self.results if r.modality == modality and r.family == family]
