@@ -19,7 +19,6 @@ from typing import Any
 from mediqa_train.batches import BatchRecipe
 
 from mediqa_cli.model.config import ModelConfig, checked_keys, drop_retired
-from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -52,19 +51,10 @@ class LossWeights:
     rank_margin: float = 2.0  # pairs closer than this in target quality are not ranked
     rank_scale: float = 5.0  # quality points (or, rank_on "logit", score logits) per loss logit
     rank_on: str = "score"  # "score": 0..100 scores; "logit": the quality head's logits
-    # Cross-image ranking: each clean crop above every other crop of its modality in the batch
-    # whose target quality is below `cross_below` (0: off). See `losses.cross_image_loss`.
-    rank_cross: float = 0.0
-    cross_below: float = 80.0
-    cross_skip: tuple[str, ...] = ()  # families whose degraded crops are left out of those pairs
 
     def __post_init__(self) -> None:
         if self.rank_on not in ("score", "logit"):
             raise ValueError(f"loss.rank_on must be 'score' or 'logit', not {self.rank_on!r}")
-        object.__setattr__(self, "cross_skip", tuple(self.cross_skip))  # JSON gives a list
-        unknown = set(self.cross_skip) - set(PHYSICAL_FAMILIES)
-        if unknown:
-            raise ValueError(f"loss.cross_skip: unknown families {sorted(unknown)}")
 
 
 @dataclass(frozen=True)
