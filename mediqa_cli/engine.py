@@ -268,7 +268,7 @@ class _DecoderPool:
     preparing some 30 scans costs here), and on two cores that start-up slows the scans
     prepared beside it: the 15-scan demo took 2.3 s with a pool against 1.8 s without. So the
     command's pool starts only at a run's `POOL_AFTER`th scan, and takes scans only once a
-    first no-op job has come back; until then they are prepared here, so a small run never
+    no-op job of each worker has come back; until then they are prepared here, so a small run never
     waits for a worker and a large one hands the workers its decoding.
     """
 
