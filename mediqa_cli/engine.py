@@ -296,7 +296,7 @@ class _DecoderPool:
             return True
         if self._failed or not all(job.done() for job in self._warming):
             return False
-        failure = next((job.exception() for job in self._warming if job.exception()), None)
+        failure = next((e for e in map(Future.exception, self._warming) if e is not None), None)
         if failure is not None:
             log.warning("decoding workers did not start (%s); scans are prepared in the main "
                         "process", failure)
