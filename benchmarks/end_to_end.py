@@ -103,22 +103,48 @@ def decode_floor(paths: Sequence[str]) -> dict[str, float]:
             "files": len(files), "mvox": voxels / 1e6}
 
 
-def _group_rss_mb(group: int) -> float:
-    """Summed resident memory of a process group (the CLI and its decoding workers)."""
-    total = 0
+def _group_pids(group: int) -> list[int]:
+    """The processes of a process group (the CLI and its decoding workers)."""
+    pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
-            if int(fields[2]) != group:
-                continue
-            with open(f"/proc/{entry}/statm", encoding="ascii") as handle:
-                total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
+        except (OSError, IndexError):
             continue
-    return total / 2**20
+        if int(fields[2]) == group:
+            pids.append(int(entry))
+    return pids
+
+
+def _kib(path: str, key: str) -> int:
+    """One `Key:  N kB` line of a /proc file (0 when the process has gone)."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def sample_group_memory(group: int, peaks: dict[int, int]) -> tuple[float, float]:
+    """The group's summed resident and proportional memory now (MB), and each process's own
+    high-water mark (`VmHWM`, kB) kept in `peaks`.
+
+    Why not `ru_maxrss` of the child: Linux keeps a process's maximum RSS across fork and exec,
+    so the CLI's figure was this benchmark's own size (985 MB on every tree). Why PSS beside
+    RSS: the workers map the same torch libraries as the CLI, and summed RSS counts those
+    shared pages once per process."""
+    rss = pss = 0
+    for pid in _group_pids(group):
+        peaks[pid] = max(peaks.get(pid, 0), _kib(f"/proc/{pid}/status", "VmHWM:"))
+        rss += _kib(f"/proc/{pid}/status", "VmRSS:")
+        pss += _kib(f"/proc/{pid}/smaps_rollup", "Pss:")
+    return rss / 1024, pss / 1024
 
 
 # `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH: run from the
@@ -135,17 +161,20 @@ def _env(source: str | None) -> dict[str, str]:
 
 def score_cli(paths: Sequence[str], out: Path, source: str | None = None) -> dict[str, float]:
     """`mediqa score` in a child process, default options: wall, CPU of it and its workers,
-    peak memory (largest process, and the group's sum sampled every 0.2 s), exit code."""
+    peak memory (the largest process's own peak, and the group's summed RSS and PSS sampled
+    every 0.2 s), exit code."""
     command = [sys.executable, "-m", "mediqa_cli", "score", *paths, "--out", str(out), "--quiet"]
     started = time.perf_counter()
     child = subprocess.Popen(command, env=_env(source), cwd=_CHILD_CWD, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = [0.0]
+    peaks: dict[int, int] = {}
+    group_peak = [0.0, 0.0]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.2):
-            peak[0] = max(peak[0], _group_rss_mb(child.pid))
+            rss, pss = sample_group_memory(child.pid, peaks)
+            group_peak[:] = [max(group_peak[0], rss), max(group_peak[1], pss)]
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -158,7 +187,8 @@ def score_cli(paths: Sequence[str], out: Path, source: str | None = None) -> dic
     if child.returncode not in (0, 1, 4):
         raise SystemExit(f"mediqa score failed ({child.returncode}): {stderr[-2000:]}")
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "rss_max_mb": usage.ru_maxrss / 1024, "rss_group_mb": peak[0],
+            "rss_max_mb": max(peaks.values(), default=0) / 1024,
+            "rss_group_mb": group_peak[0], "pss_group_mb": group_peak[1],
             "code": child.returncode}
 
 
@@ -274,7 +304,7 @@ def main() -> None:
     print("\n== 1-2. decode floor vs `mediqa score` (default workers) ==")
     header = (f"{'tree':<13} {'files':>6} {'Mvox':>6} {'floor s':>8} {'floor cpu':>9} "
               f"{'run':<6} {'wall s':>7} {'cpu s':>7} {'wall/floor':>10} {'cpu/floor':>9} "
-              f"{'RSS MB':>7} {'group MB':>8}")
+              f"{'peak MB':>7} {'group RSS':>9} {'group PSS':>9}")
     print(header)
     walls: dict[str, dict[str, list[tuple[int, float, float]]]] = {}
     floors: dict[str, tuple[float, float]] = {}
@@ -293,11 +323,12 @@ def main() -> None:
             cpu = statistics.median(r["cpu"] for r in results)
             rss = max(r["rss_max_mb"] for r in results)
             group = max(r["rss_group_mb"] for r in results)
+            group_pss = max(r["pss_group_mb"] for r in results)
             walls.setdefault(label, {}).setdefault(name, []).append(
                 (floor[0]["files"], wall, cpu))
             print(f"{name:<13} {floor[0]['files']:>6} {floor[0]['mvox']:>6.1f} {f_wall:>8.2f} "
                   f"{f_cpu:>9.2f} {label:<6} {wall:>7.2f} {cpu:>7.2f} {wall / f_wall:>10.1f} "
-                  f"{cpu / f_cpu:>9.1f} {rss:>7.0f} {group:>8.0f}")
+                  f"{cpu / f_cpu:>9.1f} {rss:>7.0f} {group:>9.0f} {group_pss:>9.0f}")
         if args.baseline:
             tag = name.replace(" ", "_")
             print("   " + compare(name, work / f"{tag}_before_0.csv",
