@@ -215,10 +215,53 @@ class LadderSet:
                 "val_ladder_srcc_modality_mean": float(np.mean(list(per_mod.values()))),
                 **{f"val_ladder_srcc_{m}": v for m, v in sorted(per_mod.items())}}
 
+    def by_simulator(self, model: torch.nn.Module, device: torch.device
+                     ) -> list[SimulatorReading]:
+        """Per (modality, family, simulator): the model's mean within-ladder SRCC beside the
+        pre-training target's (`quality.reference_quality`) on the same ladders.
+
+        Why: a simulator whose ladders the target orders but the model does not is one that
+        training failed to teach, whatever the measuring stick says about its family
+        (`benchmarks/own_simulators.py`)."""
+        from mediqa_train.quality import reference_quality
+        from mediqa_train.validation import predict
+
+        was_training = model.training
+        quality = predict(model, self.examples, device)["quality"]
+        model.train(was_training)
+        n = len(SEVERITIES) + 1
+        model_rho: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+        target_rho: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+        for i, lad in enumerate(self.ladders):
+            key = (lad.modality, lad.family, lad.simulator)
+            model_rho[key].append(ladder_srcc(quality[i * n:(i + 1) * n]))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                target = [reference_quality(lad.images[0], image, lad.modality)
+                          for image in lad.images]
+            target_rho[key].append(ladder_srcc(target))
+        return [SimulatorReading(*key, len(model_rho[key]),
+                                 float(np.nanmean(model_rho[key])),
+                                 float(np.nanmean(target_rho[key])))
+                for key in sorted(model_rho)]
+
+
+@dataclass(frozen=True)
+class SimulatorReading:
+    """How one simulator's ladders are read: by the model and by the pre-training target."""
+
+    modality: str
+    family: str
+    simulator: str
+    ladders: int
+    model_srcc: float
+    target_srcc: float
+
 
 __all__ = [
     "SEVERITIES",
     "UNSEEN",
+    "SimulatorReading",
     "Ladder",
     "LadderSet",
     "build_ladders",

@@ -88,3 +88,22 @@ def test_simulator_ladder_keeps_the_readers_layout_and_grows_the_fault():
     assert all(s.shape == (48, 40, 3) for s in steps)
     spread = [float(np.std(s)) for s in steps]  # defocus smooths: the spread only falls
     assert all(b < a for a, b in zip(spread, spread[1:], strict=False))
+
+
+def test_by_simulator_splits_the_modality_mean_and_reads_the_target(pool: list[Item]) -> None:
+    """The per-simulator rows average back to `score`'s per-modality figure, and the target's
+    SRCC is that of reference_quality along each ladder (it falls as the fault grows)."""
+    config = ModelConfig.tiny()
+    torch.manual_seed(0)
+    model = MedIQANet(config).eval()
+    ladders = LadderSet(pool, config, RECIPE, per_modality=2, seed=3)
+    rows = ladders.by_simulator(model, torch.device("cpu"))
+    summary = ladders.score(model, torch.device("cpu"))
+    for modality in ("MR", "XR"):
+        mine = [r for r in rows if r.modality == modality]
+        assert sum(r.ladders for r in mine) == sum(
+            lad.modality == modality for lad in ladders.ladders)
+        weighted = sum(r.model_srcc * r.ladders for r in mine) / sum(r.ladders for r in mine)
+        assert weighted == pytest.approx(summary[f"val_ladder_srcc_{modality}"])
+    noise = next(r for r in rows if r.simulator == "mr_noise")
+    assert noise.target_srcc > 0.8
