@@ -51,10 +51,6 @@ class LossWeights:
     rank_margin: float = 2.0  # pairs closer than this in target quality are not ranked
     rank_scale: float = 5.0  # quality points (or, rank_on "logit", score logits) per loss logit
     rank_on: str = "score"  # "score": 0..100 scores; "logit": the quality head's logits
-    # Cross-image ranking: each clean crop above every other crop of its modality in the batch
-    # whose target quality is below `cross_below` (0: off). See `losses.cross_image_loss`.
-    rank_cross: float = 0.0
-    cross_below: float = 80.0
 
     def __post_init__(self) -> None:
         if self.rank_on not in ("score", "logit"):

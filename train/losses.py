@@ -41,10 +41,6 @@ def multitask_loss(outputs: Sequence[torch.Tensor], batch: TrainBatch, w: LossWe
         rank = ranking_loss(quality.float(), batch.quality, batch.group, w)
         total = total + w.rank * rank
         parts["rank"] = rank.item()
-    if w.rank_cross > 0 and batch.group is not None:
-        cross = cross_image_loss(quality.float(), batch.quality, batch.group, batch.modality, w)
-        total = total + w.rank_cross * cross
-        parts["cross"] = cross.item()
     parts["loss"] = total.item()
     return total, parts
 
@@ -80,27 +76,4 @@ def ranking_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
     return F.softplus(-diff)[pairs].mean()
 
 
-def cross_image_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor,
-                     modality: torch.Tensor, w: LossWeights) -> torch.Tensor:
-    """Logistic ranking of every clean crop above every degraded crop of another image of the
-    same modality: softplus(-(q_clean - q_degraded) / rank_scale) over the pairs whose clean
-    member has target 100 and whose degraded member's target is below `cross_below`.
-
-    Why: the within-group ranking fixes the order of one crop's versions but not the level,
-    so clean slices of different sources settle at different scores (MR: from -0.2 to 9.2
-    logits on the stick's fold 0, raw scanner images lowest) and a clean scan can score below
-    another patient's degraded one, which is what the cross-image AUC counts."""
-    clean = target >= 100.0
-    degraded = target < w.cross_below
-    other = (group[:, None] != group[None, :]) | (group[:, None] < 0)  # -1: no group, own image
-    pairs = (other & (modality[:, None] == modality[None, :])
-             & clean[:, None] & degraded[None, :])
-    if not bool(pairs.any()):
-        return pred.sum() * 0.0
-    if w.rank_on == "logit":
-        pred = torch.logit(pred / 100.0, eps=1e-6)
-    diff = (pred[:, None] - pred[None, :]) / w.rank_scale
-    return F.softplus(-diff)[pairs].mean()
-
-
-__all__ = ["context_loss", "cross_image_loss", "multitask_loss", "ranking_loss"]
+__all__ = ["context_loss", "multitask_loss", "ranking_loss"]

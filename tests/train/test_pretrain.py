@@ -470,35 +470,3 @@ def test_warm_start_copies_every_older_tensor_and_keeps_new_modules(tmp_path: Pa
         warm_start(wider, str(tmp_path / "old"), 0, echo=None)
     with pytest.raises(ValueError, match="out of range"):
         warm_start(new, str(tmp_path / "old"), 1, echo=None)
-
-
-def test_cross_image_loss_ranks_clean_crops_above_other_images_degraded_ones_only() -> None:
-    """Only pairs (clean crop, another group's crop of the same modality below `cross_below`)
-    count: a clean crop scored under another image's degraded crop costs, the same order within
-    one group, across modalities or above the threshold costs nothing."""
-    from mediqa_train.losses import cross_image_loss
-
-    w = LossWeights(rank_cross=1.0, cross_below=80.0)
-    target = torch.tensor([100.0, 60.0, 100.0, 60.0])
-    group = torch.tensor([0, 0, 1, 1])
-    same = torch.tensor([0, 0, 0, 0])
-    # clean 0 (score 30) sits under group 1's degraded crop (score 50); clean 2 is above group
-    # 0's degraded crop (90 > 20).
-    wrong = cross_image_loss(torch.tensor([30.0, 20.0, 90.0, 50.0]), target, group, same, w)
-    right = cross_image_loss(torch.tensor([70.0, 20.0, 90.0, 50.0]), target, group, same, w)
-    assert float(right) < 0.05 < float(wrong)
-    # within a group it does not rank (that is `ranking_loss`'s job)
-    one_group = torch.tensor([0, 0, 0, 0])
-    assert float(cross_image_loss(torch.tensor([30.0, 90.0, 90.0, 90.0]), target, one_group,
-                                  same, w)) == 0.0
-    # other modalities, or degraded crops above the threshold, are not compared
-    split = torch.tensor([0, 0, 1, 1])
-    assert float(cross_image_loss(torch.tensor([30.0, 90.0, 90.0, 90.0]), target, group, split,
-                                  w)) == 0.0
-    mild = torch.tensor([100.0, 85.0, 100.0, 85.0])
-    assert float(cross_image_loss(torch.tensor([30.0, 90.0, 30.0, 90.0]), mild, group, same,
-                                  w)) == 0.0
-    # the gradient lifts the clean crop and lowers the other image's degraded one
-    scores = torch.tensor([30.0, 20.0, 90.0, 50.0], requires_grad=True)
-    cross_image_loss(scores, target, group, same, w).backward()
-    assert float(scores.grad[0]) < 0 < float(scores.grad[3])
