@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 import torch
 from mediqa_train.degrade import REGISTRY
 from mediqa_train.degrade.fields import legendre_field
@@ -109,3 +111,42 @@ def test_noise_quality_falls_with_severity_on_the_real_shoulder(rng):
         out = sim.apply(image, spacing, sim.sample(torch.Generator().manual_seed(0), s), rng)
         scores.append(reference_quality(image, out, "MR"))
     assert scores[0] == 100.0 and scores[0] > scores[1] > scores[2]
+
+
+@pytest.mark.parametrize("name", ["mr_noise", "mr_motion", "mr_ghosting", "mr_spike",
+                                  "mr_undersampling", "mr_partial_fourier", "mr_truncation",
+                                  "mr_bias"])
+def test_magnitude_simulators_keep_a_negative_floor(name):
+    """A z-scored slice (negative background) is corrupted as the same slice raised to zero,
+    then lowered back: abs() no longer flips its negative values at every severity."""
+    image, spacing = real_image("MR")
+    image = image - image.min()
+    floor = 0.4 * float(image.max())
+    sim = REGISTRY[name]
+    params = sim.sample(torch.Generator().manual_seed(5), 0.8)
+    raised = sim.apply(image, spacing, params, torch.Generator().manual_seed(9))
+    lowered = sim.apply(image - floor, spacing, params, torch.Generator().manual_seed(9))
+    assert float(lowered.min()) < 0
+    torch.testing.assert_close(lowered, raised - floor, atol=1e-3 * floor, rtol=0)
+
+
+def _centroid(image: torch.Tensor) -> tuple[float, float]:
+    rows, cols = torch.meshgrid(torch.arange(image.shape[0], dtype=torch.float32),
+                                torch.arange(image.shape[1], dtype=torch.float32),
+                                indexing="ij")
+    total = image.sum()
+    return float((rows * image).sum() / total), float((cols * image).sum() / total)
+
+
+@pytest.mark.parametrize("width", [0.3, 0.1])
+def test_motion_leaves_the_object_where_most_of_k_space_saw_it(rng, width):
+    """Moved while the k-space centre was acquired (width 0.3) or after it (width 0.1), the image
+    keeps the clean object's position: the artefact is the ghosting and blur, and the SSIM
+    target prices those, not a shifted copy of a clean object."""
+    image = torch.zeros(96, 96)
+    image[36:60, 30:54] = 1.0
+    params = MRMotionParams(0.0 if width > 0.2 else 0.12, width, (5.0, 5.0), 0.0)
+    out = REGISTRY["mr_motion"].apply(image, (1.0, 1.0), params, rng)
+    before, after = _centroid(image), _centroid(out)
+    assert abs(after[0] - before[0]) < 1.0 and abs(after[1] - before[1]) < 1.0
+    assert float((out - image).abs().mean()) > 0.005  # and the motion still did something
