@@ -268,7 +268,10 @@ def main() -> None:
     logging.disable(logging.WARNING)
     sizes = sorted({min(int(v), args.scans) for v in args.sizes.split(",")} | {args.scans})
     work = Path(tempfile.mkdtemp(prefix="mediqa-bench-"))
-    sources = {"after": None, **({"before": args.baseline} if args.baseline else {})}
+    # Absolute: the children run from _CHILD_CWD, where a relative path would name nothing
+    # and the "before" runs would silently import this tree.
+    baseline = str(Path(args.baseline).resolve()) if args.baseline else None
+    sources = {"after": None, **({"before": baseline} if baseline else {})}
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; work dir {work}")
 
     from mediqa_cli.demo import build_demo_tree

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 import torch
 from mediqa_train.degrade import REGISTRY
 from mediqa_train.degrade.fields import legendre_field
