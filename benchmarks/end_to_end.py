@@ -6,7 +6,8 @@ NIfTI and 2D, `archive.py`) and a 3D DICOM series, alone and as SERIES_COPIES co
 
 1. the decode floor: every file decoded once by pydicom/nibabel/Pillow in a plain loop;
 2. `mediqa score` as a user runs it (default workers, shipped weights): wall, CPU (all
-   processes) and peak memory, as ratios to the floor;
+   processes) and peak memory (MiB: the largest process's own peak, the group's summed RSS and
+   PSS sampled every 0.2 s), as ratios to the floor;
 3. where the time goes: an in-process run (--workers 0, one torch thread) with per-stage CPU
    clocks (`stages.py`: discover, decode, prepare, IQMs, physics, model, write, start-up);
 4. cost against the number of files: slope of a least-squares line over the archive sizes.
@@ -172,9 +173,11 @@ def score_cli(paths: Sequence[str], out: Path, source: str | None = None) -> dic
     done = threading.Event()
 
     def sample() -> None:
-        while not done.wait(0.2):
+        while True:  # once at the start, then every 0.2 s: the group sums are lower bounds
             rss, pss = sample_group_memory(child.pid, peaks)
             group_peak[:] = [max(group_peak[0], rss), max(group_peak[1], pss)]
+            if done.wait(0.2):
+                return
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -271,6 +274,9 @@ def main() -> None:
     # Absolute: the children run from _CHILD_CWD, where a relative path would name nothing
     # and the "before" runs would silently import this tree.
     baseline = str(Path(args.baseline).resolve()) if args.baseline else None
+    if baseline and not (Path(baseline) / "mediqa_cli" / "__init__.py").is_file():
+        raise SystemExit(f"--baseline {baseline}: no mediqa_cli there (the editable install "
+                         "would then run this tree as 'before')")
     sources = {"after": None, **({"before": baseline} if baseline else {})}
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; work dir {work}")
 
@@ -307,7 +313,7 @@ def main() -> None:
     print("\n== 1-2. decode floor vs `mediqa score` (default workers) ==")
     header = (f"{'tree':<13} {'files':>6} {'Mvox':>6} {'floor s':>8} {'floor cpu':>9} "
               f"{'run':<6} {'wall s':>7} {'cpu s':>7} {'wall/floor':>10} {'cpu/floor':>9} "
-              f"{'peak MB':>7} {'group RSS':>9} {'group PSS':>9}")
+              f"{'peak MiB':>8} {'group RSS':>9} {'group PSS':>9}")
     print(header)
     walls: dict[str, dict[str, list[tuple[int, float, float]]]] = {}
     floors: dict[str, tuple[float, float]] = {}
@@ -331,7 +337,7 @@ def main() -> None:
                 (floor[0]["files"], wall, cpu))
             print(f"{name:<13} {floor[0]['files']:>6} {floor[0]['mvox']:>6.1f} {f_wall:>8.2f} "
                   f"{f_cpu:>9.2f} {label:<6} {wall:>7.2f} {cpu:>7.2f} {wall / f_wall:>10.1f} "
-                  f"{cpu / f_cpu:>9.1f} {rss:>7.0f} {group:>9.0f} {group_pss:>9.0f}")
+                  f"{cpu / f_cpu:>9.1f} {rss:>8.0f} {group:>9.0f} {group_pss:>9.0f}")
         if args.baseline:
             tag = name.replace(" ", "_")
             print("   " + compare(name, work / f"{tag}_before_0.csv",

@@ -240,7 +240,7 @@ class LadderSet:
                 target = [reference_quality(lad.images[0], image, lad.modality)
                           for image in lad.images]
             target_rho[key].append(ladder_srcc(target))
-        return [SimulatorReading(*key, len(model_rho[key]),
+        return [SimulatorReading(*key, int(np.isfinite(model_rho[key]).sum()),
                                  float(np.nanmean(model_rho[key])),
                                  float(np.nanmean(target_rho[key])))
                 for key in sorted(model_rho)]
@@ -248,7 +248,8 @@ class LadderSet:
 
 @dataclass(frozen=True)
 class SimulatorReading:
-    """How one simulator's ladders are read: by the model and by the pre-training target."""
+    """How one simulator's ladders are read: by the model and by the pre-training target
+    (`ladders`: those whose model SRCC is defined, the ones its mean is taken over)."""
 
     modality: str
     family: str

@@ -149,3 +149,24 @@ def test_motion_leaves_the_object_where_most_of_k_space_saw_it(rng, width):
     before, after = _centroid(image), _centroid(out)
     assert abs(after[0] - before[0]) < 1.0 and abs(after[1] - before[1]) < 1.0
     assert float((out - image).abs().mean()) > 0.005  # and the motion still did something
+
+
+def test_a_translation_that_held_the_centre_is_the_old_result_shifted_back(rng):
+    """With the k-space centre in the moved segment, the lines outside it move by -t instead
+    of the segment's by +t: for a whole-pixel translation that is exactly the displaced result
+    rolled back by t (a sign error would leave it 2 t away)."""
+    from mediqa_train.degrade.fourier import centred_frequencies, fft2c, ifft2c
+
+    image, _ = real_image("MR")
+    image = image - image.min()
+    h, w = image.shape[-2:]
+    params = MRMotionParams(0.0, 0.3, (4.0, -3.0), 0.0)
+    out = REGISTRY["mr_motion"].apply(image, (1.0, 1.0), params, rng)
+    fy, fx = centred_frequencies(h, w, image.device)
+    ramp = torch.exp(-2j * math.pi * (fy * 4.0 + fx * -3.0)).to(torch.complex64)
+    ky = (torch.arange(h) - h // 2) / h
+    segment = ((ky - 0.0).abs() <= 0.15)[:, None]
+    kspace = fft2c(image.to(torch.complex64))
+    displaced = ifft2c(torch.where(segment, kspace * ramp, kspace)).abs().float()
+    torch.testing.assert_close(out, torch.roll(displaced, shifts=(-4, 3), dims=(-2, -1)),
+                               atol=1e-3 * float(image.max()), rtol=0)

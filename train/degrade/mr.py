@@ -50,8 +50,9 @@ def _on_magnitude(apply: Callable[..., torch.Tensor]) -> Callable[..., torch.Ten
     @functools.wraps(apply)
     def on_magnitude(self: Any, image: torch.Tensor, spacing: Spacing, params: Any,
                      rng: torch.Generator) -> torch.Tensor:
+        check_image(image)  # before the shift, which would turn an integer slice into floats
         low = float(image.min()) if image.numel() else 0.0
-        if not low < 0:  # non-negative (or NaN: check_image's to refuse)
+        if not low < 0:  # non-negative, or NaN (which these simulators spread, as before)
             return apply(self, image, spacing, params, rng)
         return apply(self, image - low, spacing, params, rng) + low
 
@@ -197,9 +198,12 @@ class MRMotion(Degradation[MRMotionParams]):
         if _kspace_weight(params.segment_centre, params.segment_width) > 0.5:
             # The segment holds most of k-space's energy, so the image shows the object where
             # it was then: keep that position and move the rest of the lines the other way.
-            # The same relative motion, but the result stays registered with the clean image,
-            # so the pre-training target (SSIM to it) prices the artefact, not a displacement
-            # (moved the other way round, a clean shift read as quality 23: RESULTS.md).
+            # The same relative motion for a translation (exactly: the old result shifted
+            # back); with a rotation, the same size of motion, its translation not rotated
+            # with it, and the bilinear rotation now blurs the outer lines instead of the
+            # centre. The result stays registered with the clean image, so the pre-training
+            # target (SSIM to it) prices the artefact, not a displacement (benchmarks/RESULTS.md,
+            # "The network never learnt our MR motion simulator").
             in_segment, ty, tx, rot = ~in_segment, -ty, -tx, -rot
         moved = _rotate(image, rot) if rot else image
         fy, fx = centred_frequencies(h, w, image.device)
