@@ -120,16 +120,19 @@ def _group_pids(group: int) -> list[int]:
     return pids
 
 
-def _kib(path: str, key: str) -> int:
-    """One `Key:  N kB` line of a /proc file (0 when the process has gone)."""
+def _kib(path: str, *keys: str) -> list[int]:
+    """The `Key:  N kB` lines of one read of a /proc file, in `keys` order (0 for a key not
+    there, or when the process has gone)."""
+    found: dict[str, int] = {}
     try:
         with open(path, encoding="ascii") as handle:
             for line in handle:
-                if line.startswith(key):
-                    return int(line.split()[1])
+                key = line.split(":", 1)[0] + ":"
+                if key in keys:
+                    found[key] = int(line.split()[1])
     except (OSError, ValueError):
         pass
-    return 0
+    return [found.get(key, 0) for key in keys]
 
 
 def sample_group_memory(group: int, peaks: dict[int, int]) -> tuple[float, float]:
@@ -142,9 +145,10 @@ def sample_group_memory(group: int, peaks: dict[int, int]) -> tuple[float, float
     shared pages once per process."""
     rss = pss = 0
     for pid in _group_pids(group):
-        peaks[pid] = max(peaks.get(pid, 0), _kib(f"/proc/{pid}/status", "VmHWM:"))
-        rss += _kib(f"/proc/{pid}/status", "VmRSS:")
-        pss += _kib(f"/proc/{pid}/smaps_rollup", "Pss:")
+        high_water, resident = _kib(f"/proc/{pid}/status", "VmHWM:", "VmRSS:")
+        peaks[pid] = max(peaks.get(pid, 0), high_water)
+        rss += resident
+        pss += _kib(f"/proc/{pid}/smaps_rollup", "Pss:")[0]
     return rss / 1024, pss / 1024
 
 

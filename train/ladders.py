@@ -197,18 +197,23 @@ class LadderSet:
     def __len__(self) -> int:
         return len(self.ladders)
 
-    def score(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        """Mean within-ladder SRCC: over all ladders, and the mean of per-modality means (every
-        modality weighs the same: the selection criterion of pre-training)."""
+    def model_srccs(self, model: torch.nn.Module, device: torch.device) -> list[float]:
+        """The model's within-ladder SRCC of each ladder, in `self.ladders` order (one batched
+        pass; the model's train/eval mode is left as it was)."""
         from mediqa_train.validation import predict
 
         was_training = model.training
         quality = predict(model, self.examples, device)["quality"]
         model.train(was_training)
         n = len(SEVERITIES) + 1
+        return [ladder_srcc(quality[i * n:(i + 1) * n]) for i in range(len(self.ladders))]
+
+    def score(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        """Mean within-ladder SRCC: over all ladders, and the mean of per-modality means (every
+        modality weighs the same: the selection criterion of pre-training)."""
         by_mod: dict[str, list[float]] = defaultdict(list)
-        for i, lad in enumerate(self.ladders):
-            by_mod[lad.modality].append(ladder_srcc(quality[i * n:(i + 1) * n]))
+        for lad, rho in zip(self.ladders, self.model_srccs(model, device), strict=True):
+            by_mod[lad.modality].append(rho)
         per_mod = {m: float(np.nanmean(v)) for m, v in by_mod.items()}
         every = [v for vals in by_mod.values() for v in vals]
         return {"val_ladder_srcc": float(np.nanmean(every)),
@@ -224,17 +229,12 @@ class LadderSet:
         training failed to teach, whatever the measuring stick says about its family
         (`benchmarks/own_simulators.py`)."""
         from mediqa_train.quality import reference_quality
-        from mediqa_train.validation import predict
 
-        was_training = model.training
-        quality = predict(model, self.examples, device)["quality"]
-        model.train(was_training)
-        n = len(SEVERITIES) + 1
         model_rho: dict[tuple[str, str, str], list[float]] = defaultdict(list)
         target_rho: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-        for i, lad in enumerate(self.ladders):
+        for lad, rho in zip(self.ladders, self.model_srccs(model, device), strict=True):
             key = (lad.modality, lad.family, lad.simulator)
-            model_rho[key].append(ladder_srcc(quality[i * n:(i + 1) * n]))
+            model_rho[key].append(rho)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 target = [reference_quality(lad.images[0], image, lad.modality)

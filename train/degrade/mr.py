@@ -50,7 +50,9 @@ def _on_magnitude(apply: Callable[..., torch.Tensor]) -> Callable[..., torch.Ten
     @functools.wraps(apply)
     def on_magnitude(self: Any, image: torch.Tensor, spacing: Spacing, params: Any,
                      rng: torch.Generator) -> torch.Tensor:
-        check_image(image)  # before the shift, which would turn an integer slice into floats
+        # The decorated simulators' one check, made before the shift, which would turn an
+        # integer slice into floats.
+        check_image(image)
         low = float(image.min()) if image.numel() else 0.0
         if not low < 0:  # non-negative, or NaN (which these simulators spread, as before)
             return apply(self, image, spacing, params, rng)
@@ -96,7 +98,6 @@ class MRNoise(Degradation[MRNoiseParams]):
     @_on_magnitude
     def apply(self, image: torch.Tensor, spacing: Spacing, params: MRNoiseParams,
               rng: torch.Generator) -> torch.Tensor:
-        check_image(image)
         if params.sigma_rel <= 0:
             return image.clone()
         sigma = params.sigma_rel * robust_max(image)
@@ -188,7 +189,6 @@ class MRMotion(Degradation[MRMotionParams]):
     @_on_magnitude
     def apply(self, image: torch.Tensor, spacing: Spacing, params: MRMotionParams,
               rng: torch.Generator) -> torch.Tensor:
-        check_image(image)
         (ty, tx), rot = params.translation_mm, params.rotation_deg
         if (ty == 0 and tx == 0 and rot == 0) or params.segment_width <= 0:
             return image.clone()
@@ -272,7 +272,6 @@ class MRGhosting(Degradation[MRGhostingParams]):
     @_on_magnitude
     def apply(self, image: torch.Tensor, spacing: Spacing, params: MRGhostingParams,
               rng: torch.Generator) -> torch.Tensor:
-        check_image(image)
         if params.phase_error_rad == 0:
             return image.clone()
         h = image.shape[-2]
@@ -327,7 +326,6 @@ class MRSpike(Degradation[MRSpikeParams]):
     @_on_magnitude
     def apply(self, image: torch.Tensor, spacing: Spacing, params: MRSpikeParams,
               rng: torch.Generator) -> torch.Tensor:
-        check_image(image)
         if params.intensity <= 0 or not params.positions:
             return image.clone()
         h, w = image.shape[-2:]
@@ -383,7 +381,6 @@ class MRUndersampling(Degradation[MRUndersamplingParams]):
     @_on_magnitude
     def apply(self, image: torch.Tensor, spacing: Spacing, params: MRUndersamplingParams,
               rng: torch.Generator) -> torch.Tensor:
-        check_image(image)
         if params.acceleration <= 1.0:
             return image.clone()
         h = image.shape[-2]
@@ -437,7 +434,6 @@ class MRPartialFourier(Degradation[MRPartialFourierParams]):
     @_on_magnitude
     def apply(self, image: torch.Tensor, spacing: Spacing, params: MRPartialFourierParams,
               rng: torch.Generator) -> torch.Tensor:
-        check_image(image)
         if params.fraction >= 1.0:
             return image.clone()
         h = image.shape[-2]
@@ -477,7 +473,6 @@ class MRTruncation(Degradation[MRTruncationParams]):
     @_on_magnitude
     def apply(self, image: torch.Tensor, spacing: Spacing, params: MRTruncationParams,
               rng: torch.Generator) -> torch.Tensor:
-        check_image(image)
         if params.kept_fraction >= 1.0:
             return image.clone()
         h, w = image.shape[-2:]
@@ -527,7 +522,6 @@ class MRBias(Degradation[MRBiasParams]):
     @_on_magnitude
     def apply(self, image: torch.Tensor, spacing: Spacing, params: MRBiasParams,
               rng: torch.Generator) -> torch.Tensor:
-        check_image(image)
         if not any(params.coefficients):
             return image.clone()
         h, w = image.shape[-2:]
