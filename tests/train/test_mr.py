@@ -70,6 +70,34 @@ def test_nyquist_ghost_sits_half_a_field_of_view_away_with_sin_half_phi_amplitud
     assert abs(float(out[8:24, 24:40].mean()) - math.cos(phi / 2)) < 0.01
 
 
+def test_gain_error_ghost_has_the_lost_amplitude_and_shows_over_the_object_unlike_phase(rng):
+    image = torch.zeros(64, 64)
+    image[8:24, 24:40] = 1.0
+    sim = REGISTRY["mr_ghosting"]
+    out = sim.apply(image, (1.0, 1.0), MRGhostingParams(2, 0.0, 0.6), rng)
+    assert abs(float(out[40:56, 24:40].mean()) - 0.2) < 0.01  # |g - 1| / 2
+    assert abs(float(out[8:24, 24:40].mean()) - 0.8) < 0.01
+    # The same ghost size (|g - 1| = 0.4) over an object its ghost overlaps: a gain error moves
+    # the object's intensity in full, a phase error adds in quadrature (cos(phi/2) = 0.98).
+    large = torch.zeros(64, 64)
+    large[8:56, 16:48] = 1.0
+    phi = 2 * math.asin(0.2)
+    gain_error = sim.apply(large, (1.0, 1.0), MRGhostingParams(2, 0.0, 0.6), rng) - large
+    phase_error = sim.apply(large, (1.0, 1.0), MRGhostingParams(2, phi), rng) - large
+    assert float(gain_error[8:56, 16:48].abs().max()) > 0.15
+    assert float(phase_error[8:56, 16:48].abs().max()) < 0.03
+
+
+def test_ghosting_draws_gain_and_phase_errors_at_the_declared_severity(rng):
+    sim = REGISTRY["mr_ghosting"]
+    drawn = [sim.sample(rng, severity=0.6) for _ in range(200)]
+    for params in drawn:
+        assert abs(sim.severities(params)["ghosting"] - 0.6) < 1e-6
+    gain_dominated = sum(abs(p.phase_error_rad) < 0.1 for p in drawn)
+    phase_dominated = sum(abs(p.amplitude - 1) < 0.1 for p in drawn)
+    assert gain_dominated > 10 and phase_dominated > 10
+
+
 def test_bias_field_is_positive_smooth_and_shades_without_changing_mean_level(rng):
     image, spacing = real_image("MR")
     sim = REGISTRY["mr_bias"]

@@ -239,23 +239,29 @@ def _rotate(image: torch.Tensor, degrees: float) -> torch.Tensor:
 @dataclass(frozen=True)
 class MRGhostingParams:
     """period: every `period`-th phase-encode line is corrupted (2 = EPI odd/even, N/2 ghost).
-    phase_error_rad: phase error of the corrupted lines, radians (0..pi)."""
+    phase_error_rad: phase error of the corrupted lines, radians (-pi..pi).
+    amplitude: gain of the corrupted lines (1 = a pure phase error, 0 = lines lost)."""
 
     period: int
     phase_error_rad: float
+    amplitude: float = 1.0
 
 
 @register
 class MRGhosting(Degradation[MRGhostingParams]):
-    """N/2 (Nyquist) and periodic ghosting from a phase error on every n-th k-space line.
+    """N/2 (Nyquist) and periodic ghosting from an inconsistency on every n-th k-space line.
 
-    Multiplying every n-th line by exp(i phi) leaves the object at (1 + (e^{i phi} - 1)/n) of its
+    Multiplying every n-th line by g = a e^{i phi} leaves the object at (1 + (g - 1)/n) of its
     amplitude and adds n - 1 copies shifted by multiples of N/n along the phase-encode axis, each
-    of amplitude |e^{i phi} - 1| / n = 2 sin(phi/2) / n. n = 2 is the EPI odd/even-echo N/2 ghost
-    (Bernstein, King & Zhou, Handbook of MRI Pulse Sequences, 2004, ch. 16); larger n mimics
-    periodic (e.g. respiratory or cardiac) modulation of k-space, as TorchIO's RandomGhosting.
+    of amplitude |g - 1| / n. A phase error (a = 1) is the EPI odd/even-echo N/2 ghost (Bernstein,
+    King & Zhou, Handbook of MRI Pulse Sequences, 2004, ch. 16); a gain error (phi = 0) is the
+    signal modulation of periodic (respiratory, cardiac, flow) motion, as TorchIO's Ghosting.
+    Both happen, and they differ where a ghost overlaps the object: a small phase error's ghost
+    adds in quadrature and hardly shows there, a gain error's adds or subtracts in full. So the
+    error g - 1 is drawn with its size from the severity and its direction in the complex plane
+    uniform.
 
-    Severity = total ghost amplitude (n - 1) 2 sin(phi/2) / n, relative to 0.5 of the object.
+    Severity = total ghost amplitude (n - 1) |g - 1| / n, relative to 0.5 of the object.
     """
 
     name = "mr_ghosting"
@@ -266,23 +272,30 @@ class MRGhosting(Degradation[MRGhostingParams]):
     def sample(self, rng: torch.Generator, severity: float | None = None) -> MRGhostingParams:
         period = 2 + min(2, int(uniform(rng) * 3))
         s = draw_severity(rng, severity)
-        half_angle = math.asin(min(1.0, s * self.GHOST_MAX * period / (2.0 * (period - 1))))
-        return MRGhostingParams(period, 2.0 * half_angle)
+        error = s * self.GHOST_MAX * period / (period - 1)  # |g - 1|, at most 1
+        angle = uniform(rng, -math.pi, math.pi)
+        gain = 1.0 + error * complex(math.cos(angle), math.sin(angle))
+        return MRGhostingParams(period, math.atan2(gain.imag, gain.real), abs(gain))
+
+    def _line_gain(self, params: MRGhostingParams) -> complex:
+        return params.amplitude * complex(math.cos(params.phase_error_rad),
+                                          math.sin(params.phase_error_rad))
 
     @_on_magnitude
     def apply(self, image: torch.Tensor, spacing: Spacing, params: MRGhostingParams,
               rng: torch.Generator) -> torch.Tensor:
-        if params.phase_error_rad == 0:
+        gain = self._line_gain(params)
+        if gain == 1:
             return image.clone()
         h = image.shape[-2]
         lines = (torch.arange(h, device=image.device) % params.period) == 1
         factor = torch.ones(h, dtype=torch.complex64, device=image.device)
-        factor[lines] = complex(math.cos(params.phase_error_rad), math.sin(params.phase_error_rad))
+        factor[lines] = gain
         return _kspace_weighted(image, factor[:, None])
 
     def severities(self, params: MRGhostingParams) -> dict[str, float]:
         n = params.period
-        ghost = (n - 1) * 2.0 * abs(math.sin(params.phase_error_rad / 2.0)) / n
+        ghost = (n - 1) * abs(self._line_gain(params) - 1) / n
         return {"ghosting": clip01(ghost / self.GHOST_MAX)}
 
 
