@@ -256,10 +256,11 @@ class MRGhosting(Degradation[MRGhostingParams]):
     of amplitude |g - 1| / n. A phase error (a = 1) is the EPI odd/even-echo N/2 ghost (Bernstein,
     King & Zhou, Handbook of MRI Pulse Sequences, 2004, ch. 16); a gain error (phi = 0) is the
     signal modulation of periodic (respiratory, cardiac, flow) motion, as TorchIO's Ghosting.
-    Both happen, and they differ where a ghost overlaps the object: a small phase error's ghost
-    adds in quadrature and hardly shows there, a gain error's adds or subtracts in full. So the
-    error g - 1 is drawn with its size from the severity and its direction in the complex plane
-    uniform.
+    Both happen. Their ghosts outside the object are alike; they differ on the object itself,
+    whose amplitude |1 + (g - 1)/n| moves to first order in |g - 1| for a gain error and only to
+    second order for a small phase error (and where a ghost overlaps the object, by the
+    difference between the ghost's source and the tissue under it, times (1 - g)/n). So the error
+    g - 1 is drawn with its size from the severity and its direction in the complex plane uniform.
 
     Severity = total ghost amplitude (n - 1) |g - 1| / n, relative to 0.5 of the object.
     """
