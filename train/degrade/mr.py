@@ -9,6 +9,7 @@ The phase-encode direction is the row axis (k_y = dim -2); lines are acquired in
 
 from __future__ import annotations
 
+import cmath
 import functools
 import math
 from collections.abc import Callable
@@ -274,13 +275,11 @@ class MRGhosting(Degradation[MRGhostingParams]):
         period = 2 + min(2, int(uniform(rng) * 3))
         s = draw_severity(rng, severity)
         error = s * self.GHOST_MAX * period / (period - 1)  # |g - 1|, at most 1
-        angle = uniform(rng, -math.pi, math.pi)
-        gain = 1.0 + error * complex(math.cos(angle), math.sin(angle))
-        return MRGhostingParams(period, math.atan2(gain.imag, gain.real), abs(gain))
+        gain = 1.0 + cmath.rect(error, uniform(rng, -math.pi, math.pi))
+        return MRGhostingParams(period, cmath.phase(gain), abs(gain))
 
     def _line_gain(self, params: MRGhostingParams) -> complex:
-        return params.amplitude * complex(math.cos(params.phase_error_rad),
-                                          math.sin(params.phase_error_rad))
+        return cmath.rect(params.amplitude, params.phase_error_rad)
 
     @_on_magnitude
     def apply(self, image: torch.Tensor, spacing: Spacing, params: MRGhostingParams,
