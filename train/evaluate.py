@@ -528,14 +528,16 @@ def add_compare(results: Sequence[LadderResult], earlier: Sequence[LadderResult]
 
 def pair_with(results: Sequence[LadderResult], earlier: Sequence[LadderResult]
               ) -> list[LadderResult]:
-    """`results` with an earlier run's model scores as "compare" and its rival columns, ladder
-    by ladder (unmatched ones are dropped). Why: a model whose preprocessing code changed
-    cannot be rescored beside the old one in one process, but its old scores on the same
-    ladders pair as well."""
+    """`results` with an earlier run's model scores as "compare", ladder by ladder (unmatched
+    ones are dropped); each keeps its own rival columns and takes the earlier run's where it
+    has none (a `--no-rivals` read pooled with reads that have them). Why: a model whose
+    preprocessing code changed cannot be rescored beside the old one in one process, but its
+    old scores on the same ladders pair as well."""
     paired = []
     for r, old in _matched(results, earlier):
-        extra = {k: v for k, v in old.items() if k not in ("model", "compare", *r.values)}
-        values = {"model": r.values["model"], "compare": old["model"], **extra}
+        own = {k: v for k, v in r.values.items() if k not in ("model", "compare")}
+        extra = {k: v for k, v in old.items() if k not in ("model", "compare", *own)}
+        values = {"model": r.values["model"], "compare": old["model"], **own, **extra}
         paired.append(LadderResult(r.modality, r.family, r.group, values))
     return paired
 

@@ -217,6 +217,23 @@ def test_an_earlier_run_pairs_ladder_by_ladder_with_its_rivals() -> None:
                                 "piqe": [6, 5, 4, 3, 2, 1]}
 
 
+def test_pairing_keeps_each_ladders_own_rivals_and_fills_only_the_missing_ones() -> None:
+    """A read without rivals pooled with one that has them (session 36's crash: the pooled
+    rows lost their own rival columns and the table asked for a column no row had)."""
+    from mediqa_train.evaluate import Table, pair_with
+
+    with_rivals = LadderResult("CT", "dose", "c1", {"model": [6, 5, 4, 3, 2, 1],
+                                                     "piqe": [1, 2, 3, 4, 5, 6]})
+    without = LadderResult("MR", "noise", "m1", {"model": [6, 5, 4, 3, 2, 1]})
+    old = [LadderResult("CT", "dose", "c1", {"model": [1] * 6, "piqe": [0] * 6}),
+           LadderResult("MR", "noise", "m1", {"model": [2] * 6, "piqe": [6, 5, 4, 3, 2, 1]})]
+    paired = {r.modality: r.values for r in pair_with([with_rivals, without], old)}
+    assert paired["CT"]["piqe"] == [1, 2, 3, 4, 5, 6]  # its own column, not the earlier one
+    assert paired["MR"]["piqe"] == [6, 5, 4, 3, 2, 1]  # filled from the earlier read
+    table = Table(list(pair_with([with_rivals, without], old)), ["model", "compare", "piqe"])
+    assert table.srcc("MR")["piqe"]["mean"] == 1.0 and table.srcc("CT")["piqe"]["mean"] == -1.0
+
+
 def test_the_motion_ladder_mixes_k_space_rather_than_moving_the_slice(images) -> None:
     """The k-space centre comes from the still object, so a heavy motion step keeps the clean
     slice's coarse picture and differs from it in ghosts and edges; a slice merely rotated and
