@@ -236,6 +236,9 @@ def evaluate(
                 results = ev.add_compare(results, rows, f"compare_{k + 1}")
                 meta = {**meta, f"compare_{k + 1}": earlier["meta"].get("weights")}
             console.print(f"{len(results)} ladders paired with {path}")
+        results, dropped = ev.common_columns(results)
+        for modality, columns in dropped.items():
+            console.print(f"{modality}: {', '.join(columns)} left out (not on every ladder)")
     else:
         entries = _read_manifest(manifest)
         if fold is not None:

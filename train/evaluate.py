@@ -309,7 +309,8 @@ class Table:
             index = {g: k for k, g in enumerate(self.groups(modality))}
             rows = [r for r in self.results if r.modality == modality and r.family == family]
             groups = np.array([index[r.group] for r in rows], dtype=int)
-            values = np.array([[ladder_srcc(r.values[m]) for m in self.methods] for r in rows],
+            values = np.array([[ladder_srcc(r.values[m]) if m in r.values else math.nan
+                                for m in self.methods] for r in rows],
                               dtype=float).reshape(len(rows), len(self.methods))
             self._cache[key] = (groups, values)
         return self._cache[key]
@@ -341,6 +342,8 @@ class Table:
         degraded: dict[int, list[float]] = defaultdict(list)
         for r in self.results:
             if r.modality != modality:
+                continue
+            if method not in r.values:  # that method did not score this ladder
                 continue
             values = r.values[method]
             k = index[r.group]
@@ -524,6 +527,23 @@ def add_compare(results: Sequence[LadderResult], earlier: Sequence[LadderResult]
     the compared recipe); ladders that run lacks are dropped, as in `pair_with`."""
     return [LadderResult(r.modality, r.family, r.group, {**r.values, name: old["model"]})
             for r, old in _matched(results, earlier)]
+
+
+def common_columns(results: Sequence[LadderResult]
+                   ) -> tuple[list[LadderResult], dict[str, list[str]]]:
+    """Each modality's ladders with only the columns all of them have, and what was dropped
+    (modality -> columns). Why: reads pooled from several runs (a `--no-rivals` fold beside one
+    with rivals) would otherwise compare a rival over some patients with the model over all."""
+    by_modality: dict[str, set[str]] = {}
+    for r in results:
+        keys = set(r.values)
+        by_modality[r.modality] = by_modality.get(r.modality, keys) & keys
+    dropped = {m: sorted({k for r in results if r.modality == m for k in r.values} - kept)
+               for m, kept in by_modality.items()}
+    kept_rows = [LadderResult(r.modality, r.family, r.group,
+                              {k: v for k, v in r.values.items() if k in by_modality[r.modality]})
+                 for r in results]
+    return kept_rows, {m: d for m, d in dropped.items() if d}
 
 
 def pair_with(results: Sequence[LadderResult], earlier: Sequence[LadderResult]

@@ -220,7 +220,7 @@ def test_an_earlier_run_pairs_ladder_by_ladder_with_its_rivals() -> None:
 def test_pairing_keeps_each_ladders_own_rivals_and_fills_only_the_missing_ones() -> None:
     """A read without rivals pooled with one that has them (session 36's crash: the pooled
     rows lost their own rival columns and the table asked for a column no row had)."""
-    from mediqa_train.evaluate import Table, pair_with
+    from mediqa_train.evaluate import pair_with
 
     with_rivals = LadderResult("CT", "dose", "c1", {"model": [6, 5, 4, 3, 2, 1],
                                                      "piqe": [1, 2, 3, 4, 5, 6]})
@@ -232,6 +232,25 @@ def test_pairing_keeps_each_ladders_own_rivals_and_fills_only_the_missing_ones()
     assert paired["MR"]["piqe"] == [6, 5, 4, 3, 2, 1]  # filled from the earlier read
     table = Table(list(pair_with([with_rivals, without], old)), ["model", "compare", "piqe"])
     assert table.srcc("MR")["piqe"]["mean"] == 1.0 and table.srcc("CT")["piqe"]["mean"] == -1.0
+
+
+def test_pooled_reads_keep_a_rival_only_where_every_ladder_has_it() -> None:
+    """Fold reads pooled where one fold was read without rivals: the rival is left out of that
+    modality (not averaged over the patients that happened to have it), kept elsewhere, and a
+    table over rows that lack a column reads it as not scored instead of failing."""
+    from mediqa_train.evaluate import common_columns
+
+    rows = [LadderResult("MR", "noise", "a", {"model": [6, 5, 4, 3, 2, 1], "piqe": [1] * 6}),
+            LadderResult("MR", "noise", "b", {"model": [6, 5, 4, 3, 2, 1]}),
+            LadderResult("CT", "dose", "c", {"model": [6, 5, 4, 3, 2, 1],
+                                             "piqe": [6, 5, 4, 3, 2, 1]})]
+    kept, dropped = common_columns(rows)
+    assert dropped == {"MR": ["piqe"]}
+    assert [sorted(r.values) for r in kept] == [["model"], ["model"], ["model", "piqe"]]
+    table = Table(kept, ["model", "piqe"])
+    assert math.isnan(table.srcc("MR")["piqe"]["mean"]) and table.srcc("MR")["model"]["mean"] == 1
+    assert table.srcc("CT")["piqe"]["mean"] == 1.0
+    assert math.isnan(table.auc("MR", "piqe"))
 
 
 def test_the_motion_ladder_mixes_k_space_rather_than_moving_the_slice(images) -> None:
