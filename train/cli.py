@@ -440,6 +440,10 @@ def _print_evaluation(summary: dict, meta: dict) -> None:
         for modality, entry in summary["modalities"].items():
             a, b = entry["paired_srcc"]
             line += f"\n  {modality}: paired SRCC difference [{a:+.3f}, {b:+.3f}]"
+            a, b = entry["paired_auc"]
+            line += f"; AUC [{a:+.3f}, {b:+.3f}]"
+            for family, (a, b) in entry.get("paired_family_srcc", {}).items():
+                line += f"\n    {family}: [{a:+.3f}, {b:+.3f}]"
     console.print(line)
 
 

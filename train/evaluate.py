@@ -421,9 +421,9 @@ def summarise(table: Table, reference: str, compare: str | Sequence[str] | None 
     if len(compares) > 1:
         out["compared_with_mean_of"] = compares
 
-    def versus(mod: str, w: np.ndarray | None) -> float:
+    def versus(mod: str, w: np.ndarray | None, family: str = "mean") -> float:
         per = table.srcc(mod, w)
-        return per[reference]["mean"] - float(np.mean([per[c]["mean"] for c in compares]))
+        return per[reference][family] - float(np.mean([per[c][family] for c in compares]))
 
     def versus_auc(mod: str, w: np.ndarray | None) -> float:
         return table.auc(mod, reference, w) - float(np.mean([table.auc(mod, c, w)
@@ -451,6 +451,10 @@ def summarise(table: Table, reference: str, compare: str | Sequence[str] | None 
                 modality, lambda w, mod=modality: versus(mod, w), seed, n_boot)
             entry["paired_auc"] = table.bootstrap(
                 modality, lambda w, mod=modality: versus_auc(mod, w), seed, n_boot)
+            entry["paired_family_srcc"] = {  # where a change is (one family can carry it)
+                family: table.bootstrap(
+                    modality, lambda w, mod=modality, f=family: versus(mod, w, f), seed, n_boot)
+                for family in table.families(modality)}
         best = max((m for m in table.methods if m not in (reference, *compares)),
                    key=lambda m: _nan_low(srcc[m]["mean"]), default=None)
         entry["best_classical"] = best

@@ -106,6 +106,23 @@ def test_srcc_auc_and_intervals() -> None:
     assert versus_noise["best_classical"] not in ("good", "noise")  # rivals only
 
 
+def test_paired_family_intervals_find_the_one_family_that_changed() -> None:
+    """A method equal to the reference on every family but one, where it is reversed: only
+    that family's paired interval leaves zero (the mean's alone cannot say where)."""
+    base = _table(30)
+    changed = base.families("FUNDUS")[0]
+    rows = [LadderResult(r.modality, r.family, r.group, {
+        "good": r.values["good"],
+        "partial": r.values["good"][::-1] if r.family == changed else list(r.values["good"])})
+        for r in base.results]
+    entry = summarise(Table(rows, ["good", "partial"]), "good", "partial",
+                      n_boot=200)["modalities"]["FUNDUS"]
+    intervals = entry["paired_family_srcc"]
+    assert list(intervals) == base.families("FUNDUS") and len(intervals) > 1
+    assert intervals[changed][0] > 1.5  # 1 - (-1), give or take the jitter
+    assert all(intervals[f] == (0.0, 0.0) for f in intervals if f != changed)
+
+
 def test_a_candidate_is_paired_with_the_mean_of_the_compared_seeds() -> None:
     """Why: one seed's draw of the baseline moves the stick as far as a recipe change does, so
     a candidate can be judged against the mean of the recipe's seeds."""
