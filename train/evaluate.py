@@ -384,16 +384,25 @@ class Table:
     def bootstrap(self, modality: str, statistic: Callable[[np.ndarray], float],
                   seed: int = 0, n: int = BOOTSTRAP) -> tuple[float, float]:
         """95% percentile interval of `statistic(group weights)` over group resamples."""
+        return self.bootstrap_each(modality, lambda w: [statistic(w)], seed, n)[0]
+
+    def bootstrap_each(self, modality: str,
+                       statistics: Callable[[np.ndarray], Sequence[float]],
+                       seed: int = 0, n: int = BOOTSTRAP) -> list[tuple[float, float]]:
+        """`bootstrap` for several statistics computed from the same resamples in one pass
+        (e.g. every family's difference from one `srcc` call per draw)."""
         rng = np.random.default_rng(seed)
         k = len(self.groups(modality))
         values = []
         for _ in range(n):
             weights = np.bincount(rng.integers(0, k, k), minlength=k).astype(float)
-            values.append(statistic(weights))
-        finite = np.asarray([v for v in values if math.isfinite(v)])
-        if not len(finite):
-            return math.nan, math.nan
-        return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
+            values.append(statistics(weights))
+        intervals = []
+        for column in np.asarray(values, dtype=float).reshape(n, -1).T:
+            finite = column[np.isfinite(column)]
+            intervals.append((float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5)))
+                             if len(finite) else (math.nan, math.nan))
+        return intervals
 
 
 def _weighted_auc(counts: np.ndarray, sizes: np.ndarray, weights: np.ndarray | None) -> float:
@@ -421,9 +430,14 @@ def summarise(table: Table, reference: str, compare: str | Sequence[str] | None 
     if len(compares) > 1:
         out["compared_with_mean_of"] = compares
 
-    def versus(mod: str, w: np.ndarray | None, family: str = "mean") -> float:
+    def versus_families(mod: str, w: np.ndarray | None, families: Sequence[str]
+                        ) -> list[float]:
         per = table.srcc(mod, w)
-        return per[reference][family] - float(np.mean([per[c][family] for c in compares]))
+        return [per[reference][f] - float(np.mean([per[c][f] for c in compares]))
+                for f in families]
+
+    def versus(mod: str, w: np.ndarray | None) -> float:
+        return versus_families(mod, w, ["mean"])[0]
 
     def versus_auc(mod: str, w: np.ndarray | None) -> float:
         return table.auc(mod, reference, w) - float(np.mean([table.auc(mod, c, w)
@@ -451,10 +465,10 @@ def summarise(table: Table, reference: str, compare: str | Sequence[str] | None 
                 modality, lambda w, mod=modality: versus(mod, w), seed, n_boot)
             entry["paired_auc"] = table.bootstrap(
                 modality, lambda w, mod=modality: versus_auc(mod, w), seed, n_boot)
-            entry["paired_family_srcc"] = {  # where a change is (one family can carry it)
-                family: table.bootstrap(
-                    modality, lambda w, mod=modality, f=family: versus(mod, w, f), seed, n_boot)
-                for family in table.families(modality)}
+            families = table.families(modality)  # where a change is (one family can carry it)
+            entry["paired_family_srcc"] = dict(zip(families, table.bootstrap_each(
+                modality, lambda w, mod=modality, fs=families: versus_families(mod, w, fs),
+                seed, n_boot)))
         best = max((m for m in table.methods if m not in (reference, *compares)),
                    key=lambda m: _nan_low(srcc[m]["mean"]), default=None)
         entry["best_classical"] = best
