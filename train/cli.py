@@ -583,10 +583,14 @@ def pretrain(
     exclude_family: Annotated[list[str] | None, typer.Option(
         "--exclude-family", help="Never simulate this family (held-out-family experiment); "
                                  "repeatable.")] = None,
+    init_weights: Annotated[str | None, typer.Option(
+        "--init-weights", help="Warm start from this weights folder in place of the config's "
+                               "`init_weights`; 'none' starts from random weights.")] = None,
 ) -> None:
     """Pre-train on physics-simulated degradations of the corpus (see mediqa_train.pretrain)."""
     from mediqa_train.pretrain import pretrain_on_corpus
 
+    from mediqa_cli.model.weights import WeightsError
     from mediqa_cli.taxonomy import PHYSICAL_FAMILIES
 
     for family in exclude_family or []:
@@ -597,8 +601,9 @@ def pretrain(
     try:
         pretrain_on_corpus(out, config=config, corpus=corpus, device=device,
                            max_minutes=max_minutes, max_steps=max_steps, threads=threads,
-                           resume=resume, seed=seed, exclude_families=exclude_family or [])
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+                           resume=resume, seed=seed, exclude_families=exclude_family or [],
+                           init_weights=init_weights)
+    except (FileNotFoundError, FileExistsError, ValueError, WeightsError) as err:
         console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(1) from None
 

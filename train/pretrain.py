@@ -286,15 +286,22 @@ def pretrain_on_corpus(
     resume: bool = False,
     seed: int | None = None,
     exclude_families: Sequence[str] = (),
+    init_weights: str | None = None,
     echo: Callable[[str], None] | None = print,
 ) -> Path:
     """`mediqa-train pretrain`: the run config `config` (a JSON path or a name in
     train/configs/) with `seed` and `exclude_families` applied, trained on the train split of
-    `corpus` and validated on its val split. The model card records the command that
-    reproduces the run and the corpus manifest's sha256. Returns the weights folder."""
+    `corpus` and validated on its val split. `init_weights` replaces the config's warm start
+    ("none": random weights), so that one config serves every stage of a chain of runs. The
+    model card records the command that reproduces the run and the corpus manifest's sha256.
+    Returns the weights folder."""
     run = RunConfig.load(config)
     if seed is not None:
         run = RunConfig.from_dict({**run.to_dict(), "seed": seed})
+    if init_weights is not None:
+        start = None if init_weights.lower() == "none" else init_weights
+        run = RunConfig.from_dict({**run.to_dict(), "init_weights": start,
+                                   "init_member": 0})
     if exclude_families:
         data = run.to_dict()
         data["data"]["exclude_families"] = sorted(
@@ -310,7 +317,7 @@ def pretrain_on_corpus(
     command += [f"--exclude-family {family}" for family in exclude_families]
     command += [f"{flag} {value}" for flag, value in (
         ("--max-minutes", max_minutes), ("--max-steps", max_steps), ("--threads", threads),
-        ("--seed", seed)) if value is not None]
+        ("--seed", seed), ("--init-weights", init_weights)) if value is not None]
     command += ["--resume"] if resume else []
     manifest = Path(corpus) / "manifest.jsonl"
     return pretrain(run, out, pool, val, device=device, max_minutes=max_minutes,

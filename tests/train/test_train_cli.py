@@ -48,6 +48,32 @@ def test_pretrain_runs_the_named_config_with_the_overrides_and_records_the_comma
     assert saved == run_config
 
 
+def test_pretrain_init_weights_replaces_the_configs_warm_start(
+        corpus: Path, tmp_path: Path) -> None:
+    """A chain's second stage starts from the first stage's output with the same config; 'none'
+    trains from random weights a config that names a warm start."""
+    config = json.loads((Path(__file__).resolve().parents[2] / "train" / "configs"
+                         / "smoke.json").read_text())
+    config["init_weights"] = str(tmp_path / "gone")
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps(config))
+    base = ["--config", str(named), "--corpus", str(corpus), "--max-steps", "1", "--threads", "1"]
+    result = runner.invoke(app, ["pretrain", "--out", str(tmp_path / "a"), *base])
+    assert result.exit_code == 1 and "gone" in result.output  # the config's own start is read
+    result = runner.invoke(app, ["pretrain", "--out", str(tmp_path / "b"), *base,
+                                 "--init-weights", "none"])
+    assert result.exit_code == 0, result.output
+    _, card = load_weights(tmp_path / "b" / "weights")
+    assert card["training"]["run_config"]["init_weights"] is None
+    result = runner.invoke(app, ["pretrain", "--out", str(tmp_path / "c"), *base,
+                                 "--init-weights", str(tmp_path / "b" / "weights")])
+    assert result.exit_code == 0, result.output
+    assert f"warm start from {tmp_path / 'b' / 'weights'}" in result.output
+    _, card = load_weights(tmp_path / "c" / "weights")
+    assert card["training"]["run_config"]["init_weights"] == str(tmp_path / "b" / "weights")
+    assert card["training_command"].endswith(f"--init-weights {tmp_path / 'b' / 'weights'}")
+
+
 def test_pretrain_refuses_an_unknown_family_and_a_missing_corpus(tmp_path: Path) -> None:
     result = runner.invoke(app, ["pretrain", "--out", str(tmp_path / "a"), "--corpus",
                                  str(tmp_path), "--exclude-family", "sparkle"])
