@@ -436,9 +436,6 @@ def summarise(table: Table, reference: str, compare: str | Sequence[str] | None 
         return [per[reference][f] - float(np.mean([per[c][f] for c in compares]))
                 for f in families]
 
-    def versus(mod: str, w: np.ndarray | None) -> float:
-        return versus_families(mod, w, ["mean"])[0]
-
     def versus_auc(mod: str, w: np.ndarray | None) -> float:
         return table.auc(mod, reference, w) - float(np.mean([table.auc(mod, c, w)
                                                              for c in compares]))
@@ -461,14 +458,15 @@ def summarise(table: Table, reference: str, compare: str | Sequence[str] | None 
             entry.setdefault("auc_ci", {})[method] = table.bootstrap(
                 modality, lambda w, m=method, mod=modality: table.auc(mod, m, w), seed, n_boot)
         if compares:
-            entry["paired_srcc"] = table.bootstrap(
-                modality, lambda w, mod=modality: versus(mod, w), seed, n_boot)
+            # The mean's interval and each family's (where a change is: one family can carry
+            # it) from one pass of the same resamples: one `srcc` call per draw.
+            families = table.families(modality)
+            *per_family, entry["paired_srcc"] = table.bootstrap_each(
+                modality, lambda w, mod=modality, fs=(*families, "mean"):
+                versus_families(mod, w, fs), seed, n_boot)
             entry["paired_auc"] = table.bootstrap(
                 modality, lambda w, mod=modality: versus_auc(mod, w), seed, n_boot)
-            families = table.families(modality)  # where a change is (one family can carry it)
-            entry["paired_family_srcc"] = dict(zip(families, table.bootstrap_each(
-                modality, lambda w, mod=modality, fs=families: versus_families(mod, w, fs),
-                seed, n_boot)))
+            entry["paired_family_srcc"] = dict(zip(families, per_family, strict=True))
         best = max((m for m in table.methods if m not in (reference, *compares)),
                    key=lambda m: _nan_low(srcc[m]["mean"]), default=None)
         entry["best_classical"] = best

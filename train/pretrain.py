@@ -290,23 +290,21 @@ def pretrain_on_corpus(
     echo: Callable[[str], None] | None = print,
 ) -> Path:
     """`mediqa-train pretrain`: the run config `config` (a JSON path or a name in
-    train/configs/) with `seed` and `exclude_families` applied, trained on the train split of
-    `corpus` and validated on its val split. `init_weights` replaces the config's warm start
-    ("none": random weights), so that one config serves every stage of a chain of runs. The
-    model card records the command that reproduces the run and the corpus manifest's sha256.
-    Returns the weights folder."""
-    run = RunConfig.load(config)
+    train/configs/) with `seed`, `init_weights` and `exclude_families` applied, trained on the
+    train split of `corpus` and validated on its val split. `init_weights` replaces the
+    config's warm start ("none": random weights), so that one config serves every stage of a
+    chain of runs. The model card records the command that reproduces the run and the corpus
+    manifest's sha256. Returns the weights folder."""
+    data = RunConfig.load(config).to_dict()  # the overrides, then one strict load
     if seed is not None:
-        run = RunConfig.from_dict({**run.to_dict(), "seed": seed})
+        data["seed"] = seed
     if init_weights is not None:
-        start = None if init_weights.lower() == "none" else init_weights
-        run = RunConfig.from_dict({**run.to_dict(), "init_weights": start,
-                                   "init_member": 0})
+        data["init_weights"] = None if init_weights.lower() == "none" else init_weights
+        data["init_member"] = 0
     if exclude_families:
-        data = run.to_dict()
         data["data"]["exclude_families"] = sorted(
             set(data["data"]["exclude_families"]) | set(exclude_families))
-        run = RunConfig.from_dict(data)
+    run = RunConfig.from_dict(data)
     if device.startswith("cuda") and not torch.cuda.is_available():
         print("warning: CUDA is not available, training on the CPU", file=sys.stderr)
         device = "cpu"
